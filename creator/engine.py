@@ -1,0 +1,419 @@
+"""The loop that ties task, strategy, client, parser and sink together.
+
+One scheduler coroutine hands out jobs while there is room (the strategy says what to request,
+`--concurrency` how much at once); each job runs as its own task: request -> parse -> validate ->
+dedup -> append -> tell the strategy. Everything that touches shared state (the dedup set, the
+counters, the file) runs between awaits on the one event loop, so no locks are needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from .client import ChatClient, FatalAPIError, RequestFailed
+from .config import RunConfig
+from .parse import parse_reply, question_key
+from .ratelimit import RateLimiter, RetryPolicy
+from .sink import JsonlSink, read_summary, scan_output, summary_path, write_json_atomic
+from .strategy import ROOT_ID, Job, Node, Strategy, make_strategy
+from .task import (
+    Record,
+    TaskError,
+    TaskFormat,
+    detect_format,
+    load_exemplar,
+    render_messages,
+    response_schema,
+)
+
+SUMMARY_EVERY_S = 2.0
+COUNTERS = (
+    "requests", "completions", "retries", "rate_limited", "server_errors", "timeouts",
+    "connection_errors", "failed_requests", "prompt_tokens", "completion_tokens", "over_target",
+    "unproductive_requests",
+)  # fmt: skip
+
+
+class Stopped(Exception):
+    """The run stopped before the target; `status` says why (interrupted, stalled, failed)."""
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class RunResult:
+    status: str  # completed | interrupted | stalled | failed
+    accepted: int
+    target: int
+    summary: dict[str, Any]
+    message: str = ""
+
+
+def run_identity(cfg: RunConfig, exemplar: Record, fmt: TaskFormat) -> dict[str, Any]:
+    """What a resumed run must share with the file it continues."""
+    return {
+        "setting": cfg.setting,
+        "num_examples": cfg.num_examples,
+        "exemplar": exemplar.to_json(),
+        "yes_no": fmt.yes_no,
+    }
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 4)
+
+
+@dataclass
+class Progress:
+    """A progress bar on a terminal; silent otherwise."""
+
+    target: int
+    initial: int
+    enabled: bool
+    _bar: Any = None
+    _last: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=self.target, initial=self.initial, unit="ex", dynamic_ncols=True)
+
+    def update(self, n: int, requests: int, rate_limited: int, started: float) -> None:
+        if self._bar is None:
+            return
+        self._bar.update(n)
+        now = time.monotonic()
+        if now - self._last > 0.5:
+            self._last = now
+            rps = requests / max(1e-9, now - started)
+            self._bar.set_postfix_str(f"{rps:.1f} req/s, 429s: {rate_limited}", refresh=False)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+@dataclass
+class Engine:
+    cfg: RunConfig
+    exemplar: Record
+    fmt: TaskFormat
+    target: int
+    strategy: Strategy
+    client: ChatClient
+    sink: JsonlSink
+    seen: set[str]
+    accepted: int
+    next_id: int
+    previous: dict[str, Any]  # cumulative counters of earlier sessions of this output
+    identity: dict[str, Any]
+    rejected: Counter[str] = field(default_factory=Counter)
+    failed: Counter[str] = field(default_factory=Counter)
+    over_target: int = 0
+    unproductive_in_a_row: int = 0
+    unproductive: int = 0
+    initial_accepted: int = 0
+    started: float = field(default_factory=time.monotonic)
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=20000))
+    progress: Progress = field(init=False)
+
+    # --- one job ----------------------------------------------------------------------------
+
+    def _params(self) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "temperature": self.cfg.temperature,
+            "top_p": self.cfg.top_p,
+            "max_tokens": self.cfg.max_tokens,
+        }
+        if self.cfg.json_schema:
+            params["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": "examples",
+                    "schema": response_schema(self.fmt, self.cfg.num_examples),
+                },
+            }
+        return params
+
+    async def run_job(self, job: Job) -> None:
+        messages = render_messages(job.exemplar.record, self.fmt, self.cfg.num_examples)
+        try:
+            completion = await self.client.complete(messages, **self._params())
+        except RequestFailed as exc:
+            self.failed[exc.reason] += 1
+            self._count_unproductive()
+            self.strategy.on_failure(job)
+            return
+        self.latencies.append(completion.latency)
+        echoes = {question_key(self.exemplar.question), question_key(job.exemplar.record.question)}
+        result = parse_reply(completion.text, self.fmt, self.seen, echoes)
+        self.rejected.update(result.rejected)
+        # from here to sink.write nothing awaits: the dedup set and the count stay consistent
+        room = self.target - self.accepted
+        kept = result.records[:room]
+        self.over_target += len(result.records) - len(kept)
+        nodes = []
+        for record in kept:
+            self.seen.add(question_key(record.question))
+            nodes.append(
+                Node(
+                    id=self.next_id,
+                    record=record,
+                    parent=job.exemplar.id,
+                    depth=job.exemplar.depth + 1,
+                    chain=job.chain,
+                )
+            )
+            self.next_id += 1
+        self.sink.write(nodes)
+        self.accepted += len(nodes)
+        if result.records:
+            self.unproductive_in_a_row = 0
+        else:
+            self._count_unproductive()
+        self.progress.update(len(nodes), self.client.stats.requests,
+                             self.client.stats.rate_limited, self.started)
+        await self.strategy.on_result(job, nodes)
+
+    def _count_unproductive(self) -> None:
+        self.unproductive += 1
+        self.unproductive_in_a_row += 1
+
+    # --- the scheduler --------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Send until the target is reached; raise Stopped or FatalAPIError otherwise."""
+        self.progress = Progress(self.target, self.accepted, self.cfg.progress)
+        finished: asyncio.Queue[asyncio.Task[None] | None] = asyncio.Queue()
+        tasks: set[asyncio.Task[None]] = set()
+        stop: list[str] = []
+        loop = asyncio.get_running_loop()
+
+        def on_signal(name: str) -> None:
+            stop.append(name)
+            finished.put_nowait(None)  # wake the scheduler
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal, sig.name)
+        last_summary = time.monotonic()
+        try:
+            while self.accepted < self.target:
+                while len(tasks) < self.cfg.concurrency and not self._budget_spent():
+                    job = self.strategy.next_job()
+                    if job is None:
+                        break
+                    task = loop.create_task(self.run_job(job))
+                    task.add_done_callback(finished.put_nowait)
+                    tasks.add(task)
+                if not tasks:
+                    raise Stopped("stalled", "the request budget (--max_requests) is spent")
+                done = [await finished.get()]
+                while not finished.empty():
+                    done.append(finished.get_nowait())
+                for task in done:
+                    if task is None:
+                        continue
+                    tasks.discard(task)
+                    if not task.cancelled() and task.exception() is not None:
+                        raise task.exception()  # type: ignore[misc]  # fatal: bad key, disk full
+                if stop:
+                    raise Stopped("interrupted", f"stopped by {stop[0]}")
+                if self.unproductive_in_a_row >= self.cfg.stall_limit:
+                    raise Stopped(
+                        "stalled",
+                        f"the last {self.unproductive_in_a_row} requests added no new example; "
+                        "the model does not follow the format or repeats itself (see 'rejected' "
+                        "in the summary)",
+                    )
+                if time.monotonic() - last_summary > SUMMARY_EVERY_S:
+                    last_summary = time.monotonic()
+                    self.write_summary("running")
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            self.progress.close()
+
+    def _budget_spent(self) -> bool:
+        limit = self.cfg.max_requests
+        return limit is not None and self.client.stats.requests >= limit
+
+    # --- the summary ----------------------------------------------------------------------------
+
+    def summary(self, status: str, error: str | None = None) -> dict[str, Any]:
+        stats = self.client.stats
+        now_counts = {
+            "requests": stats.requests,
+            "completions": stats.completions,
+            "retries": stats.retries,
+            "rate_limited": stats.rate_limited,
+            "server_errors": stats.server_errors,
+            "timeouts": stats.timeouts,
+            "connection_errors": stats.connection_errors,
+            "failed_requests": sum(self.failed.values()),
+            "prompt_tokens": stats.prompt_tokens,
+            "completion_tokens": stats.completion_tokens,
+            "over_target": self.over_target,
+            "unproductive_requests": self.unproductive,
+        }
+        prev = self.previous
+        totals = {k: now_counts[k] + int(prev.get(k, 0)) for k in COUNTERS}
+        rejected = Counter({k: int(v) for k, v in (prev.get("rejected") or {}).items()})
+        rejected.update(self.rejected)
+        failed = Counter({k: int(v) for k, v in (prev.get("failed") or {}).items()})
+        failed.update(self.failed)
+        duration = time.monotonic() - self.started
+        price_in, price_out = self.cfg.prices()
+        cost = (totals["prompt_tokens"] * price_in + totals["completion_tokens"] * price_out) / 1e6
+        latencies = list(self.latencies)
+        return {
+            "status": status,
+            "error": error,
+            "output": str(self.cfg.output),
+            "target": self.target,
+            "accepted": self.accepted,
+            **totals,
+            "rejected": dict(sorted(rejected.items())),
+            "failed": dict(sorted(failed.items())),
+            "estimated_cost_usd": round(cost, 6),
+            "price_per_1m_tokens_usd": {"input": price_in, "output": price_out},
+            "duration_s": round(float(prev.get("duration_s", 0.0)) + duration, 3),
+            "sessions": int(prev.get("sessions", 0)) + 1,
+            "this_session": {
+                "duration_s": round(duration, 3),
+                "requests": stats.requests,
+                "requests_per_s": round(stats.requests / max(duration, 1e-9), 3),
+                "accepted_per_s": round(
+                    (self.accepted - self.initial_accepted) / max(duration, 1e-9), 3
+                ),
+                "latency_p50_s": _percentile(latencies, 0.50),
+                "latency_p99_s": _percentile(latencies, 0.99),
+            },
+            "identity": self.identity,
+            "config": {
+                "data_dir": str(self.cfg.data_dir),
+                "data_name": self.cfg.data_name,
+                "model": self.cfg.model,
+                "base_urls": self.cfg.base_urls,
+                "seed": self.cfg.seed,
+                "concurrency": self.cfg.concurrency,
+                "chains": self.cfg.num_chains,
+                "rpm": self.cfg.rpm,
+                "tpm": self.cfg.tpm,
+                "temperature": self.cfg.temperature,
+                "top_p": self.cfg.top_p,
+                "max_tokens": self.cfg.max_tokens,
+                "json_schema": self.cfg.json_schema,
+            },
+        }
+
+    def write_summary(self, status: str, error: str | None = None) -> dict[str, Any]:
+        data = self.summary(status, error)
+        try:
+            write_json_atomic(summary_path(self.cfg.output), data)
+        except OSError:
+            pass  # the records are what matters; a full disk is reported by the sink
+        return data
+
+
+async def _prepare(cfg: RunConfig, encoder: Any) -> Engine:
+    exemplar, split_size = load_exemplar(cfg.data_dir, cfg.data_name, cfg.seed, cfg.exemplar_file)
+    fmt = detect_format(exemplar)
+    target = cfg.target or split_size
+    if target <= 0:
+        raise TaskError("--target is required with --exemplar (there is no train split to size it)")
+    identity = run_identity(cfg, exemplar, fmt)
+    summary_file = summary_path(cfg.output)
+    existing = cfg.output.exists() and cfg.output.stat().st_size > 0
+    previous: dict[str, Any] = {}
+    nodes: list[Node] = []
+    truncate_to = None
+    if existing and cfg.resume:
+        old = read_summary(summary_file)
+        if old is not None:
+            if old.get("identity") != identity:
+                raise TaskError(
+                    f"{cfg.output} was created with other settings "
+                    f"({_identity_diff(old.get('identity') or {}, identity)}); resume it with the "
+                    "same --setting/--seed/--num_examples/exemplar, or use another --output"
+                )
+            previous = old
+        scanned = scan_output(cfg.output)
+        nodes = scanned.nodes
+        if scanned.torn_bytes:
+            truncate_to = cfg.output.stat().st_size - scanned.torn_bytes
+            print(f"creator: discarded a torn last line ({scanned.torn_bytes} bytes) of {cfg.output}",
+                  file=sys.stderr)
+    elif existing and not cfg.overwrite:
+        raise TaskError(
+            f"{cfg.output} already exists and is not empty: add --resume to continue it, "
+            "--overwrite to replace it, or choose another --output"
+        )
+    root = Node(ROOT_ID, exemplar, parent=None, depth=0, chain=0)
+    encode = encoder.encode_async if encoder is not None else None
+    strategy = make_strategy(cfg.setting, root, cfg.seed, cfg.num_chains, encode)
+    await strategy.restore(nodes)
+    sink = JsonlSink(cfg.output)
+    sink.open(truncate_to=truncate_to, overwrite=cfg.overwrite and not cfg.resume)
+    limiter = RateLimiter(cfg.concurrency, cfg.rpm, cfg.tpm)
+    client = ChatClient(cfg.base_urls, cfg.model, cfg.api_key, limiter,
+                        RetryPolicy(max_retries=cfg.max_retries), cfg.timeout, seed=cfg.seed)
+    engine = Engine(
+        cfg=cfg, exemplar=exemplar, fmt=fmt, target=target, strategy=strategy, client=client,
+        sink=sink, seen={question_key(n.record.question) for n in nodes}, accepted=len(nodes),
+        next_id=max((n.id for n in nodes), default=ROOT_ID) + 1, previous=previous,
+        identity=identity, initial_accepted=len(nodes),
+    )  # fmt: skip
+    return engine
+
+
+def _identity_diff(old: dict[str, Any], new: dict[str, Any]) -> str:
+    keys = [k for k in new if old.get(k) != new[k]]
+    return ", ".join(f"{k}: file has {old.get(k)!r}, now {new[k]!r}" for k in keys
+                     if k != "exemplar") or "a different exemplar"
+
+
+async def create(cfg: RunConfig, encoder: Any = None) -> RunResult:
+    """Run one data-creation job to its target (or until stopped). Raises TaskError on bad input
+    and FatalAPIError when the API refuses us for good; both leave the file resumable."""
+    engine = await _prepare(cfg, encoder)
+    try:
+        if engine.accepted >= engine.target:
+            data = engine.write_summary("completed")
+            return RunResult("completed", engine.accepted, engine.target, data,
+                             f"{cfg.output} already has {engine.accepted} records")
+        tpm_need = engine.client.limiter.capacity.fits(cfg.max_tokens)
+        if not tpm_need:
+            raise TaskError(f"--tpm {cfg.tpm:g} is below one request's --max_tokens {cfg.max_tokens}")
+        engine.write_summary("running")
+        async with engine.client:
+            try:
+                await engine.client.check_servers()
+                await engine.run()
+            except Stopped as stop:
+                data = engine.write_summary(stop.status, str(stop))
+                return RunResult(stop.status, engine.accepted, engine.target, data, str(stop))
+            except FatalAPIError as exc:
+                engine.write_summary("failed", str(exc))
+                raise
+            except BaseException as exc:
+                engine.write_summary("failed", str(exc) or type(exc).__name__)
+                raise
+        data = engine.write_summary("completed")
+        return RunResult("completed", engine.accepted, engine.target, data)
+    finally:
+        engine.sink.close()

@@ -1,0 +1,236 @@
+"""Rate-limit bookkeeping and the retry policy: small objects with an injectable clock, no I/O.
+
+One `Capacity` enforces the three limits an API imposes together: requests in flight, requests per
+minute and tokens per minute. Tokens are reserved before sending (prompt estimate + max_tokens, as
+providers count them) and the unused part is refunded from the reply's usage, so a limit is neither
+overrun (429s) nor left idle. asyncio-throttle, which we started from, counts requests only and
+cannot weigh or refund tokens, hence this small class.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+Clock = Callable[[], float]
+
+
+class TokenBucket:
+    """`per_minute` units, refilled continuously; starts full, like the providers' own buckets."""
+
+    def __init__(self, per_minute: float, now: float) -> None:
+        self.capacity = float(per_minute)
+        self.rate = per_minute / 60.0
+        self.level = self.capacity
+        self.updated = now
+
+    def _refill(self, now: float) -> None:
+        if now > self.updated:
+            self.level = min(self.capacity, self.level + (now - self.updated) * self.rate)
+            self.updated = now
+
+    def wait_time(self, amount: float, now: float) -> float:
+        self._refill(now)
+        missing = amount - self.level
+        return 0.0 if missing <= 0 else missing / self.rate
+
+    def take(self, amount: float, now: float) -> None:
+        self._refill(now)
+        self.level -= amount
+
+    def give_back(self, amount: float, now: float) -> None:
+        self._refill(now)
+        self.level = min(self.capacity, self.level + amount)
+
+    def drain(self, now: float) -> None:
+        """The server says the budget is spent: trust it over our own count."""
+        self._refill(now)
+        self.level = min(self.level, 0.0)
+
+
+class Capacity:
+    """What may be sent now. `max_in_flight`, `rpm`, `tpm`: None or 0 means no limit."""
+
+    def __init__(
+        self, max_in_flight: int | None, rpm: float | None, tpm: float | None, now: float
+    ) -> None:
+        self.max_in_flight = max_in_flight or math.inf
+        self.requests = TokenBucket(rpm, now) if rpm else None
+        self.tokens = TokenBucket(tpm, now) if tpm else None
+        self.in_flight = 0
+        self.paused_until = 0.0
+
+    def fits(self, tokens: int) -> bool:
+        """False when one request needs more tokens than a whole minute allows."""
+        return self.tokens is None or tokens <= self.tokens.capacity
+
+    def wait_time(self, tokens: int, now: float) -> float:
+        """Seconds until a request of `tokens` may go; 0 if now; inf if only a release can help."""
+        if self.in_flight >= self.max_in_flight:
+            return math.inf
+        waits = [self.paused_until - now]
+        if self.requests is not None:
+            waits.append(self.requests.wait_time(1, now))
+        if self.tokens is not None:
+            waits.append(self.tokens.wait_time(tokens, now))
+        return max(0.0, *waits)
+
+    def consume(self, tokens: int, now: float) -> None:
+        self.in_flight += 1
+        if self.requests is not None:
+            self.requests.take(1, now)
+        if self.tokens is not None:
+            self.tokens.take(tokens, now)
+
+    def release(self, reserved: int, used: int | None, now: float) -> None:
+        """A request ended. `used` is the reply's total tokens; None (a failed request) keeps
+        the whole reservation spent, the safe guess."""
+        self.in_flight -= 1
+        if self.tokens is not None and used is not None and used < reserved:
+            self.tokens.give_back(reserved - used, now)
+
+    def pause(self, until: float) -> None:
+        self.paused_until = max(self.paused_until, until)
+
+
+class RateLimiter:
+    """The async face of `Capacity`: callers queue FIFO (asyncio.Lock is fair) and only the head
+    of the queue sleeps on the clock, so thousands of waiting tasks cost nothing."""
+
+    def __init__(
+        self,
+        max_in_flight: int | None,
+        rpm: float | None,
+        tpm: float | None,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.clock = clock
+        self.capacity = Capacity(max_in_flight, rpm, tpm, clock())
+        self._turn = asyncio.Lock()
+        self._released = asyncio.Event()
+
+    async def acquire(self, tokens: int) -> None:
+        async with self._turn:
+            while True:
+                wait = self.capacity.wait_time(tokens, self.clock())
+                if wait <= 0:
+                    self.capacity.consume(tokens, self.clock())
+                    return
+                self._released.clear()
+                try:
+                    timeout = None if math.isinf(wait) else wait
+                    await asyncio.wait_for(self._released.wait(), timeout)
+                except asyncio.TimeoutError:
+                    pass
+
+    def release(self, reserved: int, used: int | None) -> None:
+        self.capacity.release(reserved, used, self.clock())
+        self._released.set()
+
+    def pause_for(self, seconds: float) -> None:
+        """Hold every request back (a 429 or an exhausted x-ratelimit budget)."""
+        self.capacity.pause(self.clock() + seconds)
+
+    def server_budget(self, hint: "RateLimitHint") -> None:
+        """Follow what the server says about its budget, when it says it is spent."""
+        now = self.clock()
+        if hint.remaining_requests == 0 and hint.reset_requests:
+            if self.capacity.requests is not None:
+                self.capacity.requests.drain(now)
+            self.capacity.pause(now + hint.reset_requests)
+        if hint.remaining_tokens == 0 and hint.reset_tokens:
+            if self.capacity.tokens is not None:
+                self.capacity.tokens.drain(now)
+            self.capacity.pause(now + hint.reset_tokens)
+
+
+# --- what servers say about their limits ------------------------------------------------------
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str | None) -> float | None:
+    """OpenAI's reset durations: "1s", "6m0s", "120ms", "1h2m3.5s", or a bare number of seconds."""
+    if not text:
+        return None
+    text = text.strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    total, number = 0.0, ""
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch.isdigit() or ch == ".":
+            number += ch
+            i += 1
+            continue
+        unit = "ms" if text.startswith("ms", i) else ch
+        if unit not in _UNITS or not number:
+            return None
+        try:
+            total += float(number) * _UNITS[unit]
+        except ValueError:
+            return None
+        number = ""
+        i += len(unit)
+    return None if number else total
+
+
+def _int_header(headers: Mapping[str, str], name: str) -> int | None:
+    value = headers.get(name)
+    try:
+        return int(float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class RateLimitHint:
+    retry_after: float | None = None
+    remaining_requests: int | None = None
+    remaining_tokens: int | None = None
+    reset_requests: float | None = None
+    reset_tokens: float | None = None
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str]) -> "RateLimitHint":
+        # retry-after-ms is more precise than Retry-After (whole seconds or an HTTP date; a date
+        # is ignored: clocks differ, and the backoff policy covers it)
+        retry_after = None
+        ms = headers.get("retry-after-ms")
+        if ms is not None:
+            try:
+                retry_after = max(0.0, float(ms) / 1000.0)
+            except ValueError:
+                pass
+        if retry_after is None:
+            retry_after = parse_duration(headers.get("retry-after"))
+        return cls(
+            retry_after=retry_after,
+            remaining_requests=_int_header(headers, "x-ratelimit-remaining-requests"),
+            remaining_tokens=_int_header(headers, "x-ratelimit-remaining-tokens"),
+            reset_requests=parse_duration(headers.get("x-ratelimit-reset-requests")),
+            reset_tokens=parse_duration(headers.get("x-ratelimit-reset-tokens")),
+        )
+
+
+@dataclass
+class RetryPolicy:
+    """Exponential backoff with full jitter; a server's Retry-After wins when it gives one."""
+
+    max_retries: int = 8
+    base: float = 0.5
+    cap: float = 60.0
+
+    def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
+        """Seconds to wait before retry number `attempt` (0-based)."""
+        if retry_after is not None:
+            # a little jitter so the requests held back by one 429 do not return in one burst
+            return min(self.cap, retry_after) + rng.uniform(0, min(1.0, 0.1 + retry_after * 0.1))
+        return rng.uniform(0, min(self.cap, self.base * 2**attempt))

@@ -1,0 +1,202 @@
+"""The task: a data dir -> its format, the exemplar, and the prompts that ask for more of it.
+
+Pure functions plus one file reader. The prompt text follows the paper (EMNLP 2023, "Making Large
+Language Models Better Data Creators"); the exemplar is rendered with json, never by string
+formatting, so quotes and newlines in a question cannot break it.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+YES_NO_OPTIONS = ("True", "False")
+
+
+class TaskError(ValueError):
+    """Bad input data: the message is shown to the user as it is."""
+
+
+@dataclass(frozen=True)
+class Record:
+    """One example, in the schema of the input data."""
+
+    question: str
+    context: str | None
+    options: tuple[str, ...]
+    label: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "context": self.context,
+            "options": list(self.options),
+            "label": self.label,
+        }
+
+
+@dataclass(frozen=True)
+class TaskFormat:
+    """What every created example must look like, taken from the exemplar."""
+
+    yes_no: bool  # options fixed to True/False ("fix" prompt) or free per example ("variant")
+    num_options: int
+    has_context: bool
+
+    @property
+    def fixed_options(self) -> tuple[str, ...] | None:
+        return YES_NO_OPTIONS if self.yes_no else None
+
+
+def label_text(label: Any) -> str:
+    """Labels are JSON booleans in human yes/no files and strings in created ones: accept both."""
+    if isinstance(label, bool):
+        return "True" if label else "False"
+    if isinstance(label, str):
+        return label
+    raise TaskError(f"label must be a string or a boolean, got {type(label).__name__}")
+
+
+def record_from_json(obj: Any, where: str) -> Record:
+    """Validate one input record (human data or an --exemplar file)."""
+    if not isinstance(obj, dict):
+        raise TaskError(f"{where}: expected a JSON object")
+    missing = [k for k in ("question", "options", "label") if k not in obj]
+    if missing:
+        raise TaskError(f"{where}: missing field(s) {', '.join(missing)}")
+    question, options, context = obj["question"], obj["options"], obj.get("context")
+    if not isinstance(question, str) or not question.strip():
+        raise TaskError(f"{where}: 'question' must be a non-empty string")
+    if (
+        not isinstance(options, list)
+        or len(options) < 2
+        or not all(isinstance(o, str) and o.strip() for o in options)
+    ):
+        raise TaskError(f"{where}: 'options' must be a list of at least 2 non-empty strings")
+    if context is not None and not isinstance(context, str):
+        raise TaskError(f"{where}: 'context' must be a string or null")
+    try:
+        label = label_text(obj["label"])
+    except TaskError as exc:
+        raise TaskError(f"{where}: {exc}") from None
+    if label not in options:
+        raise TaskError(f"{where}: label {label!r} is not one of the options {options}")
+    return Record(question, context or None, tuple(options), label)
+
+
+def detect_format(exemplar: Record) -> TaskFormat:
+    return TaskFormat(
+        yes_no=tuple(exemplar.options) == YES_NO_OPTIONS,
+        num_options=len(exemplar.options),
+        has_context=bool(exemplar.context),
+    )
+
+
+def read_records(path: Path, limit: int | None = None) -> list[Record]:
+    """Read a JSONL file of records; every line must be valid (bad data is an error, not skipped)."""
+    records = []
+    try:
+        with path.open("rb") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    raise TaskError(f"{path}:{lineno}: not valid JSON") from None
+                records.append(record_from_json(obj, f"{path}:{lineno}"))
+                if limit is not None and len(records) >= limit:
+                    break
+    except OSError as exc:
+        raise TaskError(f"cannot read {path}: {exc.strerror}") from None
+    return records
+
+
+def split_path(data_dir: Path, data_name: str) -> Path:
+    """The human split to draw the exemplar from: train.jsonl, or dev.jsonl where train is missing."""
+    folder = data_dir / data_name
+    if not folder.is_dir():
+        raise TaskError(f"data folder not found: {folder}")
+    for name in ("train.jsonl", "dev.jsonl"):
+        if (folder / name).is_file():
+            return folder / name
+    raise TaskError(f"no train.jsonl (or dev.jsonl) in {folder}")
+
+
+def load_exemplar(
+    data_dir: Path, data_name: str, seed: int, exemplar_file: Path | None
+) -> tuple[Record, int]:
+    """Return the exemplar and the size of the split it came from (the paper's default target)."""
+    if exemplar_file is not None:
+        records = read_records(exemplar_file)
+        if not records:
+            raise TaskError(f"{exemplar_file}: no exemplar in the file")
+        return records[0], 0
+    path = split_path(data_dir, data_name)
+    records = read_records(path)
+    if not records:
+        raise TaskError(f"{path}: the file has no records")
+    return random.Random(seed).choice(records), len(records)
+
+
+def system_instruction(num_examples: int, fmt: TaskFormat) -> str:
+    lines = [
+        f"You are creating {num_examples} more examples that follow the format of the example "
+        "provided, but with a different content.",
+        "The created examples must all have different answers.",
+    ]
+    if fmt.yes_no:
+        lines.append("The created examples must have the same options as the provided example.")
+    lines.append("The output must be in unnumbered JSON format.")
+    return "\n".join(f"- {line}" for line in lines)
+
+
+def exemplar_fields(record: Record, fmt: TaskFormat) -> dict[str, Any]:
+    """The exemplar as the paper shows it: yes/no puts Options and Answer first."""
+    question = {"Question": record.question}
+    context = {"Context": record.context} if fmt.has_context else {}
+    options = {"Options": list(record.options), "Answer": record.label}
+    if fmt.yes_no:
+        return {**options, **question, **context}
+    return {**question, **context, **options}
+
+
+def render_messages(record: Record, fmt: TaskFormat, num_examples: int) -> list[dict[str, str]]:
+    exemplar = orjson.dumps(exemplar_fields(record, fmt)).decode()
+    return [
+        {"role": "system", "content": system_instruction(num_examples, fmt)},
+        {"role": "user", "content": exemplar},
+    ]
+
+
+def response_schema(fmt: TaskFormat, num_examples: int) -> dict[str, Any]:
+    """A JSON schema for k created examples, for grammar-constrained / structured output."""
+    options: dict[str, Any] = {"type": "array", "items": {"type": "string"}}
+    answer: dict[str, Any] = {"type": "string"}
+    if fmt.yes_no:
+        options = {"type": "array", "items": {"type": "string", "enum": list(YES_NO_OPTIONS)},
+                   "minItems": 2, "maxItems": 2}
+        answer = {"type": "string", "enum": list(YES_NO_OPTIONS)}
+    else:
+        options = {**options, "minItems": fmt.num_options, "maxItems": fmt.num_options}
+    properties: dict[str, Any] = {"Question": {"type": "string"}}
+    if fmt.has_context:
+        properties["Context"] = {"type": "string"}
+    properties.update({"Options": options, "Answer": answer})
+    example = {"type": "object", "properties": properties, "required": list(properties)}
+    return {
+        "type": "object",
+        "properties": {
+            "examples": {
+                "type": "array",
+                "items": example,
+                "minItems": num_examples,
+                "maxItems": num_examples,
+            }
+        },
+        "required": ["examples"],
+    }
