@@ -120,12 +120,15 @@ class RateLimiter:
                 if wait <= 0:
                     self.capacity.consume(tokens, self.clock())
                     return
-                self._released.clear()
-                try:
-                    timeout = None if math.isinf(wait) else wait
-                    await asyncio.wait_for(self._released.wait(), timeout)
-                except asyncio.TimeoutError:
-                    pass
+                await self._wait(None if math.isinf(wait) else wait)
+
+    async def _wait(self, timeout: float | None) -> None:
+        """Until a release, or `timeout` seconds (None: no timeout)."""
+        self._released.clear()
+        try:
+            await asyncio.wait_for(self._released.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
 
     def release(self, reserved: int, used: int | None) -> None:
         self.capacity.release(reserved, used, self.clock())

@@ -1,0 +1,34 @@
+"""Shared test fixtures: where the repo and the benchmark data are, and how to run the CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+sys.path.insert(0, str(TESTS))  # tests import their helpers (simproc) by name
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"benchmark data not present at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+def run_creator(*args: str, cwd: Path, timeout: float = 120, env: dict | None = None):
+    """Run `python -m creator ...` as a real process; returns CompletedProcess (text)."""
+    return subprocess.run(
+        [sys.executable, "-m", "creator", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )

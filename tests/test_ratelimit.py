@@ -1,0 +1,140 @@
+"""The limiter and retry policy, on a fake clock: no sleeping, no flakiness."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+
+import pytest
+
+from creator.ratelimit import (
+    Capacity,
+    RateLimiter,
+    RateLimitHint,
+    RetryPolicy,
+    parse_duration,
+)
+
+
+def test_in_flight_limit_waits_for_a_release():
+    cap = Capacity(max_in_flight=2, rpm=None, tpm=None, now=0.0)
+    for _ in range(2):
+        assert cap.wait_time(10, 0.0) == 0
+        cap.consume(10, 0.0)
+    assert math.isinf(cap.wait_time(10, 0.0))
+    cap.release(10, 5, 0.0)
+    assert cap.wait_time(10, 0.0) == 0
+
+
+def test_rpm_bucket_starts_full_then_refills_continuously():
+    cap = Capacity(None, rpm=60, tpm=None, now=0.0)
+    for _ in range(60):
+        cap.consume(1, 0.0)
+    assert cap.wait_time(1, 0.0) == pytest.approx(1.0)  # 60/min = one a second
+    assert cap.wait_time(1, 0.5) == pytest.approx(0.5)
+    assert cap.wait_time(1, 1.0) == 0
+
+
+def test_tpm_reserves_then_refunds_from_usage():
+    cap = Capacity(None, rpm=None, tpm=6000, now=0.0)
+    cap.consume(5000, 0.0)
+    assert cap.wait_time(2000, 0.0) == pytest.approx(10.0)  # 1000 missing at 100 tokens/s
+    cap.release(reserved=5000, used=1200, now=0.0)  # the reply used less than max_tokens
+    assert cap.wait_time(2000, 0.0) == 0
+    cap.consume(4000, 0.0)
+    cap.release(reserved=4000, used=None, now=0.0)  # a failed request keeps its reservation
+    assert cap.tokens.level == pytest.approx(6000 - 1200 - 4000)
+
+
+def test_the_three_limits_together_and_a_pause():
+    cap = Capacity(max_in_flight=10, rpm=120, tpm=1200, now=0.0)
+    assert not cap.fits(1201) and cap.fits(1200)
+    cap.consume(1200, 0.0)
+    assert cap.wait_time(600, 0.0) == pytest.approx(30.0)  # tokens are the tighter limit
+    cap.pause(until=40.0)
+    assert cap.wait_time(600, 30.0) == pytest.approx(10.0)
+
+
+class FakeTimeLimiter(RateLimiter):
+    """Does not sleep: each wait just yields, and the test moves the clock."""
+
+    async def _wait(self, timeout):
+        if timeout is None:
+            await super()._wait(None)
+        else:
+            await asyncio.sleep(0)
+
+
+def test_rate_limiter_never_exceeds_rpm_on_a_fake_clock():
+    """200 callers, 60 rpm: over 10 simulated seconds at most 60 + 10 requests may start."""
+
+    async def scenario():
+        now = [0.0]
+        limiter = FakeTimeLimiter(max_in_flight=None, rpm=60, tpm=None, clock=lambda: now[0])
+        starts = []
+
+        async def caller():
+            await limiter.acquire(1)
+            starts.append(now[0])
+            limiter.release(1, 1)
+
+        tasks = [asyncio.create_task(caller()) for _ in range(200)]
+        for _ in range(1000):  # advance the fake clock in 10 ms steps, bounded
+            await asyncio.sleep(0)
+            now[0] += 0.01
+            if now[0] >= 10:
+                break
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return starts
+
+    starts = asyncio.run(scenario())
+    assert 60 <= len(starts) <= 71
+    assert starts == sorted(starts)
+
+
+def test_rate_limiter_serves_waiters_in_order_when_in_flight_frees():
+    async def scenario():
+        limiter = RateLimiter(max_in_flight=1, rpm=None, tpm=None)
+        order = []
+
+        async def caller(i):
+            await limiter.acquire(1)
+            order.append(i)
+            await asyncio.sleep(0)
+            limiter.release(1, 1)
+
+        await asyncio.wait_for(asyncio.gather(*(caller(i) for i in range(20))), 5)
+        return order
+
+    assert asyncio.run(scenario()) == list(range(20))
+
+
+@pytest.mark.parametrize(
+    "text,seconds",
+    [("1s", 1.0), ("6m0s", 360.0), ("120ms", 0.12), ("1h2m3.5s", 3723.5), ("2.5", 2.5),
+     ("", None), ("soon", None), ("5x", None)],
+)
+def test_parse_duration(text, seconds):
+    assert parse_duration(text) == (pytest.approx(seconds) if seconds is not None else None)
+
+
+def test_hint_prefers_retry_after_ms():
+    hint = RateLimitHint.from_headers({"retry-after": "3", "retry-after-ms": "1500",
+                                       "x-ratelimit-remaining-requests": "0",
+                                       "x-ratelimit-reset-requests": "2s"})
+    assert hint.retry_after == 1.5 and hint.remaining_requests == 0 and hint.reset_requests == 2
+    assert RateLimitHint.from_headers({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}).retry_after is None
+
+
+def test_retry_policy_backs_off_exponentially_with_jitter_and_honours_retry_after():
+    policy = RetryPolicy(max_retries=8, base=0.5, cap=8.0)
+    rng = random.Random(0)
+    for attempt in range(10):
+        delays = [policy.delay(attempt, None, rng) for _ in range(50)]
+        assert all(0 <= d <= min(8.0, 0.5 * 2**attempt) for d in delays)
+        assert len(set(delays)) > 1  # jitter spreads the retries
+    assert 2.0 <= policy.delay(0, 2.0, rng) <= 2.0 + 1.0
+    assert policy.delay(0, 100.0, rng) <= 8.0 + 1.0  # capped
