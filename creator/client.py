@@ -235,6 +235,9 @@ class ChatClient:
 
     def _classify(self, status: int, raw: bytes, hint: RateLimitHint) -> Retryable:
         code, message = _error_info(raw)
+        if status == 429 and "too large" in message.lower():
+            raise self._fatal(f"one request is larger than the token rate limit allows "
+                              f"(HTTP 429): {message} -- lower --max_tokens")
         if status == 429 and "insufficient_quota" not in code:
             self.stats.rate_limited += 1
             return Retryable("rate_limited", hint.retry_after)

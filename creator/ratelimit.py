@@ -139,16 +139,22 @@ class RateLimiter:
         self.capacity.pause(self.clock() + seconds)
 
     def server_budget(self, hint: "RateLimitHint") -> None:
-        """Follow what the server says about its budget, when it says it is spent."""
+        """Follow the server's own count when it says a budget is spent.
+
+        x-ratelimit-reset-* is the time until the budget is FULL again; the budget refills
+        continuously, so we wait only for the share one request needs, not the whole reset."""
         now = self.clock()
         if hint.remaining_requests == 0 and hint.reset_requests:
             if self.capacity.requests is not None:
                 self.capacity.requests.drain(now)
-            self.capacity.pause(now + hint.reset_requests)
+            else:
+                share = 1 / hint.limit_requests if hint.limit_requests else 1.0
+                self.capacity.pause(now + min(hint.reset_requests * share, 1.0))
         if hint.remaining_tokens == 0 and hint.reset_tokens:
             if self.capacity.tokens is not None:
                 self.capacity.tokens.drain(now)
-            self.capacity.pause(now + hint.reset_tokens)
+            else:
+                self.capacity.pause(now + min(hint.reset_tokens * 0.05, 1.0))
 
 
 # --- what servers say about their limits ------------------------------------------------------
@@ -196,6 +202,8 @@ def _int_header(headers: Mapping[str, str], name: str) -> int | None:
 @dataclass(frozen=True)
 class RateLimitHint:
     retry_after: float | None = None
+    limit_requests: int | None = None
+    limit_tokens: int | None = None
     remaining_requests: int | None = None
     remaining_tokens: int | None = None
     reset_requests: float | None = None
@@ -216,6 +224,8 @@ class RateLimitHint:
             retry_after = parse_duration(headers.get("retry-after"))
         return cls(
             retry_after=retry_after,
+            limit_requests=_int_header(headers, "x-ratelimit-limit-requests"),
+            limit_tokens=_int_header(headers, "x-ratelimit-limit-tokens"),
             remaining_requests=_int_header(headers, "x-ratelimit-remaining-requests"),
             remaining_tokens=_int_header(headers, "x-ratelimit-remaining-tokens"),
             reset_requests=parse_duration(headers.get("x-ratelimit-reset-requests")),

@@ -138,3 +138,16 @@ def test_retry_policy_backs_off_exponentially_with_jitter_and_honours_retry_afte
         assert len(set(delays)) > 1  # jitter spreads the retries
     assert 2.0 <= policy.delay(0, 2.0, rng) <= 2.0 + 1.0
     assert policy.delay(0, 100.0, rng) <= 8.0 + 1.0  # capped
+
+
+def test_spent_server_budget_waits_for_one_share_not_the_whole_reset():
+    now = [100.0]
+    limiter = RateLimiter(max_in_flight=None, rpm=None, tpm=None, clock=lambda: now[0])
+    hint = RateLimitHint.from_headers({"x-ratelimit-limit-requests": "120",
+                                       "x-ratelimit-remaining-requests": "0",
+                                       "x-ratelimit-reset-requests": "60s"})
+    limiter.server_budget(hint)
+    assert limiter.capacity.wait_time(1, now[0]) == pytest.approx(0.5)  # 60 s / 120 requests
+    with_bucket = RateLimiter(max_in_flight=None, rpm=120, tpm=None, clock=lambda: now[0])
+    with_bucket.server_budget(hint)  # our own bucket is emptied and refills at its own rate
+    assert with_bucket.capacity.wait_time(1, now[0]) == pytest.approx(0.5)
