@@ -141,6 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--model_path", type=Path, help="GGUF file (default SmolLM2-135M-Instruct)")
     serve.add_argument("--n_ctx", type=_positive_int, default=2048)
     serve.add_argument("--n_threads", type=_positive_int)
+
+    from .report import add_report_arguments
+
+    report = sub.add_parser("report", help="quality report of a created data set "
+                            "(see creator report --help)")
+    add_report_arguments(report)
     return parser
 
 
@@ -283,6 +289,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return run_serve(args)
+        if args.command == "report":
+            from .report import run_report
+
+            return run_report(args)
         return run_create(args)
     except TaskError as exc:
         print(f"creator: error: {redact(str(exc), secret)}", file=sys.stderr)

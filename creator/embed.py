@@ -38,6 +38,10 @@ class SentenceEncoder:
             except MissingAsset as exc:
                 raise EncoderError(str(exc)) from None
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()  # no weight-loading chatter on the user's terminal
+        hf_logging.disable_progress_bar()
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(model))
             self.model = AutoModel.from_pretrained(str(model)).eval()
