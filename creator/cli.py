@@ -198,43 +198,42 @@ def run_create(args: argparse.Namespace) -> int:
     output = args.output or default_output(args.data_dir, args.data_name, args.setting)
     _check_output(output)
     api_key = read_api_key(args.openai_config)
-    base_urls = list(args.base_url)
-    embedded = None
-    if not base_urls and api_key:
-        base_urls = [OPENAI_URL]
+    base_urls = list(args.base_url) or ([OPENAI_URL] if api_key else [])
+    cfg = RunConfig(
+        data_dir=args.data_dir, data_name=args.data_name, setting=args.setting,
+        output=output, model=args.model or "", base_urls=base_urls, api_key=api_key,
+        num_examples=args.num_examples, seed=args.seed, target=args.target,
+        exemplar_file=args.exemplar, concurrency=args.concurrency, chains=args.chains,
+        rpm=args.rpm, tpm=args.tpm, temperature=args.temperature, top_p=args.top_p,
+        max_tokens=args.max_tokens, json_schema=args.json_schema, timeout=args.timeout,
+        max_retries=args.max_retries, max_requests=args.max_requests,
+        patience=args.patience, resume=args.resume, overwrite=args.overwrite,
+        encoder=args.encoder, price_in=args.price_in, price_out=args.price_out,
+        progress=not args.quiet,
+    )  # fmt: skip
+    from .engine import plan_run
+
+    plan = plan_run(cfg)  # bad input is refused before any server starts or file is touched
+    if base_urls:
+        cfg.model = cfg.model or (OPENAI_DEFAULT_MODEL if base_urls == [OPENAI_URL] else "default")
+        return _run(cfg, plan)
+    from .local import LocalServer, LocalServerError
+
+    embedded = LocalServer(model_path=args.model_path)
     try:
-        if not base_urls:
-            from .local import LocalServer, LocalServerError
-
-            embedded = LocalServer(model_path=args.model_path)
-            try:
-                embedded.start()
-            except LocalServerError as exc:
-                print(f"creator: the embedded server did not start: {exc}", file=sys.stderr)
-                return EXIT_FAILED
-            base_urls = [embedded.base_url]
-        model = args.model or (embedded.model if embedded else None)
-        if model is None:
-            model = OPENAI_DEFAULT_MODEL if base_urls == [OPENAI_URL] else "default"
-        cfg = RunConfig(
-            data_dir=args.data_dir, data_name=args.data_name, setting=args.setting,
-            output=output, model=model, base_urls=base_urls, api_key=api_key,
-            num_examples=args.num_examples, seed=args.seed, target=args.target,
-            exemplar_file=args.exemplar, concurrency=args.concurrency, chains=args.chains,
-            rpm=args.rpm, tpm=args.tpm, temperature=args.temperature, top_p=args.top_p,
-            max_tokens=args.max_tokens, json_schema=args.json_schema, timeout=args.timeout,
-            max_retries=args.max_retries, max_requests=args.max_requests,
-            patience=args.patience, resume=args.resume, overwrite=args.overwrite,
-            encoder=args.encoder, price_in=args.price_in, price_out=args.price_out,
-            progress=not args.quiet,
-        )  # fmt: skip
-        return _run(cfg)
+        embedded.start()
+    except LocalServerError as exc:
+        embedded.stop()
+        print(f"creator: the embedded server did not start: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        cfg.base_urls, cfg.model = [embedded.base_url], cfg.model or embedded.model
+        return _run(cfg, plan)
     finally:
-        if embedded is not None:
-            embedded.stop()
+        embedded.stop()  # on success, errors, Ctrl-C and SIGTERM alike
 
 
-def _run(cfg: RunConfig) -> int:
+def _run(cfg: RunConfig, plan: object) -> int:
     from .engine import create
 
     encoder = None
@@ -246,7 +245,7 @@ def _run(cfg: RunConfig) -> int:
         except EncoderError as exc:
             raise TaskError(str(exc)) from None
     try:
-        result = asyncio.run(create(cfg, encoder))
+        result = asyncio.run(create(cfg, encoder, plan))  # type: ignore[arg-type]
     except FatalAPIError as exc:
         print(f"creator: {exc}", file=sys.stderr)
         print(f"creator: records so far are in {cfg.output}; fix the cause and add --resume",

@@ -14,9 +14,10 @@ import sys
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from .client import ChatClient, FatalAPIError, RequestFailed
+from .client import ChatClient, RequestFailed, estimate_prompt_tokens
 from .config import RunConfig
 from .parse import parse_reply, question_key
 from .ratelimit import RateLimiter, RetryPolicy
@@ -30,6 +31,7 @@ from .task import (
     load_exemplar,
     render_messages,
     response_schema,
+    split_path,
 )
 
 SUMMARY_EVERY_S = 2.0
@@ -330,55 +332,62 @@ class Engine:
         return data
 
 
-async def _prepare(cfg: RunConfig, encoder: Any) -> Engine:
+@dataclass
+class RunPlan:
+    """Everything checked and read before anything is sent or written."""
+
+    exemplar: Record
+    fmt: TaskFormat
+    target: int
+    identity: dict[str, Any]
+    nodes: list[Node]  # records already in the output (resume)
+    previous: dict[str, Any]  # the earlier sessions' summary (resume)
+    torn_bytes: int = 0
+
+
+def _same_file(a: Path, b: Path | None) -> bool:
+    return b is not None and a.resolve() == b.resolve()
+
+
+def plan_run(cfg: RunConfig) -> RunPlan:
+    """Validate the inputs and read an existing output. No network, no writes: a bad input is
+    refused before a server is started or a byte of an existing file is touched."""
     exemplar, split_size = load_exemplar(cfg.data_dir, cfg.data_name, cfg.seed, cfg.exemplar_file)
     fmt = detect_format(exemplar)
     target = cfg.target or split_size
     if target <= 0:
         raise TaskError("--target is required with --exemplar (there is no train split to size it)")
+    if cfg.tpm and estimate_prompt_tokens(render_messages(exemplar, fmt, cfg.num_examples)) + \
+            cfg.max_tokens > cfg.tpm:  # fmt: skip
+        raise TaskError(f"--tpm {cfg.tpm:g} is below what one request needs "
+                        f"(prompt + --max_tokens {cfg.max_tokens})")
+    inputs = [cfg.exemplar_file] if cfg.exemplar_file else [split_path(cfg.data_dir, cfg.data_name)]
+    if any(_same_file(cfg.output, path) for path in inputs):
+        raise TaskError(f"--output {cfg.output} is the file the exemplar is read from; "
+                        "created data must go to another file")
     identity = run_identity(cfg, exemplar, fmt)
-    summary_file = summary_path(cfg.output)
-    existing = cfg.output.exists() and cfg.output.stat().st_size > 0
-    previous: dict[str, Any] = {}
-    nodes: list[Node] = []
-    truncate_to = None
-    if existing and cfg.resume:
-        old = read_summary(summary_file)
-        if old is not None:
-            if old.get("identity") != identity:
-                raise TaskError(
-                    f"{cfg.output} was created with other settings "
-                    f"({_identity_diff(old.get('identity') or {}, identity)}); resume it with the "
-                    "same --setting/--seed/--num_examples/exemplar, or use another --output"
-                )
-            previous = old
-        scanned = scan_output(cfg.output)
-        nodes = scanned.nodes
-        if scanned.torn_bytes:
-            truncate_to = cfg.output.stat().st_size - scanned.torn_bytes
-            print(f"creator: discarded a torn last line ({scanned.torn_bytes} bytes) of {cfg.output}",
-                  file=sys.stderr)
-    elif existing and not cfg.overwrite:
+    plan = RunPlan(exemplar, fmt, target, identity, nodes=[], previous={})
+    if not (cfg.output.exists() and cfg.output.stat().st_size > 0):
+        return plan
+    if not cfg.resume:
+        if cfg.overwrite:
+            return plan
         raise TaskError(
             f"{cfg.output} already exists and is not empty: add --resume to continue it, "
             "--overwrite to replace it, or choose another --output"
         )
-    root = Node(ROOT_ID, exemplar, parent=None, depth=0, chain=0)
-    encode = encoder.encode_async if encoder is not None else None
-    strategy = make_strategy(cfg.setting, root, cfg.seed, cfg.num_chains, encode)
-    await strategy.restore(nodes)
-    sink = JsonlSink(cfg.output)
-    sink.open(truncate_to=truncate_to, overwrite=cfg.overwrite and not cfg.resume)
-    limiter = RateLimiter(cfg.concurrency, cfg.rpm, cfg.tpm)
-    client = ChatClient(cfg.base_urls, cfg.model, cfg.api_key, limiter,
-                        RetryPolicy(max_retries=cfg.max_retries), cfg.timeout, seed=cfg.seed)
-    engine = Engine(
-        cfg=cfg, exemplar=exemplar, fmt=fmt, target=target, strategy=strategy, client=client,
-        sink=sink, seen={question_key(n.record.question) for n in nodes}, accepted=len(nodes),
-        next_id=max((n.id for n in nodes), default=ROOT_ID) + 1, previous=previous,
-        identity=identity, initial_accepted=len(nodes),
-    )  # fmt: skip
-    return engine
+    old = read_summary(summary_path(cfg.output))
+    if old is not None:
+        if old.get("identity") != identity:
+            raise TaskError(
+                f"{cfg.output} was created with other settings "
+                f"({_identity_diff(old.get('identity') or {}, identity)}); resume it with the "
+                "same --setting/--seed/--num_examples/exemplar, or use another --output"
+            )
+        plan.previous = old
+    scanned = scan_output(cfg.output)
+    plan.nodes, plan.torn_bytes = scanned.nodes, scanned.torn_bytes
+    return plan
 
 
 def _identity_diff(old: dict[str, Any], new: dict[str, Any]) -> str:
@@ -387,29 +396,54 @@ def _identity_diff(old: dict[str, Any], new: dict[str, Any]) -> str:
                      if k != "exemplar") or "a different exemplar"
 
 
-async def create(cfg: RunConfig, encoder: Any = None) -> RunResult:
+async def _build_engine(cfg: RunConfig, plan: RunPlan, encoder: Any) -> Engine:
+    root = Node(ROOT_ID, plan.exemplar, parent=None, depth=0, chain=0)
+    encode = encoder.encode_async if encoder is not None else None
+    strategy = make_strategy(cfg.setting, root, cfg.seed, cfg.num_chains, encode)
+    await strategy.restore(plan.nodes)
+    limiter = RateLimiter(cfg.concurrency, cfg.rpm, cfg.tpm)
+    client = ChatClient(cfg.base_urls, cfg.model, cfg.api_key, limiter,
+                        RetryPolicy(max_retries=cfg.max_retries), cfg.timeout, seed=cfg.seed)
+    nodes = plan.nodes
+    return Engine(
+        cfg=cfg, exemplar=plan.exemplar, fmt=plan.fmt, target=plan.target, strategy=strategy,
+        client=client, sink=JsonlSink(cfg.output),
+        seen={question_key(n.record.question) for n in nodes}, accepted=len(nodes),
+        next_id=max((n.id for n in nodes), default=ROOT_ID) + 1, previous=plan.previous,
+        identity=plan.identity, initial_accepted=len(nodes),
+    )  # fmt: skip
+
+
+def _open_sink(engine: Engine, plan: RunPlan) -> None:
+    """Only now, with the server known to answer, is the output touched."""
+    cfg = engine.cfg
+    truncate_to = None
+    if plan.torn_bytes:
+        truncate_to = cfg.output.stat().st_size - plan.torn_bytes
+        print(f"creator: discarded a torn last line ({plan.torn_bytes} bytes) of {cfg.output}",
+              file=sys.stderr)
+    engine.sink.open(truncate_to=truncate_to, overwrite=cfg.overwrite and not cfg.resume)
+
+
+async def create(cfg: RunConfig, encoder: Any = None, plan: RunPlan | None = None) -> RunResult:
     """Run one data-creation job to its target (or until stopped). Raises TaskError on bad input
     and FatalAPIError when the API refuses us for good; both leave the file resumable."""
-    engine = await _prepare(cfg, encoder)
+    plan = plan or plan_run(cfg)
+    engine = await _build_engine(cfg, plan, encoder)
+    if engine.accepted >= engine.target:
+        data = engine.write_summary("completed")
+        return RunResult("completed", engine.accepted, engine.target, data,
+                         f"{cfg.output} already has {engine.accepted} records")
     try:
-        if engine.accepted >= engine.target:
-            data = engine.write_summary("completed")
-            return RunResult("completed", engine.accepted, engine.target, data,
-                             f"{cfg.output} already has {engine.accepted} records")
-        tpm_need = engine.client.limiter.capacity.fits(cfg.max_tokens)
-        if not tpm_need:
-            raise TaskError(f"--tpm {cfg.tpm:g} is below one request's --max_tokens {cfg.max_tokens}")
-        engine.write_summary("running")
         async with engine.client:
+            await engine.client.check_servers()
+            _open_sink(engine, plan)
+            engine.write_summary("running")
             try:
-                await engine.client.check_servers()
                 await engine.run()
             except Stopped as stop:
                 data = engine.write_summary(stop.status, str(stop))
                 return RunResult(stop.status, engine.accepted, engine.target, data, str(stop))
-            except FatalAPIError as exc:
-                engine.write_summary("failed", str(exc))
-                raise
             except BaseException as exc:
                 engine.write_summary("failed", str(exc) or type(exc).__name__)
                 raise
