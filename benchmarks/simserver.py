@@ -60,6 +60,7 @@ class SimConfig:
     tpm: float = 0.0
     default_max_tokens: int = 1024
     no_retry_after: bool = False
+    no_ratelimit_headers: bool = False
     # auth / quota
     api_key: str | None = None
     quota: int = 0  # 0 = unlimited
@@ -237,6 +238,8 @@ class Simulator:
 
     def _ratelimit_headers(self, now: float) -> dict[str, str]:
         h: dict[str, str] = {}
+        if self.cfg.no_ratelimit_headers:
+            return h
         rb, tb = self.req_bucket, self.tok_bucket
         if rb is not None:
             rb.refill(now)
@@ -800,6 +803,8 @@ def parse_args(argv: list[str] | None = None) -> SimConfig:
     _add(p, "tpm", type=float, default=d.tpm, help="tokens/minute; 0 = unlimited")
     _add(p, "default_max_tokens", type=int, default=d.default_max_tokens)
     _add(p, "no_retry_after", action="store_true", help="omit Retry-After / retry-after-ms on 429")
+    _add(p, "no_ratelimit_headers", action="store_true",
+         help="omit x-ratelimit-* headers (a server that does not say its limits)")
     _add(p, "api_key", default=d.api_key, help="require 'Authorization: Bearer KEY'")
     _add(p, "quota", type=int, default=d.quota, help="successful completions before insufficient_quota")
     for f in ("p_500", "p_timeout", "p_drop", "p_malformed", "p_duplicate", "p_empty", "p_wrong_format", "p_garbage"):

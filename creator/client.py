@@ -177,8 +177,10 @@ class ChatClient:
                 raise RequestFailed(f"gave_up_after_{outcome.reason}")
             delay = self.retry.delay(attempt, outcome.retry_after, self._rng)
             if outcome.reason == "rate_limited":
-                # everybody waits: hammering a limited API only earns more 429s
-                self.limiter.pause_for(delay)
+                # everybody waits: hammering a limited API only earns more 429s. The server's
+                # Retry-After is for everyone; our own backoff only briefly (it grows per request)
+                hint = outcome.retry_after
+                self.limiter.pause_for(delay if hint is not None else min(delay, 2.0))
             self.stats.retries += 1
             attempt += 1
             await asyncio.sleep(delay)
@@ -197,7 +199,7 @@ class ChatClient:
             ) as resp:
                 raw = await resp.read()
                 hint = RateLimitHint.from_headers(resp.headers)
-                self.limiter.server_budget(hint)
+                self.limiter.observe(hint)
                 if resp.status == 200:
                     completion = self._completion(raw, time.perf_counter() - started)
                     if completion is None:
@@ -240,6 +242,7 @@ class ChatClient:
                               f"(HTTP 429): {message} -- lower --max_tokens")
         if status == 429 and "insufficient_quota" not in code:
             self.stats.rate_limited += 1
+            self.limiter.rate_limited()
             return Retryable("rate_limited", hint.retry_after)
         if status == 429:
             raise self._fatal(f"the API account has no quota left (HTTP 429 {code}): {message}")

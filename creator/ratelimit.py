@@ -13,6 +13,7 @@ import asyncio
 import math
 import random
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
@@ -46,10 +47,16 @@ class TokenBucket:
         self._refill(now)
         self.level = min(self.capacity, self.level + amount)
 
-    def drain(self, now: float) -> None:
-        """The server says the budget is spent: trust it over our own count."""
+    def rescale(self, factor: float, now: float) -> None:
         self._refill(now)
-        self.level = min(self.level, 0.0)
+        self.capacity *= factor
+        self.rate *= factor
+        self.level = min(self.level, self.capacity)
+
+    def at_most(self, level: float, now: float) -> None:
+        """The server counts less left than we do: trust it."""
+        self._refill(now)
+        self.level = min(self.level, level)
 
 
 class Capacity:
@@ -63,6 +70,10 @@ class Capacity:
         self.tokens = TokenBucket(tpm, now) if tpm else None
         self.in_flight = 0
         self.paused_until = 0.0
+        # a request rate learnt from 429s, for servers that do not state their limits
+        self.learned = False
+        self._successes: deque[float] = deque()
+        self._last_429 = self._last_change = -math.inf
 
     def fits(self, tokens: int) -> bool:
         """False when one request needs more tokens than a whole minute allows."""
@@ -95,6 +106,33 @@ class Capacity:
 
     def pause(self, until: float) -> None:
         self.paused_until = max(self.paused_until, until)
+
+    # --- learning a limit the server does not state ----------------------------------------------
+    # When the server rate-limits us without x-ratelimit-* headers, the requests it served in the
+    # last minute are the budget it grants: adopt that as our rpm, cut it by 10% on each further
+    # 429 and raise it by 5% after every 3 s without one (AIMD, as TCP does), so the client
+    # neither hammers the server nor settles below its limit.
+
+    def record_success(self, now: float) -> None:
+        if self.requests is None or self.learned:
+            self._successes.append(now)
+            while self._successes and self._successes[0] < now - 60:
+                self._successes.popleft()
+        if self.learned and now - max(self._last_429, self._last_change) > 3:
+            self.requests.rescale(1.05, now)  # type: ignore[union-attr]
+            self._last_change = now
+
+    def record_rate_limited(self, now: float) -> None:
+        self._last_429 = now
+        if self.requests is None:
+            granted = sum(1 for t in self._successes if t >= now - 60)
+            self.requests = TokenBucket(max(1, granted), now)
+            self.requests.level = 0.0  # the server just said its budget is spent
+            self.learned = True
+            self._last_change = now
+        elif self.learned and now - self._last_change > 1:
+            self.requests.rescale(0.9, now)
+            self._last_change = now
 
 
 class RateLimiter:
@@ -131,30 +169,43 @@ class RateLimiter:
             pass
 
     def release(self, reserved: int, used: int | None) -> None:
-        self.capacity.release(reserved, used, self.clock())
+        now = self.clock()
+        self.capacity.release(reserved, used, now)
+        if used is not None:
+            self.capacity.record_success(now)
         self._released.set()
+
+    def rate_limited(self) -> None:
+        self.capacity.record_rate_limited(self.clock())
 
     def pause_for(self, seconds: float) -> None:
         """Hold every request back (a 429 or an exhausted x-ratelimit budget)."""
         self.capacity.pause(self.clock() + seconds)
 
-    def server_budget(self, hint: "RateLimitHint") -> None:
-        """Follow the server's own count when it says a budget is spent.
+    def observe(self, hint: "RateLimitHint") -> None:
+        """Learn the server's limits from its x-ratelimit-* headers and follow its count.
 
-        x-ratelimit-reset-* is the time until the budget is FULL again; the budget refills
-        continuously, so we wait only for the share one request needs, not the whole reset."""
+        Where the user set no limit of a kind, the limiter adopts the server's per-minute budget
+        (x-ratelimit-limit-*), so it meters requests instead of earning 429s. The server's
+        remaining count is the truth; ours may only be lower (it also holds requests in flight).
+        Without a limit header, a spent budget pauses sending for the share of the reset one
+        request needs (the reset is the time until the budget is FULL again)."""
         now = self.clock()
-        if hint.remaining_requests == 0 and hint.reset_requests:
-            if self.capacity.requests is not None:
-                self.capacity.requests.drain(now)
-            else:
-                share = 1 / hint.limit_requests if hint.limit_requests else 1.0
-                self.capacity.pause(now + min(hint.reset_requests * share, 1.0))
-        if hint.remaining_tokens == 0 and hint.reset_tokens:
-            if self.capacity.tokens is not None:
-                self.capacity.tokens.drain(now)
-            else:
-                self.capacity.pause(now + min(hint.reset_tokens * 0.05, 1.0))
+        cap = self.capacity
+        if cap.requests is None and hint.limit_requests:
+            cap.requests = TokenBucket(hint.limit_requests, now)
+        if cap.tokens is None and hint.limit_tokens:
+            cap.tokens = TokenBucket(hint.limit_tokens, now)
+        for bucket, remaining, reset in (
+            (cap.requests, hint.remaining_requests, hint.reset_requests),
+            (cap.tokens, hint.remaining_tokens, hint.reset_tokens),
+        ):
+            if remaining is None:
+                continue
+            if bucket is not None:
+                bucket.at_most(remaining, now)
+            elif remaining == 0 and reset:
+                cap.pause(now + min(reset, 1.0))
 
 
 # --- what servers say about their limits ------------------------------------------------------

@@ -57,15 +57,27 @@ def run_against(tmp_path: Path, sim_flags: dict[str, Any], *args: Any, target: i
 
 @pytest.mark.parametrize("retry_after", [True, False], ids=["retry_after", "no_retry_after"])
 def test_429_storm_completes(retry_after, tmp_path):
-    """Server RPM 120, 16 in flight, no client --rpm: the first 120 go at once, then 429s.
-    128 requests are needed, so the physical limit is ~4 s; a client that waited for the whole
-    x-ratelimit-reset (60 s) or gave up would fail here."""
+    """Server RPM 120 that does not say its limits (no x-ratelimit-*), 16 in flight, no client
+    --rpm: the first 120 go at once, then 429s. 128 requests are needed, so the physical limit is
+    ~4 s; a client that waited for a whole minute or gave up would fail here."""
     summary, stats, r = run_against(
-        tmp_path, {"rpm": 120, "no_retry_after": not retry_after, "seed": 4},
+        tmp_path, {"rpm": 120, "no_retry_after": not retry_after, "no_ratelimit_headers": True,
+                   "seed": 4},
         "--num_examples", 10, target=1280, concurrency=16, timeout=40)
     assert stats["rate_limited"] > 0, "the storm did not happen"
     assert summary["rate_limited"] > 0 and summary["retries"] > 0
+    assert summary["failed_requests"] == 0
     assert r.duration < 40
+
+
+def test_limits_learnt_from_ratelimit_headers_avoid_the_storm(tmp_path):
+    """The same server, saying its limits in x-ratelimit-* headers: the client adopts them and
+    meters its requests, so (almost) no 429 is earned."""
+    summary, stats, r = run_against(
+        tmp_path, {"rpm": 120, "seed": 4}, "--num_examples", 10, target=1280, concurrency=16,
+        timeout=40)
+    assert summary["failed_requests"] == 0
+    assert stats["rate_limited"] <= 2
 
 
 # ---------------------------------------------------------------------------- transport faults

@@ -140,14 +140,46 @@ def test_retry_policy_backs_off_exponentially_with_jitter_and_honours_retry_afte
     assert policy.delay(0, 100.0, rng) <= 8.0 + 1.0  # capped
 
 
-def test_spent_server_budget_waits_for_one_share_not_the_whole_reset():
+def test_limiter_adopts_the_servers_limits_and_follows_its_count():
     now = [100.0]
     limiter = RateLimiter(max_in_flight=None, rpm=None, tpm=None, clock=lambda: now[0])
-    hint = RateLimitHint.from_headers({"x-ratelimit-limit-requests": "120",
-                                       "x-ratelimit-remaining-requests": "0",
-                                       "x-ratelimit-reset-requests": "60s"})
-    limiter.server_budget(hint)
-    assert limiter.capacity.wait_time(1, now[0]) == pytest.approx(0.5)  # 60 s / 120 requests
-    with_bucket = RateLimiter(max_in_flight=None, rpm=120, tpm=None, clock=lambda: now[0])
-    with_bucket.server_budget(hint)  # our own bucket is emptied and refills at its own rate
-    assert with_bucket.capacity.wait_time(1, now[0]) == pytest.approx(0.5)
+    limiter.observe(RateLimitHint.from_headers({
+        "x-ratelimit-limit-requests": "120", "x-ratelimit-remaining-requests": "0",
+        "x-ratelimit-reset-requests": "60s", "x-ratelimit-limit-tokens": "6000",
+        "x-ratelimit-remaining-tokens": "3000", "x-ratelimit-reset-tokens": "30s"}))
+    assert limiter.capacity.wait_time(1, now[0]) == pytest.approx(0.5)  # 120/min: one per 0.5 s
+    assert limiter.capacity.tokens.level == pytest.approx(3000)
+    # a user's own lower limit stays; the server's remaining count only lowers ours
+    mine = RateLimiter(max_in_flight=None, rpm=60, tpm=None, clock=lambda: now[0])
+    mine.observe(RateLimitHint.from_headers({"x-ratelimit-limit-requests": "120",
+                                             "x-ratelimit-remaining-requests": "100"}))
+    assert mine.capacity.requests.capacity == 60 and mine.capacity.requests.level == 60
+
+
+def test_spent_budget_without_a_limit_header_pauses_briefly():
+    now = [0.0]
+    limiter = RateLimiter(max_in_flight=None, rpm=None, tpm=None, clock=lambda: now[0])
+    limiter.observe(RateLimitHint.from_headers({"x-ratelimit-remaining-requests": "0",
+                                                "x-ratelimit-reset-requests": "20s"}))
+    assert limiter.capacity.wait_time(1, 0.0) == pytest.approx(1.0)
+
+
+def test_a_limit_the_server_does_not_state_is_learnt_from_429s():
+    cap = Capacity(max_in_flight=None, rpm=None, tpm=None, now=0.0)
+    for i in range(120):  # the server served 120 requests in the last minute, then said 429
+        cap.record_success(i * 0.1)
+    cap.record_rate_limited(12.0)
+    assert cap.learned and cap.requests.capacity == 120
+    assert cap.wait_time(1, 12.0) == pytest.approx(0.5)  # spent now, refills at 120/min
+    cap.record_rate_limited(12.5)  # within a second: one cut per burst of 429s
+    assert cap.requests.capacity == 120
+    cap.record_rate_limited(14.0)
+    assert cap.requests.capacity == pytest.approx(108)  # multiplicative decrease
+    cap.record_success(18.0)  # 4 s without a 429: probe upwards
+    assert cap.requests.capacity == pytest.approx(108 * 1.05)
+
+
+def test_a_stated_limit_is_not_relearnt():
+    cap = Capacity(max_in_flight=None, rpm=60, tpm=None, now=0.0)
+    cap.record_rate_limited(1.0)
+    assert not cap.learned and cap.requests.capacity == 60
