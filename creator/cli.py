@@ -109,16 +109,23 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--top_p", type=_unit_float, default=1.0, help="default 1")
     api.add_argument("--max_tokens", type=_positive_int, default=1024,
                      help="completion tokens per request (default 1024)")
-    api.add_argument("--json_schema", action="store_true",
+    api.add_argument("--json_schema", action=argparse.BooleanOptionalAction,
                      help="ask for structured output with a JSON schema of k examples "
-                     "(OpenAI structured outputs, llama.cpp grammars)")
+                     "(OpenAI structured outputs, llama.cpp grammars); default on for the "
+                     "embedded server, where it turns the tiny model's yield from ~0 to useful, "
+                     "off elsewhere")
+    api.add_argument("--schema_style", choices=("openai", "llamacpp"),
+                     help="response_format shape for --json_schema: OpenAI's json_schema, or "
+                     "llama.cpp's json_object + schema (default: llamacpp on the embedded server, "
+                     "openai elsewhere)")
     api.add_argument("--price_in", type=float, help="USD per 1M prompt tokens, for the estimate")
     api.add_argument("--price_out", type=float,
                      help="USD per 1M completion tokens, for the estimate")
 
     load = create.add_argument_group("load")
-    load.add_argument("--concurrency", type=_positive_int, default=16,
-                      help="max requests in flight (default 16)")
+    load.add_argument("--concurrency", type=_positive_int,
+                      help="max requests in flight (default 16; 2 on the embedded server, which "
+                      "answers one request at a time)")
     load.add_argument("--chains", type=_positive_int,
                       help="independent chains for random/diverse/similar (default --concurrency)")
     load.add_argument("--rpm", type=_positive_float, help="requests per minute allowed")
@@ -203,9 +210,13 @@ def run_create(args: argparse.Namespace) -> int:
         data_dir=args.data_dir, data_name=args.data_name, setting=args.setting,
         output=output, model=args.model or "", base_urls=base_urls, api_key=api_key,
         num_examples=args.num_examples, seed=args.seed, target=args.target,
-        exemplar_file=args.exemplar, concurrency=args.concurrency, chains=args.chains,
+        exemplar_file=args.exemplar, concurrency=args.concurrency or (16 if base_urls else 2),
+        chains=args.chains,
         rpm=args.rpm, tpm=args.tpm, temperature=args.temperature, top_p=args.top_p,
-        max_tokens=args.max_tokens, json_schema=args.json_schema, timeout=args.timeout,
+        max_tokens=args.max_tokens,
+        json_schema=args.json_schema if args.json_schema is not None else not base_urls,
+        schema_style=args.schema_style or ("openai" if base_urls else "llamacpp"),
+        timeout=args.timeout,
         max_retries=args.max_retries, max_requests=args.max_requests,
         patience=args.patience, resume=args.resume, overwrite=args.overwrite,
         encoder=args.encoder, price_in=args.price_in, price_out=args.price_out,

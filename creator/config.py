@@ -35,6 +35,7 @@ class RunConfig:
     top_p: float = 1.0
     max_tokens: int = 1024
     json_schema: bool = False
+    schema_style: str = "openai"  # how response_format carries the schema: openai | llamacpp
     timeout: float = 120.0
     max_retries: int = 8
     max_requests: int | None = None

@@ -140,13 +140,14 @@ class Engine:
             "max_tokens": self.cfg.max_tokens,
         }
         if self.cfg.json_schema:
-            params["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {
-                    "name": "examples",
-                    "schema": response_schema(self.fmt, self.cfg.num_examples),
-                },
-            }
+            schema = response_schema(self.fmt, self.cfg.num_examples)
+            if self.cfg.schema_style == "llamacpp":  # llama.cpp's server rejects OpenAI's shape
+                params["response_format"] = {"type": "json_object", "schema": schema}
+            else:
+                params["response_format"] = {
+                    "type": "json_schema",
+                    "json_schema": {"name": "examples", "schema": schema},
+                }
         return params
 
     async def run_job(self, job: Job) -> None:
@@ -320,6 +321,7 @@ class Engine:
                 "top_p": self.cfg.top_p,
                 "max_tokens": self.cfg.max_tokens,
                 "json_schema": self.cfg.json_schema,
+                "schema_style": self.cfg.schema_style,
             },
         }
 

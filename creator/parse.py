@@ -16,7 +16,7 @@ from typing import Any, Iterable, Iterator
 
 from .task import Record, TaskFormat
 
-_decoder = json.JSONDecoder()
+_decoder = json.JSONDecoder(strict=False)  # models put raw newlines and tabs inside strings
 _SPACE = re.compile(r"\s+")
 
 # rejection reasons, counted in the run summary

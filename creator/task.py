@@ -175,17 +175,19 @@ def render_messages(record: Record, fmt: TaskFormat, num_examples: int) -> list[
 
 def response_schema(fmt: TaskFormat, num_examples: int) -> dict[str, Any]:
     """A JSON schema for k created examples, for grammar-constrained / structured output."""
-    options: dict[str, Any] = {"type": "array", "items": {"type": "string"}}
-    answer: dict[str, Any] = {"type": "string"}
+    # maxLength keeps small models from rambling until max_tokens cuts the JSON short
+    short = {"type": "string", "maxLength": 100}
+    options: dict[str, Any] = {"type": "array", "items": short}
+    answer: dict[str, Any] = short
     if fmt.yes_no:
-        options = {"type": "array", "items": {"type": "string", "enum": list(YES_NO_OPTIONS)},
-                   "minItems": 2, "maxItems": 2}
+        options = {"enum": [list(YES_NO_OPTIONS)]}  # exactly ["True", "False"], in that order
         answer = {"type": "string", "enum": list(YES_NO_OPTIONS)}
     else:
         options = {**options, "minItems": fmt.num_options, "maxItems": fmt.num_options}
-    properties: dict[str, Any] = {"Question": {"type": "string"}}
+    question = {"type": "string", "minLength": 15, "maxLength": 300}  # no "1.2" questions
+    properties: dict[str, Any] = {"Question": question}
     if fmt.has_context:
-        properties["Context"] = {"type": "string"}
+        properties["Context"] = {"type": "string", "maxLength": 1200}
     properties.update({"Options": options, "Answer": answer})
     example = {"type": "object", "properties": properties, "required": list(properties)}
     return {
