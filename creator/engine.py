@@ -14,6 +14,7 @@ import sys
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +134,9 @@ class Engine:
 
     # --- one job ----------------------------------------------------------------------------
 
-    def _params(self) -> dict[str, Any]:
+    @cached_property
+    def request_params(self) -> dict[str, Any]:
+        """The same for every request of the run."""
         params: dict[str, Any] = {
             "temperature": self.cfg.temperature,
             "top_p": self.cfg.top_p,
@@ -153,7 +156,7 @@ class Engine:
     async def run_job(self, job: Job) -> None:
         messages = render_messages(job.exemplar.record, self.fmt, self.cfg.num_examples)
         try:
-            completion = await self.client.complete(messages, **self._params())
+            completion = await self.client.complete(messages, **self.request_params)
         except RequestFailed as exc:
             self.failed[exc.reason] += 1
             self._count_unproductive()

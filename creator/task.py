@@ -187,7 +187,8 @@ def response_schema(fmt: TaskFormat, num_examples: int) -> dict[str, Any]:
     question = {"type": "string", "minLength": 15, "maxLength": 300}  # no "1.2" questions
     properties: dict[str, Any] = {"Question": question}
     if fmt.has_context:
-        properties["Context"] = {"type": "string", "maxLength": 1200}
+        # llama.cpp unrolls maxLength into its grammar: ~300 is safe, 1200 crashes its server
+        properties["Context"] = {"type": "string", "maxLength": 300}
     properties.update({"Options": options, "Answer": answer})
     example = {"type": "object", "properties": properties, "required": list(properties)}
     return {
