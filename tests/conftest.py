@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,15 +19,3 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"benchmark data not present at {SHARED_DATA}")
     return SHARED_DATA
-
-
-def run_creator(*args: str, cwd: Path, timeout: float = 120, env: dict | None = None):
-    """Run `python -m creator ...` as a real process; returns CompletedProcess (text)."""
-    return subprocess.run(
-        [sys.executable, "-m", "creator", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )

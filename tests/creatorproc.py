@@ -107,6 +107,16 @@ def stop(proc: subprocess.Popen) -> None:
         proc.communicate(timeout=10)
 
 
+def wait_for_lines(path: Path, n: int, timeout: float = 60) -> None:
+    """Until a background creator has written `n` records (bounded)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_bytes().count(b"\n") >= n:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{path} did not reach {n} lines in {timeout}s")
+
+
 def closed_port_url() -> str:
     """An OpenAI-style base URL on 127.0.0.1 where nothing listens."""
     return f"http://127.0.0.1:{free_port()}/v1"

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
-import json
-import os
 import random
 import resource
-import shutil
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_creator
+from creatorproc import (
+    REPO,
+    check_records,
+    creator_cmd,
+    creator_env,
+    read_jsonl,
+    read_summary,
+    run_creator,
+    start_creator,
+    wait_for_lines,
+)
 from simproc import start_simulator
-from test_engine import _start_background, _wait_for_lines, check_records, read_records, summary_of
 
 YESNO = ["--data_dir", str(REPO / "data/yesno_close"), "--data_name", "example"]
 
@@ -29,34 +33,34 @@ def test_kill_9_at_random_points_then_resume(seed, tmp_path):
     out = tmp_path / "out.jsonl"
     target = 400
     with start_simulator(ttft=0.02, jitter=0.8, seed=seed) as sim:
-        args = ["create", *YESNO, "--setting", rng.choice(["tree", "random", "naive"]),
+        args = [*YESNO, "--setting", rng.choice(["tree", "random", "naive"]),
                 "--target", str(target), "--concurrency", "16", "--base_url", sim.base_url,
-                "--output", str(out), "--quiet"]
+                "--output", str(out)]
         for round_ in range(3):  # bounded: three kills
-            proc = _start_background(args + (["--resume"] if round_ else []), tmp_path)
+            proc = start_creator(*args, *(["--resume"] if round_ else []), cwd=tmp_path)
             time.sleep(rng.uniform(0.3, 1.2))
             proc.kill()
             proc.wait(10)
         done = run_creator(*args, "--resume", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    check_records(out, target, 2)
+    check_records(out, target)
 
 
 def test_ctrl_c_flushes_and_says_how_to_resume(tmp_path):
     out = tmp_path / "out.jsonl"
     with start_simulator(ttft=0.05, seed=14) as sim:
-        args = ["create", *YESNO, "--setting", "random", "--target", "300", "--concurrency", "4",
-                "--base_url", sim.base_url, "--output", str(out), "--quiet"]
-        proc = _start_background(args, tmp_path)
-        _wait_for_lines(out, 10)
+        args = [*YESNO, "--setting", "random", "--target", "300", "--concurrency", "4",
+                "--base_url", sim.base_url, "--output", str(out)]
+        proc = start_creator(*args, cwd=tmp_path)
+        wait_for_lines(out, 10)
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=20)
         assert proc.returncode == 130
         assert "--resume" in stderr and "Traceback" not in stderr
-        assert summary_of(out)["status"] == "interrupted"
-        read_records(out)  # whole lines only
+        assert read_summary(out)["status"] == "interrupted"
+        read_jsonl(out)  # whole lines only
         assert run_creator(*args, "--resume", cwd=tmp_path).returncode == 0
-    check_records(out, 300, 2)
+    check_records(out, 300)
 
 
 def _limit_file_size(limit: int):
@@ -69,17 +73,17 @@ def _limit_file_size(limit: int):
 def test_write_failure_gives_a_clear_error_and_a_resumable_file(tmp_path):
     out = tmp_path / "out.jsonl"
     with start_simulator(seed=15) as sim:
-        args = [sys.executable, "-m", "creator", "create", *YESNO, "--setting", "tree",
-                "--target", "300", "--base_url", sim.base_url, "--output", str(out), "--quiet"]
+        args = creator_cmd(*YESNO, "--setting", "tree", "--target", "300", "--base_url",
+                           sim.base_url, "--output", str(out))
         full = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=60,
-                              preexec_fn=_limit_file_size(20_000))
+                              env=creator_env(), preexec_fn=_limit_file_size(20_000))
         assert full.returncode == 1, full.stderr
         assert "cannot write to" in full.stderr and "--resume" in full.stderr
         assert "Traceback" not in full.stderr
         done = subprocess.run(args + ["--resume"], cwd=tmp_path, capture_output=True, text=True,
-                              timeout=60)
+                              env=creator_env(), timeout=60)
     assert done.returncode == 0, done.stderr
-    check_records(out, 300, 2)
+    check_records(out, 300)
 
 
 def test_full_disk_on_a_small_tmpfs(tmp_path):
@@ -92,15 +96,15 @@ def test_full_disk_on_a_small_tmpfs(tmp_path):
     try:
         out = mnt / "out.jsonl"
         with start_simulator(seed=16) as sim:
-            args = ["create", *YESNO, "--setting", "naive", "--target", "2000", "--base_url",
-                    sim.base_url, "--output", str(out), "--quiet"]
+            args = [*YESNO, "--setting", "naive", "--target", "2000", "--base_url",
+                    sim.base_url, "--output", str(out)]
             full = run_creator(*args, cwd=tmp_path)
             assert full.returncode == 1, full.stderr
             assert "disk is full" in full.stderr and "Traceback" not in full.stderr
             subprocess.run(["mount", "-o", "remount,size=4m", str(mnt)], check=True)
             done = run_creator(*args, "--resume", cwd=tmp_path)
         assert done.returncode == 0, done.stderr
-        check_records(out, 2000, 2)
+        check_records(out, 2000)
     finally:
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
@@ -108,16 +112,15 @@ def test_full_disk_on_a_small_tmpfs(tmp_path):
 def test_the_api_key_never_appears_anywhere(tmp_path):
     key = "sk-test-SECRET-0123456789abcdef"
     out = tmp_path / "out.jsonl"
-    env = {**os.environ, "OPENAI_API_KEY": key}
     with start_simulator(api_key=key, p_500=0.2, seed=17) as sim:
-        ok = run_creator("create", *YESNO, "--setting", "tree", "--target", "60", "--base_url",
-                         sim.base_url, "--output", str(out), cwd=tmp_path, env=env)
+        ok = run_creator(*YESNO, "--setting", "tree", "--target", "60", "--base_url",
+                         sim.base_url, "--output", str(out), cwd=tmp_path, api_key=key)
         assert ok.returncode == 0, ok.stderr
-        refused = run_creator("create", *YESNO, "--setting", "tree", "--target", "60",
+        refused = run_creator(*YESNO, "--setting", "tree", "--target", "60",
                               "--base_url", sim.base_url, "--output", str(tmp_path / "b.jsonl"),
-                              cwd=tmp_path, env={**env, "OPENAI_API_KEY": key + "-wrong"})
+                              cwd=tmp_path, api_key=key + "-wrong")
         assert refused.returncode == 1
     texts = [ok.stdout, ok.stderr, refused.stdout, refused.stderr]
     texts += [p.read_text() for p in tmp_path.iterdir() if p.is_file()]
     assert all(key not in text for text in texts)
-    assert check_records(out, 60, 2)
+    assert check_records(out, 60)

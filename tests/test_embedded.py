@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_creator
+from creatorproc import REPO, creator_cmd, creator_env, run_creator
 
 psutil = pytest.importorskip("psutil")
 pytestmark = [
@@ -26,11 +23,6 @@ pytestmark = [
 ]
 
 YESNO = ["--data_dir", str(REPO / "data/yesno_close"), "--data_name", "example"]
-
-
-def no_key_env() -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
-    return env
 
 
 def llama_servers() -> set[int]:
@@ -55,9 +47,8 @@ def wait_gone(pids: set[int], timeout: float = 15) -> set[int]:
 def test_create_on_the_embedded_default_writes_valid_records(tmp_path):
     before = llama_servers()
     out = tmp_path / "train_tree.jsonl"
-    proc = run_creator("create", *YESNO, "--setting", "tree", "--target", "5",
-                       "--output", str(out), "--quiet", cwd=tmp_path, timeout=600,
-                       env=no_key_env())
+    proc = run_creator(*YESNO, "--setting", "tree", "--target", "5", "--output", str(out),
+                       cwd=tmp_path, timeout=600)  # no key, no --base_url: the embedded default
     assert proc.returncode == 0, proc.stderr
     assert "llama.cpp server" in proc.stderr and "127.0.0.1" in proc.stderr
     records = [json.loads(line) for line in out.read_text().splitlines()]
@@ -74,9 +65,9 @@ def test_create_on_the_embedded_default_writes_valid_records(tmp_path):
 def test_no_server_outlives_an_interrupted_run(how, tmp_path):
     before = llama_servers()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "creator", "create", *YESNO, "--setting", "naive", "--target",
-         "1000", "--output", str(tmp_path / "out.jsonl"), "--quiet"],
-        cwd=tmp_path, env=no_key_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        creator_cmd(*YESNO, "--setting", "naive", "--target", "1000", "--output",
+                    str(tmp_path / "out.jsonl")),
+        cwd=tmp_path, env=creator_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
         servers: set[int] = set()

@@ -1,0 +1,212 @@
+"""Figures drawn from the benchmarks' JSON files (never from live numbers).
+
+    python -m benchmarks plot [--out DIR]     # redraw every DIR/NAME.png from DIR/NAME.json
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot(name: str, data: dict[str, Any], path: Path) -> Path | None:
+    try:
+        plt = _pyplot()
+    except ImportError:
+        return None  # matplotlib is in the bench extra; the JSON is the result either way
+    fig = {"throughput": throughput, "transports": transports, "scale": scale,
+           "embed_cost": embed_cost}[name](plt, data)
+    fig.text(0.01, 0.005, f"{data.get('command', '')}  |  {data['machine']['cpu']}, "
+             f"{data['machine']['cores']} cores, {data['machine']['date'][:10]}",
+             fontsize=7, color="gray")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def throughput(plt: Any, d: dict[str, Any]) -> Any:
+    p = d["params"]
+    fig, axes = plt.subplots(2, 2, figsize=(13, 9.5))
+    fig.suptitle(f"creator throughput against the simulator "
+                 f"({'quick' if d['quick'] else 'full'} run)")
+
+    # (a) requests/s vs concurrency, with the physical limit and the baselines
+    ax = axes[0][0]
+    naive = [m for m in d["sweep"] if m["setting"] == "naive"]
+    cs = [m["concurrency"] for m in naive]
+    ax.plot(cs, [m["physical_limit_rps"] for m in naive], "k--", lw=1,
+            label=f"physical limit: concurrency / {p['latency_s']:g} s")
+    ax.plot(cs, [m["requests_per_s"] for m in naive], "o-", color="C0", label="creator (naive)")
+    for m in d["sweep"]:
+        if m["setting"] == "tree":
+            ax.plot([m["concurrency"]], [m["requests_per_s"]], "s", color="C2", ms=8,
+                    label=f"creator (tree) c={m['concurrency']}")
+    aoai = [m for m in d["baselines"] if m["client"] == "async_openai"]
+    if aoai:
+        ax.plot([m["concurrency"] for m in aoai], [m["requests_per_s"] for m in aoai], "^-",
+                color="C1", label="AsyncOpenAI + semaphore (baseline b)")
+    seq = [m for m in d["baselines"] if m["client"] == "sequential"]
+    if seq:
+        ax.axhline(seq[0]["requests_per_s"], color="C3", lw=1.5,
+                   label=f"original sequential loop (baseline a): {seq[0]['requests_per_s']:.2f}/s")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("--concurrency")
+    ax.set_ylabel("completed requests / s")
+    ax.set_title("closed loop: requests/s vs concurrency")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+
+    # (b) client CPU per request
+    ax = axes[0][1]
+    ax.plot(cs, [m["cpu_ms_per_request_net"] for m in naive], "o-", color="C0",
+            label="creator (start-up excluded)")
+    ax.plot(cs, [m["cpu_ms_per_request"] for m in naive], "o:", color="C0", alpha=0.5,
+            label="creator (whole process)")
+    if aoai:
+        ax.plot([m["concurrency"] for m in aoai], [m["cpu_ms_per_request_net"] for m in aoai],
+                "^-", color="C1", label="AsyncOpenAI + semaphore (loop only)")
+    ax.axhline(1.0, color="gray", ls="--", lw=1, label="target: 1 ms")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("--concurrency")
+    ax.set_ylabel("client CPU ms per completed request")
+    ax.set_title("client CPU per request")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+
+    # (c) open loop: achieved vs offered, and latency
+    ax = axes[1][0]
+    ol = d["open_loop"]
+    if ol:
+        # the realised Poisson rate: a few seconds of arrivals differ from the nominal rate
+        offered = [m["extra"].get("offered_realized_rps") or m["offered_rps"] for m in ol]
+        cap = ol[0]["extra"]["capacity_rps"]
+        top = max(offered + [cap]) * 1.1
+        ax.plot([0, top], [0, top], color="gray", lw=0.8, ls=":", label="achieved = offered")
+        ax.axhline(cap, color="k", ls="--", lw=1, label=f"server capacity {cap:g}/s")
+        ax.plot(offered, [m["requests_per_s"] for m in ol], "o-", color="C0", label="achieved")
+        ax.set_xlabel("offered rate (Poisson arrivals, as realised), requests / s")
+        ax.set_ylabel("achieved requests / s")
+        ax2 = ax.twinx()
+        ax2.plot(offered, [m["latency_p50_s"] for m in ol], "s--", color="C1", label="p50 latency")
+        ax2.plot(offered, [m["latency_p99_s"] for m in ol], "v--", color="C3", label="p99 latency")
+        ax2.set_ylabel("latency from arrival, s")
+        lines = ax.get_legend_handles_labels()
+        lines2 = ax2.get_legend_handles_labels()
+        ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=8, loc="upper left")
+    ax.set_title(f"open loop (creator.client.ChatClient), latency {p['openloop_latency_s']:g} s")
+    ax.grid(True, alpha=0.3)
+
+    # (d) rate-limited: completions per second over time
+    ax = axes[1][1]
+    for i, m in enumerate(d["rate_limited"]):
+        tl = m["extra"].get("timeline") or []
+        if len(tl) < 3:
+            continue
+        ts, rates = [], []
+        for (t1, ok1, *_), (t2, ok2, *_) in zip(tl[::4], tl[4::4]):  # ~2 s bins
+            if t2 > t1:
+                ts.append((t1 + t2) / 2)
+                rates.append((ok2 - ok1) / (t2 - t1))
+        frac = m.get("achieved_fraction")
+        label = f"{m['name']} ({frac:.0%})" if frac is not None else m["name"]
+        ax.plot(ts, rates, "-", color=f"C{i}", lw=1.2, label=label)
+        ax.axhline(m["physical_limit_rps"], color=f"C{i}", ls=":", lw=0.8)
+    ax.set_yscale("log")
+    ax.set_xlabel("seconds since start")
+    ax.set_ylabel("completed requests / s (2 s bins)")
+    ax.set_title("rate-limited: initial bucket, then the steady state (dotted: limit)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout(rect=(0, 0.02, 1, 0.97))
+    return fig
+
+
+def transports(plt: Any, d: dict[str, Any]) -> Any:
+    rows = d["transports"]
+    names = [r["name"] for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    fig.suptitle(f"client transports, one process, {d['params']['concurrency']} in flight, "
+                 "near-zero-latency simulator")
+    ok = [r for r in rows if r.get("available", True)]
+    ax = axes[0]
+    ax.barh([r["name"] for r in ok], [r["requests_per_s"] for r in ok], color="C0")
+    ax.set_xlabel("completed requests / s (bounded by the simulator sharing 2 cores)")
+    ax.invert_yaxis()
+    ax.grid(True, axis="x", alpha=0.3)
+    ax = axes[1]
+    ax.barh([r["name"] for r in ok], [r["cpu_us_per_request"] for r in ok], color="C1")
+    ax.set_xlabel("client CPU microseconds per request (lower is better)")
+    ax.invert_yaxis()
+    ax.grid(True, axis="x", alpha=0.3)
+    missing = [n for n, r in zip(names, rows) if not r.get("available", True)]
+    if missing:
+        fig.text(0.5, 0.02, "not available here: " + ", ".join(missing), ha="center", fontsize=8)
+    fig.tight_layout(rect=(0, 0.04, 1, 0.95))
+    return fig
+
+
+def scale(plt: Any, d: dict[str, Any]) -> Any:
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
+    fig.suptitle("creator: cost as the target grows (fast simulator)")
+    for i, setting in enumerate(sorted({r["setting"] for r in d["runs"]})):
+        rows = sorted((r for r in d["runs"] if r["setting"] == setting), key=lambda r: r["accepted"])
+        xs = [r["accepted"] for r in rows]
+        axes[0].plot(xs, [r["peak_rss_mb"] for r in rows], "o-", color=f"C{i}", label=setting)
+        axes[1].plot(xs, [r["extra"]["seconds_per_1k"] for r in rows], "o-", color=f"C{i}",
+                     label=setting)
+        axes[2].plot(xs, [r["extra"]["cpu_s_per_1k"] for r in rows], "o-", color=f"C{i}",
+                     label=setting)
+    for ax, label in zip(axes, ("peak RSS, MB", "wall seconds per 1,000 records",
+                                "client CPU seconds per 1,000 records")):
+        ax.set_xscale("log")
+        ax.set_xlabel("records created (--target)")
+        ax.set_ylabel(label)
+        ax.set_ylim(bottom=0)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout(rect=(0, 0.03, 1, 0.94))
+    return fig
+
+
+def embed_cost(plt: Any, d: dict[str, Any]) -> Any:
+    rows = [r for r in d["runs"] if r["extra"].get("encoded")]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    fig.suptitle("sentence-encoder cost of the diverse / similar settings")
+    names = [f"{r['name'].split(',')[0]}\n({r['extra'].get('torch_threads')} torch threads)"
+             for r in rows]
+    ax = axes[0]
+    once = [(r["extra"]["encoded"] - r["extra"]["repeat_encodes"]) / r["accepted"] for r in rows]
+    again = [r["extra"]["repeat_encodes"] / r["accepted"] for r in rows]
+    ax.bar(names, once, color="C0", label="distinct questions encoded (once each)")
+    ax.bar(names, again, bottom=once, color="C3", label="repeat encodes (the exemplar, per chain)")
+    ax.axhline(1.0, color="k", ls="--", lw=1, label="one encode per record kept")
+    ax.set_ylabel("questions encoded per record kept")
+    ax.set_title("encodes per record (records kept at the very end\nare not encoded: the run stops)",
+                 fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax = axes[1]
+    bars = [(n, r["extra"]["encode_s_per_1k"]) for n, r in zip(names, rows)]
+    for threads, value in (d.get("batch_encode_s_per_1k_by_threads") or {}).items():
+        bars.append((f"encoder alone,\nbatches of 64\n({threads} torch threads)", value))
+    ax.bar([b[0] for b in bars], [b[1] for b in bars],
+           color=["C1"] * len(rows) + ["C2"] * (len(bars) - len(rows)))
+    ax.set_yscale("log")
+    ax.set_ylabel("encoder seconds per 1,000 questions (log)")
+    ax.set_title("encoder time per question: in the engine (batches of ~5) vs alone", fontsize=9)
+    ax.tick_params(axis="x", labelsize=7)
+    axes[0].tick_params(axis="x", labelsize=7)
+    ax.grid(True, axis="y", which="both", alpha=0.3)
+    fig.tight_layout(rect=(0, 0.04, 1, 0.94))
+    return fig

@@ -1,0 +1,180 @@
+"""The benchmarks in --quick mode: each runs as `python -m benchmarks NAME --quick --out DIR`, writes
+its JSON (the schema below) and its PNG, and its numbers are sane.
+
+No timing thresholds here: the machine is shared and small, so the figures are noisy; the targets
+are checked and recorded by the benchmarks themselves (see benchmarks/README.md). Two lanes run at
+once to keep this file under two minutes: throughput then scale, and transports then embed_cost.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+TIMEOUTS = {"throughput": 170, "transports": 90, "scale": 90, "embed_cost": 150}
+METRICS = ("name", "client", "requests", "completions", "accepted", "retries", "rate_limited",
+           "failed_requests", "duration_s", "requests_per_s", "accepted_per_s", "latency_p50_s",
+           "latency_p99_s", "physical_limit_rps", "achieved_fraction", "cpu_s",
+           "cpu_ms_per_request", "peak_rss_mb", "server")  # fmt: skip
+
+
+def _run(name: str, out: Path) -> tuple[subprocess.CompletedProcess[str], dict]:
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", name, "--quick", "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=TIMEOUTS[name],
+    )
+    print(f"benchmarks {name} --quick: {time.monotonic() - started:.0f} s")
+    path = out / f"{name}.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    return proc, data
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple]:
+    out = tmp_path_factory.mktemp("bench")
+
+    def lane(names: tuple[str, ...]) -> dict[str, tuple]:
+        return {name: _run(name, out) for name in names}
+
+    with ThreadPoolExecutor(2) as pool:
+        lanes = [pool.submit(lane, ("throughput", "scale")),
+                 pool.submit(lane, ("transports", "embed_cost"))]
+        done: dict[str, tuple] = {}
+        for future in lanes:
+            done.update(future.result())
+    return {name: (proc, data, out) for name, (proc, data) in done.items()}
+
+
+def _ok(results: dict, name: str) -> dict:
+    proc, data, out = results[name]
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-4000:]
+    assert data, f"{name}.json was not written"
+    assert data["benchmark"] == name and data["quick"] is True
+    assert data["command"].startswith(f"python -m benchmarks {name} --quick")
+    machine = data["machine"]
+    for key in ("cpu", "cores", "python", "packages", "date"):
+        assert machine.get(key), key
+    assert (out / f"{name}.png").stat().st_size > 10_000, "the plot was not drawn"
+    assert "## " + name in proc.stdout  # the plain-text table
+    return data
+
+
+def _sane(run: dict) -> None:
+    for key in METRICS:
+        assert key in run, f"{run.get('name')}: no {key}"
+    assert run["requests"] > 0 and run["completions"] > 0 and run["accepted"] > 0, run["name"]
+    assert run["requests"] >= run["completions"]
+    assert run["requests_per_s"] > 0 and run["duration_s"] > 0
+    assert run["cpu_s"] > 0 and run["peak_rss_mb"] > 10
+    assert run["latency_p50_s"] is not None and run["latency_p50_s"] <= run["latency_p99_s"]
+
+
+def test_throughput(results):
+    data = _ok(results, "throughput")
+    sweep = data["sweep"]
+    assert {m["concurrency"] for m in sweep if m["setting"] == "naive"} == {1, 4, 16, 64, 256, 1024}
+    assert any(m["setting"] == "tree" for m in sweep)
+    for m in sweep:
+        _sane(m)
+        assert m["failed_requests"] == 0 and m["extra"]["status"] == "completed", m["name"]
+        assert m["physical_limit_rps"] > 0 and m["achieved_fraction"] > 0
+        assert m["cpu_ms_per_request_net"] is not None
+    clients = {b["client"] for b in data["baselines"]}
+    assert clients == {"sequential", "async_openai"}
+    for b in data["baselines"]:
+        _sane(b)
+    ratios = data["ratios"]
+    assert ratios["creator_c64_vs_sequential"] > 1  # sanity only: concurrency beats one-at-a-time
+    assert "creator_c64_vs_async_openai" in ratios
+    for m in data["open_loop"]:
+        _sane(m)
+        assert m["offered_rps"] > 0 and m["failed_requests"] == 0
+    assert data["startup_cpu_s"] > 0
+    names = {t["name"] for t in data["targets"]}
+    assert any("sequential" in n for n in names) and any("CPU" in n for n in names)
+    for t in data["targets"]:
+        assert isinstance(t["met"], bool)
+
+
+def _rate_limited(data: dict) -> list[dict]:
+    runs = data["rate_limited"]
+    assert len(runs) >= 6
+    for m in runs:
+        _sane(m)
+        assert m["physical_limit_rps"] > 0
+        assert m["extra"]["server_rpm"] or m["extra"]["server_tpm"]
+    return runs
+
+
+def test_throughput_rate_limited(results):
+    """Rate-limited by the server, with or without the limit given to it (then it learns it from
+    x-ratelimit-* headers, or from 429s alone), the creator loses no request, and the steady state
+    after the server's initial bucket was found."""
+    runs = _rate_limited(_ok(results, "throughput"))
+    creator = [m for m in runs if m["client"] == "creator"]
+    assert len([m for m in creator if m["extra"]["client_flags"]]) == 2
+    assert any(m["extra"]["sim_flags"] for m in creator)  # a server that states no limits
+    for m in creator:
+        assert m["failed_requests"] == 0, (m["name"], m["extra"].get("failed_by_reason"))
+        assert m["extra"]["status"] == "completed", m["name"]
+        assert m["extra"]["steady_requests_per_s"] is not None, m["name"]
+        assert m["achieved_fraction"] > 0
+    baseline = [m for m in runs if m["client"] == "async_openai"]
+    assert len(baseline) == 1 and baseline[0]["rate_limited"] > 0  # the server did limit
+
+
+def test_transports(results):
+    data = _ok(results, "transports")
+    rows = {r["name"]: r for r in data["transports"]}
+    assert {"httpx", "openai (default)", "aiohttp", "creator ChatClient"} <= set(rows)
+    for row in rows.values():
+        if not row["available"]:
+            assert row["reason"]
+            continue
+        assert row["requests_per_s"] > 0 and row["cpu_us_per_request"] > 0
+        assert row["errors"] == 0, row["name"]
+    assert data["fastest_by_cpu"] in rows and data["fastest_by_rate"] in rows
+
+
+def test_scale(results):
+    data = _ok(results, "scale")
+    targets = data["params"]["targets"]
+    for setting in ("naive", "tree"):
+        runs = sorted((r for r in data["runs"] if r["setting"] == setting),
+                      key=lambda r: r["accepted"])
+        assert [r["accepted"] for r in runs] == targets
+        for r in runs:
+            assert r["extra"]["status"] == "completed" and r["failed_requests"] == 0
+            assert r["peak_rss_mb"] > 10 and r["extra"]["seconds_per_1k"] > 0
+        flat = data["flatness"][setting]
+        for key in ("seconds_per_1k_ratio", "cpu_per_1k_ratio", "rss_growth_kb_per_1k_records"):
+            assert flat[key] is not None
+
+
+def test_embed_cost(results):
+    proc, data, _ = results["embed_cost"]
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    if not data.get("available", False):
+        pytest.skip(f"no sentence encoder here: {data.get('reason')}")
+    data = _ok(results, "embed_cost")
+    chains = data["params"]["concurrency"]
+    by_name = {r["name"]: r for r in data["runs"]}
+    assert by_name["naive"]["extra"]["encoded"] == 0
+    for name in ("diverse", "diverse, 1 torch thread"):
+        r = by_name[name]
+        e = r["extra"]
+        assert r["accepted"] == data["params"]["target"] and e["status"] == "completed"
+        assert e["encoded"] > 0 and e["encode_s_per_1k"] > 0
+        # each created question at most once; only the exemplar may repeat, once per chain
+        assert 0 <= e["repeat_encodes"] < chains
+        assert e["encoded"] <= r["accepted"] + chains
+    assert data["batch_encode_s_per_1k"] > 0
