@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -60,7 +60,6 @@ class ClientStats:
     connection_errors: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    latencies: list[float] = field(default_factory=list)
 
 
 def estimate_prompt_tokens(messages: list[dict[str, str]]) -> int:
@@ -232,7 +231,6 @@ class ChatClient:
         self.stats.completions += 1
         self.stats.prompt_tokens += prompt_tokens
         self.stats.completion_tokens += completion_tokens
-        self.stats.latencies.append(latency)
         return Completion(text, prompt_tokens, completion_tokens, latency, choice.get("finish_reason"))
 
     def _classify(self, status: int, raw: bytes, hint: RateLimitHint) -> Retryable:

@@ -50,7 +50,12 @@ class SentenceEncoder:
         self.torch = torch
         self.batch_size = batch_size
         self.encoded = 0  # questions encoded so far: the benchmarks check one encode per record
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encoder")
+        # one torch thread: the event loop needs the other core, and for batches of a few
+        # questions torch's thread pool costs more than it gains (measured 12x slower with 2)
+        self._worker = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="encoder", initializer=torch.set_num_threads,
+            initargs=(1,),
+        )
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """L2-normalised float32 vectors, one row per text."""

@@ -127,6 +127,8 @@ class Engine:
     over_target: int = 0
     unproductive_in_a_row: int = 0
     unproductive: int = 0
+    answered: int = 0  # replies parsed this session
+    produced: int = 0  # new valid records in them, before the target cut
     initial_accepted: int = 0
     started: float = field(default_factory=time.monotonic)
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=20000))
@@ -166,6 +168,8 @@ class Engine:
         echoes = {question_key(self.exemplar.question), question_key(job.exemplar.record.question)}
         result = parse_reply(completion.text, self.fmt, self.seen, echoes)
         self.rejected.update(result.rejected)
+        self.answered += 1
+        self.produced += len(result.records)
         # from here to sink.write nothing awaits: the dedup set and the count stay consistent
         room = self.target - self.accepted
         kept = result.records[:room]
@@ -216,7 +220,8 @@ class Engine:
         last_summary = time.monotonic()
         try:
             while self.accepted < self.target:
-                while len(tasks) < self.cfg.concurrency and not self._budget_spent():
+                while (len(tasks) < self.cfg.concurrency and not self._budget_spent()
+                       and self._more_needed(len(tasks))):
                     job = self.strategy.next_job()
                     if job is None:
                         break
@@ -253,6 +258,12 @@ class Engine:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
             self.progress.close()
+
+    def _more_needed(self, in_flight: int) -> bool:
+        """Send no request that those in flight will likely make unnecessary: near the target
+        it would be cancelled after the server had done (and billed) the work."""
+        per_reply = self.produced / self.answered if self.answered else self.cfg.num_examples
+        return self.accepted + in_flight * per_reply < self.target
 
     def _budget_spent(self) -> bool:
         limit = self.cfg.max_requests

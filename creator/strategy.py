@@ -22,7 +22,7 @@ SETTINGS = ("naive", "random", "diverse", "similar", "tree")
 ROOT_ID = 0  # the original exemplar; created records are numbered from 1
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Node:
     """A record and where it sits: who it was created from, how deep, on which chain."""
 
@@ -152,6 +152,11 @@ class SimilarityChains(Chains):
         super().__init__(root, rng, num_chains)
         self.encode = encode
         self.most_similar = most_similar
+
+    async def restore(self, nodes: list[Node]) -> None:
+        # the root is every chain's first exemplar: encode it once, before chains race for it
+        self.root.vector = (await self.encode([self.root.record.question]))[0]
+        await super().restore(nodes)
 
     async def choose(self, current: Node, created: list[Node]) -> Node:
         # each question is encoded once: the chosen record keeps its vector for the next turn

@@ -21,7 +21,7 @@ class TaskError(ValueError):
     """Bad input data: the message is shown to the user as it is."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Record:
     """One example, in the schema of the input data."""
 
