@@ -28,15 +28,17 @@ class Params:
     target: int
     concurrency: int  # = chains for diverse/similar
     latency_s: float
-    runs: list[tuple[str, str, int | None]]  # (name, setting, torch threads; None = default)
+    # (name, setting, torch threads of the encoder's worker; None = the engine's own choice, 1)
+    runs: list[tuple[str, str, int | None]]
 
 
 FULL = Params(target=1000, concurrency=16, latency_s=0.05, runs=[
     ("naive", "naive", None), ("diverse", "diverse", None), ("similar", "similar", None),
-    ("diverse, 1 torch thread", "diverse", 1), ("similar, 1 torch thread", "similar", 1)])
+    ("diverse, torch's default threads", "diverse", 0),
+    ("similar, torch's default threads", "similar", 0)])
 QUICK = Params(target=100, concurrency=16, latency_s=0.05, runs=[
     ("naive", "naive", None), ("diverse", "diverse", None),
-    ("diverse, 1 torch thread", "diverse", 1)])
+    ("diverse, torch's default threads", "diverse", 0)])
 
 
 @dataclass
@@ -106,13 +108,14 @@ def run(quick: bool, command: str) -> EmbedResult:
         with tempfile.TemporaryDirectory(prefix="bench-embed-") as tmp, \
                 Simulator(ttft=p.latency_s, seed=13) as sim:
             work = Path(tmp)
-            # the runs with ONE torch thread: on a small shared machine the encoder's default
-            # thread team (one per core) waits on descheduled threads at every small batch
+            # the engine encodes with ONE torch thread (creator/embed.py): on a small shared
+            # machine torch's default team (one per core) waits on descheduled threads at every
+            # small batch. The runs marked 0 put torch's default back, for comparison
             for name, setting, threads in p.runs:
                 # torch's thread count is per thread: set it where encode runs, in the
-                # encoder's worker thread (creator/embed.py)
-                encoder._worker.submit(torch.set_num_threads,
-                                       threads or result.params["torch_threads_default"]).result()
+                # encoder's worker thread
+                threads = 1 if threads is None else threads or result.params["torch_threads_default"]
+                encoder._worker.submit(torch.set_num_threads, threads).result()
                 timed.reset()
                 output = work / f"train_{setting}.jsonl"
                 cfg = RunConfig(
@@ -136,7 +139,7 @@ def run(quick: bool, command: str) -> EmbedResult:
                     latency_p99_s=s["this_session"]["latency_p99_s"], wall_s=round(wall, 3),
                     extra={
                         "status": run_result.status,
-                        "torch_threads": threads or result.params["torch_threads_default"],
+                        "torch_threads": threads,
                         "encoded": encoded,
                         "encodes_per_record": round(encoded / max(s["accepted"], 1), 4),
                         # the same question encoded again (the design says: never)
