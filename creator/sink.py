@@ -34,15 +34,24 @@ def node_to_line(node: Node) -> bytes:
     return orjson.dumps(obj) + b"\n"
 
 
+def _meta_int(meta: dict[str, Any], key: str, default: int | None, where: str) -> int | None:
+    value = meta.get(key, default)
+    if value is None and default is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TaskError(f"{where}: meta.{key} must be a whole number, got {value!r}")
+    return value
+
+
 def node_from_json(obj: dict[str, Any], where: str) -> Node:
     record = record_from_json(obj, where)
     meta = obj.get("meta") if isinstance(obj.get("meta"), dict) else {}
     return Node(
-        id=int(meta.get("id", 0)),
+        id=_meta_int(meta, "id", 0, where),  # type: ignore[arg-type]
         record=record,
-        parent=meta.get("parent"),
-        depth=int(meta.get("depth", 1)),
-        chain=int(meta.get("chain", 0)),
+        parent=_meta_int(meta, "parent", None, where),
+        depth=_meta_int(meta, "depth", 1, where),  # type: ignore[arg-type]
+        chain=_meta_int(meta, "chain", 0, where),  # type: ignore[arg-type]
     )
 
 
