@@ -23,6 +23,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 quickstart: $(STAMP)
+	mkdir -p out/quickstart
 	$(BIN)/creator create --data_dir data/yesno_close --data_name example --setting tree \
 		--target 50 --output out/quickstart/train_tree.jsonl --overwrite
 	@echo "--- created data: out/quickstart/train_tree.jsonl (first 3 lines)"
