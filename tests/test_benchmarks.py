@@ -173,7 +173,8 @@ def test_embed_cost(results):
         e = r["extra"]
         assert r["accepted"] == data["params"]["target"] and e["status"] == "completed"
         assert e["encoded"] > 0 and e["encode_s_per_1k"] > 0
-        # each created question once, and the exemplar once for all chains
-        assert e["repeat_encodes"] == 0
+        # each created question once, and the exemplar once for all chains (the figure is
+        # encodes finished - distinct texts asked for: negative when the run ends mid-encode)
+        assert e["repeat_encodes"] <= 0
         assert e["encoded"] <= r["accepted"] + 1
     assert data["batch_encode_s_per_1k"] > 0
