@@ -362,6 +362,18 @@ def flags(**values: Any) -> list[str]:
     return out
 
 
+def terminate(proc: subprocess.Popen | None) -> None:
+    """Stop a child server: SIGTERM, then SIGKILL after 10 s; nothing if it is gone already."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
 class Simulator:
     """`python -m benchmarks.simserver` as a subprocess; a context manager.
 
@@ -403,15 +415,7 @@ class Simulator:
         return box[0] if box else None
 
     def __exit__(self, *exc: object) -> None:
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        terminate(self.proc)
 
     def _call(self, method: str, path: str) -> dict[str, Any]:
         req = urllib.request.Request(self.root_url + path, data=b"" if method == "POST" else None,

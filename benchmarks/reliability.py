@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import (
+    terminate,
     REPO,
     RESULTS,
     child_env,
@@ -157,15 +158,7 @@ class Sim:
             self.totals[key] += int(st.get(key, 0))
 
     def _terminate(self) -> None:
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        terminate(self.proc)
 
     def kill_and_restart(self, delay: float) -> None:
         """SIGKILL (a crashed server), `delay` s of nothing, then the same flags on the same port."""
