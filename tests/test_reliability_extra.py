@@ -134,7 +134,7 @@ def _fake_checkpoint(tmp_path: Path, args: list[str], state: str | None = None) 
     path.mkdir(parents=True)
     if state is None:
         state = json.dumps(asdict(TrainerState(epochs_done=1, data=load_task(config).signature())))
-    (path / STATE_FILE).write_text(state)
+    (path / STATE_FILE).write_bytes(state.encode("utf-8", "surrogateescape"))  # "\udcff": byte 0xff
     for name in ("model.safetensors", "optimizer.bin", "scheduler.bin", "random_states_0.pkl"):
         (path / name).write_bytes(b"\x00garbage, as after a crash mid-copy or a bad disk\n" * 3)
     return path
@@ -146,11 +146,8 @@ def test_resume_latest_without_any_checkpoint_is_one_line(tmp_path):
     _assert_clear_error(result, "no complete checkpoint")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG trainer/checkpoint.py:check_same_data (and "
-                   "load_checkpoint): a trainer_state.json that is not JSON (json.JSONDecodeError) or not "
-                   "an object (AttributeError) gives a traceback and exit 1 instead of one line "
-                   "and exit 2")
-@pytest.mark.parametrize("state", ["{not json", "[]"], ids=["not_json", "not_an_object"])
+@pytest.mark.parametrize("state", ["{not json", "[]", '{"epochs_done": "one"}', "\udcff"],
+                         ids=["not_json", "not_an_object", "epochs_not_a_count", "not_utf8"])
 def test_a_corrupt_trainer_state_is_one_line(tmp_path, state):
     _trainer_ready()
     args = _dataset(tmp_path)
@@ -159,13 +156,13 @@ def test_a_corrupt_trainer_state_is_one_line(tmp_path, state):
     _assert_clear_error(result, "checkpoint")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG trainer/checkpoint.py:load_checkpoint: corrupt weights "
-                   "in a checkpoint make accelerator.load_state raise (SafetensorError): a "
-                   "traceback and exit 1 instead of one line and exit 2")
-def test_corrupt_checkpoint_weights_are_one_line(tmp_path):
+@pytest.mark.parametrize("damage", ["garbage", "missing"])
+def test_corrupt_or_missing_checkpoint_weights_are_one_line(tmp_path, damage):
     _trainer_ready()
     args = _dataset(tmp_path)
     path = _fake_checkpoint(tmp_path, args)
+    if damage == "missing":
+        (path / "model.safetensors").unlink()
     result = _run_trainer(args + ["--resume_from_checkpoint", str(path)])
     _assert_clear_error(result, "checkpoint")
 

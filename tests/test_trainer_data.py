@@ -280,7 +280,7 @@ def test_only_complete_checkpoints_are_resumed(tmp_path):
 
 def test_resuming_on_other_data_is_refused(tmp_path):
     signature = {"train_file": "/d/train.jsonl", "train_examples": 10, "format": "yesno"}
-    (tmp_path / STATE_FILE).write_text(json.dumps({"data": signature}))
+    (tmp_path / STATE_FILE).write_text(json.dumps({"epochs_done": 1, "data": signature}))
     check_same_data(tmp_path, signature)
     with pytest.raises(InputError, match="train_examples 10 there, 20 now"):
         check_same_data(tmp_path, signature | {"train_examples": 20})

@@ -76,9 +76,29 @@ def resolve_resume(argument: str | None, output_dir: Path) -> Path | None:
     return path
 
 
+def _corrupt(path: Path, reason: str) -> InputError:
+    return InputError(f"{path}: corrupt checkpoint ({reason}); remove it or resume from another")
+
+
+def read_state(path: Path) -> TrainerState:
+    """The checkpoint's trainer_state.json; anything unreadable is an InputError, not a traceback."""
+    try:
+        data = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise _corrupt(path, f"{STATE_FILE}: {error}") from None
+    if not isinstance(data, dict):
+        raise _corrupt(path, f"{STATE_FILE} is not a JSON object")
+    epochs = data.get("epochs_done")
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
+        raise _corrupt(path, f"{STATE_FILE}: epochs_done {epochs!r} is not a count")
+    if not isinstance(data.get("data", {}), dict):
+        raise _corrupt(path, f"{STATE_FILE}: data is not a JSON object")
+    return TrainerState.from_json(data)
+
+
 def check_same_data(path: Path, signature: dict) -> None:
     """Refuse to resume on other training data: the epochs done would mean something else."""
-    saved = json.loads((path / STATE_FILE).read_text(encoding="utf-8")).get("data", {})
+    saved = read_state(path).data
     differences = [
         f"{key} {saved.get(key)!r} there, {value!r} now"
         for key, value in signature.items()
@@ -103,8 +123,13 @@ def save_checkpoint(accelerator, output_dir: Path, state: TrainerState) -> Path:
 
 
 def load_checkpoint(accelerator, path: Path) -> TrainerState:
-    accelerator.load_state(str(path))
-    return TrainerState.from_json(json.loads((path / STATE_FILE).read_text(encoding="utf-8")))
+    state = read_state(path)
+    try:
+        accelerator.load_state(str(path))
+    except Exception as error:  # noqa: BLE001 - torch/safetensors/pickle each raise their own kind
+        reason = f"{type(error).__name__}: {error}".splitlines()[0][:200]
+        raise _corrupt(path, reason) from None
+    return state
 
 
 def save_best_model(accelerator, model, tokenizer, output_dir: Path) -> None:
