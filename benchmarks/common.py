@@ -19,18 +19,17 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
+
+from .simproc import SimProcess, flags_to_args, terminate  # noqa: F401 - terminate is re-exported
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
 PACKAGES = ("aiohttp", "orjson", "openai", "httpx", "httpx-aiohttp", "numpy", "torch",
             "transformers", "matplotlib", "psutil", "llm-data-creator")
-READY_TIMEOUT_S = 30.0
 
 
 # --- the result schema: the same names in every benchmark --------------------------------------
@@ -105,7 +104,7 @@ def check(name: str, value: float | None, op: str, threshold: float, note: str =
 # --- the machine and the command ---------------------------------------------------------------
 
 
-def machine_info() -> dict[str, Any]:
+def machine_info(packages: tuple[str, ...] = PACKAGES) -> dict[str, Any]:
     from importlib import metadata
 
     cpu = platform.processor() or ""
@@ -117,7 +116,7 @@ def machine_info() -> dict[str, Any]:
     except OSError:
         pass
     versions = {}
-    for name in PACKAGES:
+    for name in packages:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -352,99 +351,11 @@ def _vm_hwm_kb(pid: int) -> int:
     return 0
 
 
-def flags(**values: Any) -> list[str]:
-    """keyword=value -> ["--keyword", "value"]; True -> bare flag; None/False omitted."""
-    out: list[str] = []
-    for name, val in values.items():
-        if val is None or val is False:
-            continue
-        out += [f"--{name}"] if val is True else [f"--{name}", str(val)]
-    return out
-
-
-def terminate(proc: subprocess.Popen | None) -> None:
-    """Stop a child server: SIGTERM, then SIGKILL after 10 s; nothing if it is gone already."""
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
-
-
-class Simulator:
-    """`python -m benchmarks.simserver` as a subprocess; a context manager.
-
-    Same idea as tests/simproc.py (benchmarks do not import from tests/)."""
+class Simulator(SimProcess):
+    """`python -m benchmarks.simserver` with keyword flags, on a free port; a context manager."""
 
     def __init__(self, **sim_flags: Any) -> None:
-        self.args = flags(**sim_flags)
-        self.proc: subprocess.Popen[str] | None = None
-        self.base_url = ""
-        self.root_url = ""
-
-    def __enter__(self) -> "Simulator":
-        cmd = [sys.executable, "-m", "benchmarks.simserver", "--port", "0", *self.args]
-        self.proc = subprocess.Popen(cmd, cwd=REPO, env=child_env(), stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        line = self._ready_line()
-        if line is None:
-            self.__exit__()
-            raise RuntimeError(f"the simulator did not start: {' '.join(cmd)}")
-        self.base_url = line.split()[1]
-        self.root_url = self.base_url.rsplit("/v1", 1)[0]
-        threading.Thread(target=_drain, args=(self.proc.stdout,), daemon=True).start()
-        return self
-
-    def _ready_line(self) -> str | None:
-        assert self.proc is not None and self.proc.stdout is not None
-        box: list[str] = []
-
-        def reader() -> None:
-            assert self.proc is not None and self.proc.stdout is not None
-            for line in self.proc.stdout:
-                if line.startswith("READY "):
-                    box.append(line.strip())
-                    return
-
-        thread = threading.Thread(target=reader, daemon=True)
-        thread.start()
-        thread.join(READY_TIMEOUT_S)
-        return box[0] if box else None
-
-    def __exit__(self, *exc: object) -> None:
-        terminate(self.proc)
-
-    def _call(self, method: str, path: str) -> dict[str, Any]:
-        req = urllib.request.Request(self.root_url + path, data=b"" if method == "POST" else None,
-                                     method=method)
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return json.loads(resp.read())
-
-    def stats(self) -> dict[str, Any]:
-        return self._call("GET", "/stats")
-
-    def reset(self) -> None:
-        self._call("POST", "/stats/reset")
-
-    def cpu_s(self) -> float:
-        """The simulator's own CPU seconds so far (it shares the machine with the client)."""
-        assert self.proc is not None
-        try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, ValueError, IndexError):
-            return float("nan")
-
-
-def _drain(stream: Any) -> None:
-    try:
-        for _ in stream:
-            pass
-    except (ValueError, OSError):
-        pass
+        super().__init__(flags_to_args(**sim_flags))
 
 
 def python() -> str:

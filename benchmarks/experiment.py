@@ -36,7 +36,6 @@ import argparse
 import datetime as _dt
 import json
 import os
-import platform
 import shlex
 import shutil
 import subprocess
@@ -46,7 +45,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from .common import machine_info
+
 REPO = Path(__file__).resolve().parent.parent
+EXPERIMENT_PACKAGES = ("torch", "transformers", "accelerate", "llama-cpp-python", "llm-data-creator")
 SETTINGS = ("naive", "random", "diverse", "similar", "tree")
 PAPER_LEARNING_RATES = (5e-6, 1e-5, 2e-5)
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -522,29 +524,6 @@ def eval_check(args: argparse.Namespace, evaluation: dict) -> dict:
 # --- step 4: the table and the chart -------------------------------------------------------------
 
 
-def machine() -> dict:
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    packages = {}
-    from importlib import metadata
-
-    for name in ("torch", "transformers", "accelerate", "llama-cpp-python", "llm-data-creator"):
-        try:
-            packages[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    return {"cpu": cpu or platform.processor(), "cores": os.cpu_count(),
-            "python": platform.python_version(), "packages": packages,
-            "load_average_at_start": round(load, 2) if load is not None else None}
-
-
 def baselines(args: argparse.Namespace) -> dict:
     """Majority-class accuracy (answer position for multiple choice) of each evaluated split, over
     the same examples the models are evaluated on (the first --max_eval_examples)."""
@@ -706,7 +685,7 @@ def run(args: argparse.Namespace, command: str) -> dict:
         "experiment": "experiment",
         "command": command,
         "date": _dt.date.today().isoformat(),
-        "machine": machine(),
+        "machine": machine_info(EXPERIMENT_PACKAGES),
         "config": {
             "data_dir": str(args.data_dir), "data_name": args.data_name,
             "eval_on": args.eval_on, "settings": args.settings, "target": args.target,

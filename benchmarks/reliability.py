@@ -50,16 +50,13 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .common import (
-    terminate,
     REPO,
     RESULTS,
     child_env,
@@ -68,6 +65,7 @@ from .common import (
     machine_info,
     write_result,
 )
+from .simproc import SimProcess, flags_to_args
 
 DATA = REPO / "data"  # the project's own one-exemplar folders
 TARGET = 300
@@ -89,64 +87,19 @@ WAIT_LINES_S = 60.0
 # --------------------------------------------------------------------------- the simulator
 
 
-class Sim:
-    """benchmarks.simserver as a subprocess that can be killed and restarted on the same port."""
+class Sim(SimProcess):
+    """The simulator, killed and restarted on the same port; counts what every instance did."""
 
     def __init__(self, **sim_flags: Any) -> None:
-        self.args: list[str] = []
-        for name, val in sim_flags.items():
-            if val is None or val is False:
-                continue
-            self.args += [f"--{name}"] if val is True else [f"--{name}", str(val)]
-        self.port = 0
-        self.proc: subprocess.Popen[str] | None = None
-        self.base_url = ""
-        self.root_url = ""
+        super().__init__(flags_to_args(**sim_flags))
         self.totals: dict[str, int] = dict.fromkeys(SIM_FAULT_KEYS, 0)
         self.totals.update(requests=0, ok=0)
         self.instances = 0
 
     def start(self) -> Sim:
-        cmd = [sys.executable, "-m", "benchmarks.simserver", "--port", str(self.port), *self.args]
-        deadline = time.monotonic() + 30
-        while True:  # the old socket may linger a moment after a kill: a few bounded attempts
-            self.proc = subprocess.Popen(cmd, cwd=REPO, env=child_env(), stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                         text=True)
-            line = self._ready_line(20.0)
-            if line is not None:
-                break
-            self._terminate()
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the simulator did not start: {shlex.join(cmd)}")
-            time.sleep(0.5)
-        self.base_url = line.split()[1]
-        self.root_url = self.base_url.rsplit("/v1", 1)[0]
-        self.port = int(self.root_url.rsplit(":", 1)[1])
+        super().start()
         self.instances += 1
-        threading.Thread(target=_drain, args=(self.proc.stdout,), daemon=True).start()
         return self
-
-    def _ready_line(self, timeout: float) -> str | None:
-        assert self.proc is not None and self.proc.stdout is not None
-        box: list[str] = []
-        stdout = self.proc.stdout
-
-        def reader() -> None:
-            for line in stdout:
-                if line.startswith("READY "):
-                    box.append(line.strip())
-                    return
-
-        thread = threading.Thread(target=reader, daemon=True)
-        thread.start()
-        thread.join(timeout)
-        return box[0] if box else None
-
-    def stats(self) -> dict[str, Any]:
-        req = urllib.request.Request(self.root_url + "/stats")
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return json.loads(resp.read())
 
     def _collect(self) -> None:
         """Add this instance's counters to the run's totals (before it goes away)."""
@@ -157,36 +110,15 @@ class Sim:
         for key in self.totals:
             self.totals[key] += int(st.get(key, 0))
 
-    def _terminate(self) -> None:
-        terminate(self.proc)
-
     def kill_and_restart(self, delay: float) -> None:
         """SIGKILL (a crashed server), `delay` s of nothing, then the same flags on the same port."""
         self._collect()
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait(10)
-        time.sleep(delay)
-        self.start()
+        self.restart(delay, hard=True)
 
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+    def stop(self, timeout: float = 10.0) -> int | None:
+        if self.alive:
             self._collect()
-        self._terminate()
-
-    def __enter__(self) -> Sim:  # noqa: PYI034
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def _drain(stream: Any) -> None:
-    try:
-        for _ in stream:
-            pass
-    except (ValueError, OSError):
-        pass
+        return super().stop(timeout)
 
 
 # --------------------------------------------------------------------------- the creator

@@ -11,7 +11,7 @@ TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 
-sys.path.insert(0, str(TESTS))  # tests import their helpers (simproc) by name
+sys.path.insert(0, str(TESTS))  # tests import their helpers (creatorproc) by name
 
 
 @pytest.fixture

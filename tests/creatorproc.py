@@ -33,7 +33,7 @@ YES_NO = ["True", "False"]
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
-from simproc import free_port  # noqa: E402
+from benchmarks.simproc import free_port  # noqa: E402
 
 
 # ------------------------------------------------------------------------------ running

@@ -38,7 +38,7 @@ from creatorproc import (  # noqa: E402
     snapshot,
     summary_path,
 )
-from simproc import start_simulator  # noqa: E402
+from benchmarks.simproc import start_simulator  # noqa: E402
 
 GOOD = {"question": "Is water wet?", "context": None, "options": ["True", "False"], "label": True}
 EARLIER_TARGET = 10

@@ -21,7 +21,7 @@ from creatorproc import (
     start_creator,
     wait_for_lines,
 )
-from simproc import start_simulator
+from benchmarks.simproc import start_simulator
 
 YESNO = ["--data_dir", str(REPO / "data/yesno_close"), "--data_name", "example"]
 

@@ -10,7 +10,7 @@ import pytest
 
 import creatorproc
 from creatorproc import read_jsonl, read_summary, run_creator, start_creator, wait_for_lines
-from simproc import start_simulator
+from benchmarks.simproc import start_simulator
 
 REPO = creatorproc.REPO
 

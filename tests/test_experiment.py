@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from simproc import start_simulator
+from benchmarks.simproc import start_simulator
 
 REPO = Path(__file__).resolve().parent.parent
 TRAINER_ARGS = ("--num_train_epochs 1 --max_seq_length 32 --max_eval_examples 24 --warmup_steps 0 "

@@ -28,7 +28,7 @@ from creatorproc import (  # noqa: E402
     start_creator,
     stop,
 )
-from simproc import start_simulator  # noqa: E402
+from benchmarks.simproc import start_simulator  # noqa: E402
 
 
 def run_against(tmp_path: Path, sim_flags: dict[str, Any], *args: Any, target: int = 150,

@@ -13,10 +13,7 @@ import aiohttp
 import httpx
 import pytest
 
-try:
-    from tests.simproc import SimProcess, free_port, start_simulator
-except ImportError:  # tests/ not importable as a package
-    from simproc import SimProcess, free_port, start_simulator
+from benchmarks.simproc import SimProcess, free_port, start_simulator
 
 SYSTEM = (
     "You are creating {k} more examples that follow the format of the example provided, but with a "
