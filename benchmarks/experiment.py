@@ -15,17 +15,16 @@ users run:
 2. train: `python -m trainer.sweep` per setting and for `original` (the human train split, cut to
    the first --original_examples records, by default --target, so both sides train on as many
    examples); the best learning rate by dev accuracy is kept, as in the paper.
-3. out of distribution: the trainer has no evaluation-only mode, so the best run's saved
-   `best_model/` is evaluated by `python -m benchmarks.experiment evaluate` (below), which reuses the
-   trainer's own data reading, encoding and `evaluate()` on the --eval_on datasets' dev and test
-   splits (same format folder). It first re-evaluates the in-distribution dev split and records
-   whether it reproduces the trainer's dev accuracy (`eval_check`), so the two paths are known to
-   agree.
+3. out of distribution: the best run's saved `best_model/` is evaluated by `python -m trainer
+   evaluate` on the --eval_on datasets' dev and test splits (same format folder), with the trainer's
+   own data reading, encoding and evaluation. It re-evaluates the in-distribution splits too, and
+   the experiment records whether they reproduce the trainer's accuracies (`eval_check`), so the
+   two paths are known to agree.
 4. one table: OUT/experiment_{name}.json and .md, and a bar chart .png (written to --results, by
    default OUT), with a `majority class` row: the accuracy of always answering the most frequent
    label (answer position, for multiple choice) of each evaluated split.
 
-    python -m benchmarks.experiment evaluate --run_dir OUT/runs/naive/lr_1e-05 \
+    python -m trainer evaluate --run_dir OUT/runs/naive/lr_1e-05 \
         --data_dir DIR --data_name strategyqa creak --output OUT/eval/naive.json
     python -m benchmarks.experiment render benchmarks/results/experiment_*.json   # redraw md, png
 """
@@ -44,6 +43,8 @@ import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from trainer.evaluate import majority_share
 
 from .common import machine_info
 
@@ -197,7 +198,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def child_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
-    # `-m benchmarks.experiment evaluate` must import from this checkout wherever we run.
+    # `-m trainer`, `-m creator` must import from this checkout wherever we run.
     env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
 
@@ -405,7 +406,7 @@ def evaluate_setting(args: argparse.Namespace, setting: str, best_run_dir: str) 
             return previous
     output.parent.mkdir(parents=True, exist_ok=True)
     output.unlink(missing_ok=True)
-    command = [sys.executable, "-m", "benchmarks.experiment", "evaluate", "--run_dir", best_run_dir,
+    command = [sys.executable, "-m", "trainer", "evaluate", "--run_dir", best_run_dir,
                "--data_dir", str(args.data_dir), "--data_name", args.data_name, *args.eval_on,
                "--output", str(output)]
     code, wall = run_logged(command, args.out / "logs" / f"eval_{setting}.log")
@@ -417,96 +418,6 @@ def evaluate_setting(args: argparse.Namespace, setting: str, best_run_dir: str) 
                               f"{tail(args.out / 'logs' / f'eval_{setting}.log')}")
     result["wall_s"] = round(wall, 1)
     return result
-
-
-def majority_share(labels: list[int]) -> float | None:
-    return max(Counter(labels).values()) / len(labels) if labels else None
-
-
-def evaluate_run(run_dir: Path, data_dir: Path, names: list[str]) -> dict:
-    """Accuracy of run_dir/best_model on each dataset's dev and test splits, with the trainer's
-    own reading (trainer.data), encoding (trainer.encode) and evaluation (trainer.loop.evaluate),
-    at the run's max_seq_length, eval batch size and max_eval_examples."""
-    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
-    config = metrics["config"]
-    task_format, num_options = metrics["format"], metrics["num_options"]
-
-    from accelerate import Accelerator
-    from torch.utils.data import DataLoader
-    from transformers import (
-        AutoModelForMultipleChoice,
-        AutoModelForSequenceClassification,
-        AutoTokenizer,
-    )
-
-    from trainer.data import YES_NO, load_split
-    from trainer.encode import PadCollator, encode
-    from trainer.loop import evaluate, has_accelerator, load_pretrained
-
-    model_dir = str(run_dir / "best_model")
-    accelerator = Accelerator(cpu=bool(config.get("cpu")) or not has_accelerator())
-    tokenizer = load_pretrained(AutoTokenizer, model_dir)
-    auto = AutoModelForSequenceClassification if task_format == YES_NO else AutoModelForMultipleChoice
-    model = accelerator.prepare(load_pretrained(auto, model_dir))
-    results: dict[str, dict] = {}
-    for name in names:
-        results[name] = {}
-        for split_name in ("dev", "test"):
-            path = data_dir / name / f"{split_name}.jsonl"
-            if not path.is_file():
-                results[name][split_name] = None
-                continue
-            split = load_split(path, split_name, task_format, num_options,
-                               limit=config.get("max_eval_examples"))
-            features = encode(tokenizer, split.examples, task_format, config["max_seq_length"])
-            loader = accelerator.prepare(DataLoader(
-                features, batch_size=config["per_device_eval_batch_size"],
-                collate_fn=PadCollator(tokenizer.pad_token_id)))
-            evaluation = evaluate(accelerator, model, loader)
-            results[name][split_name] = {
-                "acc": evaluation.accuracy,
-                "examples": evaluation.count,
-                "skipped": split.skipped,
-                "majority": majority_share([example.label for example in split.examples]),
-                "predicted_share": dict(Counter(
-                    split.examples[0].options[p] if task_format == YES_NO else str(p)
-                    for p in evaluation.predictions)),
-            }
-    return {
-        "run_dir": str(run_dir),
-        "format": task_format,
-        "num_options": num_options,
-        "max_eval_examples": config.get("max_eval_examples"),
-        "trainer_dev_acc": metrics["dev_acc"],
-        "trainer_test_acc": metrics["test_acc"],
-        "datasets": results,
-    }
-
-
-def evaluate_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.experiment evaluate",
-        description="Evaluate a training run's best_model on other datasets' dev and test splits.")
-    parser.add_argument("--run_dir", type=Path, required=True,
-                        help="a trainer output folder (metrics.json, best_model/)")
-    parser.add_argument("--data_dir", type=Path, required=True, help="format folder")
-    parser.add_argument("--data_name", nargs="+", required=True, help="datasets in it")
-    parser.add_argument("--output", type=Path, required=True, help="JSON to write")
-    args = parser.parse_args(argv)
-    if not (args.run_dir / "metrics.json").is_file() or not (args.run_dir / "best_model").is_dir():
-        print(f"experiment evaluate: error: no metrics.json and best_model/ in {args.run_dir}",
-              file=sys.stderr)
-        return EXIT_USAGE
-    from trainer.config import InputError
-
-    try:
-        result = evaluate_run(args.run_dir, args.data_dir, args.data_name)
-    except InputError as error:
-        print(f"experiment evaluate: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    return EXIT_OK
 
 
 def eval_check(args: argparse.Namespace, evaluation: dict) -> dict:
@@ -700,7 +611,7 @@ def run(args: argparse.Namespace, command: str) -> dict:
         "ood_method": "the best run's best_model/ (best learning rate by in-distribution dev "
                       "accuracy, best epoch by the same) evaluated on the --eval_on datasets' dev "
                       "and test splits with the trainer's own code (python -m "
-                      "benchmarks.experiment evaluate); eval_check says whether that path "
+                      "trainer evaluate); eval_check says whether that path "
                       "reproduces the trainer's in-distribution accuracy",
         "baseline": baselines(args),
         "rows": [],
@@ -789,8 +700,6 @@ def render_main(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["evaluate"]:
-        return evaluate_main(argv[1:])
     if argv[:1] == ["render"]:
         return render_main(argv[1:])
     args = parse_args(argv)

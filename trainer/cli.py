@@ -1,7 +1,8 @@
 """`trainer` command line: arguments -> TrainConfig -> validated data -> the training loop.
 
 Exit codes: 0 done, 2 bad input (one line on stderr, no traceback), 130 interrupted.
-`trainer sweep ...` runs the learning-rate sweep (see trainer/sweep.py).
+`trainer sweep ...` runs the learning-rate sweep (see trainer/sweep.py), `trainer evaluate ...` a
+finished run's best model on other datasets (see trainer/evaluate.py).
 """
 
 from __future__ import annotations
@@ -180,6 +181,10 @@ def main(argv: list[str] | None = None) -> int:
         from trainer.sweep import main as sweep_main
 
         return sweep_main(argv[1:])
+    if argv[:1] == ["evaluate"]:
+        from trainer.evaluate import main as evaluate_main
+
+        return evaluate_main(argv[1:])
     config = parse_config(argv)
     try:
         config = with_default_model(config)
