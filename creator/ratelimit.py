@@ -72,6 +72,7 @@ class Capacity:
         self.paused_until = 0.0
         # a request rate learnt from 429s, for servers that do not state their limits
         self.learned = False
+        self.server_states_limits = False
         self._successes: deque[float] = deque()
         self._last_429 = self._last_change = -math.inf
 
@@ -111,7 +112,9 @@ class Capacity:
     # When the server rate-limits us without x-ratelimit-* headers, the requests it served in the
     # last minute are the budget it grants: adopt that as our rpm, cut it by 10% on each further
     # 429 and raise it by 5% after every 3 s without one (AIMD, as TCP does), so the client
-    # neither hammers the server nor settles below its limit.
+    # neither hammers the server nor settles below its limit. A server that states a limit
+    # (x-ratelimit-limit-*) has said what its 429s are about: inventing a request rate on top
+    # of its token budget would only leave that budget unused.
 
     def record_success(self, now: float) -> None:
         if self.requests is None or self.learned:
@@ -124,7 +127,7 @@ class Capacity:
 
     def record_rate_limited(self, now: float) -> None:
         self._last_429 = now
-        if self.requests is None:
+        if self.requests is None and not self.server_states_limits:
             granted = sum(1 for t in self._successes if t >= now - 60)
             self.requests = TokenBucket(max(1, granted), now)
             self.requests.level = 0.0  # the server just said its budget is spent
@@ -192,6 +195,8 @@ class RateLimiter:
         request needs (the reset is the time until the budget is FULL again)."""
         now = self.clock()
         cap = self.capacity
+        if hint.limit_requests or hint.limit_tokens:
+            cap.server_states_limits = True
         if cap.requests is None and hint.limit_requests:
             cap.requests = TokenBucket(hint.limit_requests, now)
         if cap.tokens is None and hint.limit_tokens:

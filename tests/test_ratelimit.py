@@ -183,3 +183,19 @@ def test_a_stated_limit_is_not_relearnt():
     cap = Capacity(max_in_flight=None, rpm=60, tpm=None, now=0.0)
     cap.record_rate_limited(1.0)
     assert not cap.learned and cap.requests.capacity == 60
+
+
+def test_a_429_from_a_server_that_states_a_token_limit_invents_no_request_rate():
+    """The server meters tokens and says so: its 429 means our token count was off by a little,
+    not that it has a request limit to learn (that would cap us below its token budget)."""
+    now = [0.0]
+    limiter = RateLimiter(max_in_flight=None, rpm=None, tpm=None, clock=lambda: now[0])
+    for i in range(120):
+        now[0] = i * 0.05
+        limiter.capacity.consume(100, now[0])
+        limiter.observe(RateLimitHint.from_headers({"x-ratelimit-limit-tokens": "150000",
+                                                    "x-ratelimit-remaining-tokens": "90000"}))
+        limiter.release(100, 80)
+    limiter.rate_limited()
+    assert not limiter.capacity.learned and limiter.capacity.requests is None
+    assert limiter.capacity.tokens.capacity == 150000
