@@ -26,21 +26,31 @@ from benchmarks.simproc import start_simulator
 YESNO = ["--data_dir", str(REPO / "data/yesno_close"), "--data_name", "example"]
 
 
+def _lines(path) -> int:
+    """Whole lines written so far (a torn last one, which a kill may leave, has no newline)."""
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
 @pytest.mark.parametrize("seed", [11, 12, 13])
 def test_kill_9_at_random_points_then_resume(seed, tmp_path):
     """Several kills per run, each at a random moment; every resume continues the same file."""
     rng = random.Random(seed)
     out = tmp_path / "out.jsonl"
     target = 400
-    with start_simulator(ttft=0.02, jitter=0.8, seed=seed) as sim:
+    # ~100 records/s: a run lasts seconds, so each kill lands while records are being written
+    with start_simulator(ttft=0.1, jitter=0.8, seed=seed) as sim:
         args = [*YESNO, "--setting", rng.choice(["tree", "random", "naive"]),
-                "--target", str(target), "--concurrency", "16", "--base_url", sim.base_url,
+                "--target", str(target), "--concurrency", "4", "--base_url", sim.base_url,
                 "--output", str(out)]
         for round_ in range(3):  # bounded: three kills
+            before = _lines(out)
             proc = start_creator(*args, *(["--resume"] if round_ else []), cwd=tmp_path)
-            time.sleep(rng.uniform(0.3, 1.2))
+            wait_for_lines(out, before + 1, timeout=30)  # it is writing
+            time.sleep(rng.uniform(0.0, 0.5))
             proc.kill()
             proc.wait(10)
+            assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+            assert before < _lines(out) < target
         done = run_creator(*args, "--resume", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     check_records(out, target)

@@ -140,8 +140,12 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path):
         while not first_checkpoint.is_file() and process.poll() is None:
             assert time.monotonic() < deadline, "no checkpoint after epoch 1"
             time.sleep(0.05)
+        assert process.poll() is None, "the run ended before it could be crashed"
         os.killpg(process.pid, signal.SIGKILL)  # crash during epoch 2
     assert first_checkpoint.is_file()
+    # the crash landed mid-run: epoch 2 neither checkpointed nor reported as finished
+    assert not (crashed / "checkpoints" / "epoch_2").exists()
+    assert not (crashed / "metrics.json").is_file() or not metrics_of(crashed)["finished"]
 
     resume = extra + " --resume_from_checkpoint latest"
     resumed = run_trainer(common("yesno_close", "strategyqa", crashed, resume))
