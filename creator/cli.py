@@ -13,6 +13,7 @@ import signal
 import stat
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import orjson
 
@@ -25,6 +26,24 @@ from .task import TaskError
 OPENAI_URL = "https://api.openai.com/v1"
 OPENAI_DEFAULT_MODEL = "gpt-4o-mini"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a refusal is one line on stderr (exit 2) that points to --help, not the
+    usage block: bad input reads the same wherever it is caught."""
+
+    def error(self, message: str, prog: str | None = None) -> NoReturn:
+        prog = prog or self.prog
+        self.exit(EXIT_USAGE, f"{prog}: error: {message} (see {prog} --help)\n")
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        # argparse reports a subcommand's unknown options as the top level's; name the subcommand
+        parsed, unknown = self.parse_known_args(args, namespace)
+        if unknown:
+            command = getattr(parsed, "command", None)
+            self.error(f"unrecognized arguments: {' '.join(unknown)}",
+                       f"{self.prog} {command}" if command else None)
+        return parsed
 
 
 def _positive_int(text: str) -> int:
@@ -65,7 +84,7 @@ def _temperature(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(  # its subcommands' parsers are of the same class
         prog="creator",
         description="Create a training set with an LLM from one formatting example "
         "(EMNLP 2023, 'Making Large Language Models Better Data Creators').",

@@ -693,7 +693,9 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
 
 
 def build_report_parser(prog: str = "creator report") -> argparse.ArgumentParser:
-    return add_report_arguments(argparse.ArgumentParser(
+    from .cli import OneLineParser
+
+    return add_report_arguments(OneLineParser(
         prog=prog, description="Quality report of a created data set (JSONL)."))
 
 

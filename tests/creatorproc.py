@@ -183,14 +183,18 @@ def assert_usage_error(r: Result, *needles: str) -> str:
     return line
 
 
-def assert_argparse_error(r: Result, option: str) -> str:
-    """argparse's own refusal: exit 2, the usage, then `creator create: error: argument OPTION`."""
+def assert_argparse_error(r: Result, *needles: str) -> str:
+    """A refusal by the argument parser: exit 2 and ONE line, `creator create: error: ...` that
+    contains every needle and points to --help (no usage block)."""
     assert_no_traceback(r)
     assert r.returncode == 2, f"exit {r.returncode}, stderr:\n{r.stderr}"
-    last = r.lines[-1]
-    assert last.startswith("creator create: error: argument "), last
-    assert option in last, last
-    return last
+    assert len(r.lines) == 1, f"expected ONE line on stderr, got:\n{r.stderr}"
+    line = r.lines[0]
+    assert line.startswith("creator create: error: "), line
+    assert line.endswith("(see creator create --help)"), line
+    for needle in needles:
+        assert needle in line, line
+    return line
 
 
 def assert_run_failed(r: Result, *needles: str) -> str:

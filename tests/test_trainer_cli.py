@@ -115,10 +115,12 @@ def test_bad_resume_path(tmp_path):
 
 
 def test_malformed_command_line_exits_2(tmp_path):
-    result = run_trainer(dataset(tmp_path, train=[GOOD]) + ["--setting", "bogus"])
-    assert result.returncode == 2 and "invalid choice" in result.stderr
-    result = run_trainer(dataset(tmp_path, train=[GOOD]) + ["--learning_rate", "-1"])
-    assert result.returncode == 2 and "must be above 0" in result.stderr
+    cases = [(["--setting", "bogus"], "invalid choice"), (["--learning_rate", "-1"], "must be above 0"),
+             (["--max_seq_length", "abc"], "expected a whole number, got 'abc'"),
+             (["--epochs", "3"], "unrecognized arguments: --epochs")]
+    for extra, fragment in cases:
+        result = run_trainer(dataset(tmp_path, train=[GOOD]) + extra)
+        assert_one_line_error(result, fragment, "(see trainer --help)")
 
 
 def test_sweep_arguments(tmp_path):

@@ -12,34 +12,52 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import NoReturn
 
 from trainer.config import SETTINGS, InputError, TrainConfig
 from trainer.data import load_task, skipped_warnings
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A refusal is one line and exit 2, pointing to --help (not argparse's usage block)."""
+
+    def error(self, message: str) -> NoReturn:
+        if is_main_process():
+            sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2)
+
+
+def _number(text: str, kind: type) -> int | float:
+    try:
+        return kind(text)
+    except ValueError:
+        expected = "a whole number" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+
+
 def positive_int(text: str) -> int:
-    value = int(text)
+    value = _number(text, int)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
     return value
 
 
 def non_negative_int(text: str) -> int:
-    value = int(text)
+    value = _number(text, int)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
     return value
 
 
 def positive_float(text: str) -> float:
-    value = float(text)
+    value = _number(text, float)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
     return value
 
 
 def non_negative_float(text: str) -> float:
-    value = float(text)
+    value = _number(text, float)
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
     return value
@@ -47,7 +65,7 @@ def non_negative_float(text: str) -> float:
 
 def build_parser(prog: str = "trainer") -> argparse.ArgumentParser:
     defaults = TrainConfig(data_dir=Path("."), data_name="", output_dir=Path("."), model="")
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog=prog,
         description="Fine-tune a small model on created or human data (multiple choice or yes/no). "
         "Runs as is on a CPU or one GPU; under `accelerate launch` or `torchrun` on many.",

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trainer.checkpoint import BEST_MODEL, write_json
-from trainer.cli import is_main_process, positive_int, say
+from trainer.cli import OneLineParser, is_main_process, positive_int, say
 from trainer.config import InputError
 from trainer.data import YES_NO, Split, load_split
 from trainer.metrics import METRICS_FILE
@@ -164,7 +164,7 @@ def evaluate_run(run: Run, splits: dict[str, dict[str, Split | None]], batch_siz
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="trainer evaluate",
         description="Evaluate a finished run's best model on the dev and test splits of other "
         "datasets of the same format (or of its own).",

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from trainer.checkpoint import write_json
-from trainer.cli import build_parser
+from trainer.cli import OneLineParser, build_parser
 from trainer.config import PAPER_LEARNING_RATES
 from trainer.metrics import METRICS_FILE
 
@@ -35,7 +35,7 @@ COLUMNS = (
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="trainer sweep",
         description=__doc__.split("\n\n")[0],
         allow_abbrev=False,
