@@ -183,7 +183,9 @@ def read_api_key(config_file: Path) -> str | None:
     if config_file.is_file():
         try:
             data = orjson.loads(config_file.read_bytes())
-        except (OSError, orjson.JSONDecodeError):
+        except OSError as exc:
+            raise TaskError(f"cannot read {config_file}: {exc.strerror}") from None
+        except orjson.JSONDecodeError:
             raise TaskError(f"{config_file} is not valid JSON") from None
         value = data.get("openai_api_key") if isinstance(data, dict) else None
         return value.strip() or None if isinstance(value, str) else None

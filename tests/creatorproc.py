@@ -146,10 +146,13 @@ def write_jsonl(path: Path, rows: list[Any]) -> Path:
 
 
 def snapshot(root: Path) -> dict[str, bytes | None]:
-    """Every file (bytes) and folder (None) under root, by relative path."""
+    """Every file (bytes), folder (None) and symlink (b"-> target") under root, by relative path."""
     out: dict[str, bytes | None] = {}
     for p in sorted(root.rglob("*")):
-        out[str(p.relative_to(root))] = p.read_bytes() if p.is_file() else None
+        if p.is_symlink():
+            out[str(p.relative_to(root))] = b"-> " + os.fsencode(os.readlink(p))
+        else:
+            out[str(p.relative_to(root))] = p.read_bytes() if p.is_file() else None
     return out
 
 

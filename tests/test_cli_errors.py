@@ -10,6 +10,7 @@ destructive --overwrite, and check that not one byte under tmp_path changed.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import threading
@@ -162,6 +163,48 @@ def test_bad_input_one_line_exit_2_nothing_clobbered(case, tmp_path, existing):
     r = run_creator("--output", existing, "--setting", "naive", "--overwrite",
                     "--base_url", closed_port_url(), *extra, cwd=tmp_path, timeout=30)
     assert_usage_error(r, *words)
+    assert_unchanged(before, tmp_path)
+
+
+def _unreadable(tmp: Path) -> Path:
+    """A file this process may not read (EACCES): mode 000 for a user; root reads anything, so for
+    root a write-only kernel file (read by nobody, written by nothing here)."""
+    if os.geteuid() != 0:
+        path = Path(_file(tmp / "locked" / "secret.jsonl", _lines(GOOD)))
+        path.chmod(0)
+        return path
+    for candidate in map(Path, ("/proc/sys/vm/compact_memory", "/proc/sys/vm/drop_caches")):
+        try:
+            candidate.open("rb").close()
+        except PermissionError:
+            return candidate
+        except OSError:
+            continue
+    pytest.skip("running as root and no write-only kernel file to stand for an unreadable one")
+
+
+def _link(link: Path, target: Path) -> str:
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(target)
+    return str(link)
+
+
+UNREADABLE = {
+    "train_file": lambda t, locked: (_link(t / "data" / "locked" / "train.jsonl", locked),
+                                     ["--data_dir", str(t / "data"), "--data_name", "locked"])[1],
+    "exemplar": lambda t, locked: [*EX5, "--exemplar", _link(t / "ex" / "ex.jsonl", locked)],
+    "openai_config": lambda t, locked: [*EX, "--openai_config",
+                                        _link(t / "cfg" / "openai_config.json", locked)],
+}
+
+
+@pytest.mark.parametrize("case", list(UNREADABLE))
+def test_unreadable_file_is_one_line(case, tmp_path, existing):
+    extra = UNREADABLE[case](tmp_path, _unreadable(tmp_path))
+    before = snapshot(tmp_path)
+    r = run_creator("--output", existing, "--setting", "naive", "--overwrite",
+                    "--base_url", closed_port_url(), *extra, cwd=tmp_path, timeout=30)
+    assert_usage_error(r, "cannot read", "permission denied")
     assert_unchanged(before, tmp_path)
 
 
