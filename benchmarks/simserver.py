@@ -93,7 +93,7 @@ _FAULT_COUNTER = {
 }
 STAT_KEYS = (
     "requests", "ok", "rate_limited", "quota_exceeded", "unauthorized", "bad_request",
-    "too_large", "errors_5xx", "timeouts", "drops", "malformed", "duplicates", "empty",
+    "too_large", "errors_5xx", "errors_500", "errors_502", "errors_503", "timeouts", "drops", "malformed", "duplicates", "empty",
     "wrong_format", "garbage", "truncated", "prompt_tokens", "completion_tokens", "in_flight",
     "max_in_flight", "questions_served",
 )
@@ -590,6 +590,7 @@ class Simulator:
             if transport_fault == "500":
                 refund = max_tokens
                 status = r.choice((500, 502, 503))
+                st[f"errors_{status}"] += 1
                 if cfg.ttft > 0:
                     await asyncio.sleep(cfg.ttft)
                 msg = {

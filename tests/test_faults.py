@@ -86,6 +86,9 @@ def test_limits_learnt_from_ratelimit_headers_avoid_the_storm(tmp_path):
 def test_server_errors_are_retried(tmp_path):
     summary, stats, _ = run_against(tmp_path, {"p_500": 0.3, "seed": 5})
     assert stats["errors_5xx"] > 0
+    # each of the three statuses was served, and all of them were retried
+    assert all(stats[f"errors_{code}"] > 0 for code in (500, 502, 503)), stats
+    assert sum(stats[f"errors_{code}"] for code in (500, 502, 503)) == stats["errors_5xx"]
     assert 0 < summary["server_errors"] <= stats["errors_5xx"]
     assert summary["retries"] > 0
 
