@@ -212,3 +212,19 @@ def test_reliability_benchmark_two_scenarios(tmp_path):
     assert totals["faults_by_kind"].get("write_failure", 0) == 1
     assert {"command", "machine", "date", "rows", "by_scenario"} <= set(data)
     assert "TOTAL" in result.stdout
+
+
+def test_the_written_figures_are_the_recorded_ones():
+    """README.md and RELIABILITY.md quote the committed full run: faults, runs, records, lost."""
+    data = json.loads((REPO / "benchmarks" / "results" / "reliability.json").read_text())
+    totals = data["totals"]
+    assert data["quick"] is False and totals["runs"] == totals["runs_passed"]
+    assert totals["records_lost"] == totals["duplicates"] == totals["torn_lines"] == 0
+    figures = (f"{totals['scenarios']} scenarios", f"{totals['runs']} runs",
+               f"{totals['faults_injected']} faults injected", f"{totals['records_written']:,} records")
+    for doc in ("README.md", "benchmarks/RELIABILITY.md"):
+        text = " ".join((REPO / doc).read_text(encoding="utf-8").split())
+        for figure in figures[1:]:
+            assert figure in text, (doc, figure)
+    readme = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    assert figures[0] in readme and "records lost: 0" in readme
