@@ -117,6 +117,37 @@ def wait_for_lines(path: Path, n: int, timeout: float = 60) -> None:
     raise AssertionError(f"{path} did not reach {n} lines in {timeout}s")
 
 
+def run_on_a_terminal(cmd: list[str], cwd: Path, env: dict[str, str] | None = None,
+                      timeout: float = 60) -> str:
+    """Run cmd with a pseudo-terminal (100 columns) as its stdout/stderr; return what it printed.
+    `env`: the child's environment (default: creator_env())."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: a terminal of a real size, then the command
+        fcntl.ioctl(1, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+        os.chdir(cwd)
+        os.execve(cmd[0], cmd, env or creator_env())
+    out, deadline = b"", time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 1)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.waitpid(pid, 0)
+    return out.decode(errors="replace").replace("\r", "\n")
+
+
 def closed_port_url() -> str:
     """An OpenAI-style base URL on 127.0.0.1 where nothing listens."""
     return f"http://127.0.0.1:{free_port()}/v1"

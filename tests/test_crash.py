@@ -18,6 +18,7 @@ from creatorproc import (
     read_jsonl,
     read_summary,
     run_creator,
+    run_on_a_terminal,
     start_creator,
     wait_for_lines,
 )
@@ -130,7 +131,13 @@ def test_the_api_key_never_appears_anywhere(tmp_path):
                               "--base_url", sim.base_url, "--output", str(tmp_path / "b.jsonl"),
                               cwd=tmp_path, api_key=key + "-wrong")
         assert refused.returncode == 1
-    texts = [ok.stdout, ok.stderr, refused.stdout, refused.stderr]
+        # on a terminal, with the progress bar and every message it shows
+        shown = run_on_a_terminal(
+            creator_cmd(*YESNO, "--setting", "naive", "--target", "30", "--base_url",
+                        sim.base_url, "--output", str(tmp_path / "tty.jsonl"), quiet=False),
+            tmp_path, env=creator_env(key))
+        assert "30/30" in shown, shown[-2000:]
+    texts = [ok.stdout, ok.stderr, refused.stdout, refused.stderr, shown]
     texts += [p.read_text() for p in tmp_path.iterdir() if p.is_file()]
     assert all(key not in text for text in texts)
     assert check_records(out, 60)

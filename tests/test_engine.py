@@ -186,42 +186,11 @@ def test_default_output_beside_the_data(tmp_path):
     assert (data / "train_similar.summary.json").is_file()
 
 
-def _run_on_a_terminal(cmd: list[str], cwd: Path, timeout: float = 60) -> str:
-    """Run cmd with a pseudo-terminal (100 columns) as its stdout/stderr; return what it printed."""
-    import fcntl
-    import os
-    import pty
-    import select
-    import struct
-    import termios
-    import time
-
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: a terminal of a real size, then the command
-        fcntl.ioctl(1, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
-        os.chdir(cwd)
-        os.execv(cmd[0], cmd)
-    out, deadline = b"", time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 1)
-        if not ready:
-            continue
-        try:
-            chunk = os.read(fd, 65536)
-        except OSError:  # the child closed the terminal
-            break
-        if not chunk:
-            break
-        out += chunk
-    os.waitpid(pid, 0)
-    return out.decode(errors="replace").replace("\r", "\n")
-
-
 def test_progress_bar_on_a_terminal_only(tmp_path):
     with start_simulator(ttft=0.05, seed=11) as sim:
         args = [*YESNO, "--setting", "tree", "--target", "100", "--base_url", sim.base_url]
         cmd = creatorproc.creator_cmd(*args, "--output", str(tmp_path / "tty.jsonl"), quiet=False)
-        shown = _run_on_a_terminal(cmd, tmp_path)
+        shown = creatorproc.run_on_a_terminal(cmd, tmp_path)
         piped = subprocess.run(
             creatorproc.creator_cmd(*args, "--output", str(tmp_path / "pipe.jsonl"), quiet=False),
             cwd=tmp_path, env=creatorproc.creator_env(), capture_output=True, text=True,
