@@ -93,9 +93,9 @@ _FAULT_COUNTER = {
 }
 STAT_KEYS = (
     "requests", "ok", "rate_limited", "quota_exceeded", "unauthorized", "bad_request",
-    "too_large", "errors_5xx", "errors_500", "errors_502", "errors_503", "timeouts", "drops", "malformed", "duplicates", "empty",
-    "wrong_format", "garbage", "truncated", "prompt_tokens", "completion_tokens", "in_flight",
-    "max_in_flight", "questions_served",
+    "too_large", "errors_5xx", "errors_500", "errors_502", "errors_503", "timeouts", "drops",
+    "malformed", "duplicates", "empty", "wrong_format", "garbage", "truncated", "prompt_tokens",
+    "completion_tokens", "in_flight", "max_in_flight", "questions_served",
 )
 
 K_RE = re.compile(r"creating\s+(\d+)\s+more\s+examples", re.IGNORECASE)
