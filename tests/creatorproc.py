@@ -107,11 +107,16 @@ def stop(proc: subprocess.Popen) -> None:
         proc.communicate(timeout=10)
 
 
+def line_count(path: Path) -> int:
+    """Whole lines written so far (a torn last one, which a kill may leave, has no newline)."""
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
 def wait_for_lines(path: Path, n: int, timeout: float = 60) -> None:
     """Until a background creator has written `n` records (bounded)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if path.exists() and path.read_bytes().count(b"\n") >= n:
+        if line_count(path) >= n:
             return
         time.sleep(0.02)
     raise AssertionError(f"{path} did not reach {n} lines in {timeout}s")

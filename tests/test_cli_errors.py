@@ -166,11 +166,12 @@ def test_bad_input_one_line_exit_2_nothing_clobbered(case, tmp_path, existing):
     assert_unchanged(before, tmp_path)
 
 
-def _unreadable(tmp: Path) -> Path:
-    """A file this process may not read (EACCES): mode 000 for a user; root reads anything, so for
-    root a write-only kernel file (read by nobody, written by nothing here)."""
+def _unreadable(folder: Path) -> Path:
+    """A file this process may not read (EACCES): mode 000 for a user, in `folder` (outside the
+    tree a test snapshots, which must read every file); root reads anything, so for root a
+    write-only kernel file (read by nobody, written by nothing here)."""
     if os.geteuid() != 0:
-        path = Path(_file(tmp / "locked" / "secret.jsonl", _lines(GOOD)))
+        path = Path(_file(folder / "secret.jsonl", _lines(GOOD)))
         path.chmod(0)
         return path
     for candidate in map(Path, ("/proc/sys/vm/compact_memory", "/proc/sys/vm/drop_caches")):
@@ -199,8 +200,8 @@ UNREADABLE = {
 
 
 @pytest.mark.parametrize("case", list(UNREADABLE))
-def test_unreadable_file_is_one_line(case, tmp_path, existing):
-    extra = UNREADABLE[case](tmp_path, _unreadable(tmp_path))
+def test_unreadable_file_is_one_line(case, tmp_path, tmp_path_factory, existing):
+    extra = UNREADABLE[case](tmp_path, _unreadable(tmp_path_factory.mktemp("locked")))
     before = snapshot(tmp_path)
     r = run_creator("--output", existing, "--setting", "naive", "--overwrite",
                     "--base_url", closed_port_url(), *extra, cwd=tmp_path, timeout=30)

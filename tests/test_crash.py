@@ -15,6 +15,7 @@ from creatorproc import (
     check_records,
     creator_cmd,
     creator_env,
+    line_count,
     read_jsonl,
     read_summary,
     run_creator,
@@ -25,11 +26,6 @@ from creatorproc import (
 from benchmarks.simproc import start_simulator
 
 YESNO = ["--data_dir", str(REPO / "data/yesno_close"), "--data_name", "example"]
-
-
-def _lines(path) -> int:
-    """Whole lines written so far (a torn last one, which a kill may leave, has no newline)."""
-    return path.read_bytes().count(b"\n") if path.exists() else 0
 
 
 @pytest.mark.parametrize("seed", [11, 12, 13])
@@ -44,14 +40,14 @@ def test_kill_9_at_random_points_then_resume(seed, tmp_path):
                 "--target", str(target), "--concurrency", "4", "--base_url", sim.base_url,
                 "--output", str(out)]
         for round_ in range(3):  # bounded: three kills
-            before = _lines(out)
+            before = line_count(out)
             proc = start_creator(*args, *(["--resume"] if round_ else []), cwd=tmp_path)
             wait_for_lines(out, before + 1, timeout=30)  # it is writing
             time.sleep(rng.uniform(0.0, 0.5))
             proc.kill()
             proc.wait(10)
             assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
-            assert before < _lines(out) < target
+            assert before < line_count(out) < target
         done = run_creator(*args, "--resume", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     check_records(out, target)
