@@ -186,7 +186,7 @@ class ChatClient:
 
     async def _attempt(self, body: dict[str, Any], reserved: int) -> Completion | Retryable:
         """Send once; raise what must not be retried."""
-        await self.limiter.acquire(reserved)
+        sent = await self.limiter.acquire(reserved)
         used: int | None = None
         server = self._pick_server()
         self._in_flight[server] += 1
@@ -198,7 +198,7 @@ class ChatClient:
             ) as resp:
                 raw = await resp.read()
                 hint = RateLimitHint.from_headers(resp.headers)
-                self.limiter.observe(hint)
+                self.limiter.observe(hint, sent)
                 if resp.status == 200:
                     completion = self._completion(raw, time.perf_counter() - started)
                     if completion is None:

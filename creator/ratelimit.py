@@ -3,8 +3,9 @@
 One `Capacity` enforces the three limits an API imposes together: requests in flight, requests per
 minute and tokens per minute. Tokens are reserved before sending (prompt estimate + max_tokens, as
 providers count them) and the unused part is refunded from the reply's usage, so a limit is neither
-overrun (429s) nor left idle. asyncio-throttle, which we started from, counts requests only and
-cannot weigh or refund tokens, hence this small class.
+overrun (429s) nor left idle. A server that states its limits (x-ratelimit-*) gets buckets of its
+own, set from its count in every reply. asyncio-throttle, which we started from, counts requests
+only and cannot weigh or refund tokens, hence this small class.
 """
 
 from __future__ import annotations
@@ -18,6 +19,15 @@ from dataclasses import dataclass
 from typing import Callable, Mapping
 
 Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class Sent:
+    """How much the client had sent when one request went out (that request included). The
+    server's remaining count in that request's reply may miss anything sent after it."""
+
+    requests: int = 0
+    tokens: int = 0
 
 
 class TokenBucket:
@@ -58,9 +68,20 @@ class TokenBucket:
         self._refill(now)
         self.level = min(self.level, level)
 
+    def set(self, per_minute: float, level: float, now: float) -> None:
+        """The server's own count (and limit) replaces ours."""
+        self._refill(now)
+        self.capacity = float(per_minute)
+        self.rate = per_minute / 60.0
+        self.level = min(self.capacity, level)
+
 
 class Capacity:
-    """What may be sent now. `max_in_flight`, `rpm`, `tpm`: None or 0 means no limit."""
+    """What may be sent now. `max_in_flight`, `rpm`, `tpm`: None or 0 means no limit.
+
+    `requests` and `tokens` are our own limits (the user's, or a request rate learnt from 429s);
+    `server_requests` and `server_tokens` follow the limits a server states, and are set from
+    its remaining count in each reply. A request must fit all of them."""
 
     def __init__(
         self, max_in_flight: int | None, rpm: float | None, tpm: float | None, now: float
@@ -68,7 +89,10 @@ class Capacity:
         self.max_in_flight = max_in_flight or math.inf
         self.requests = TokenBucket(rpm, now) if rpm else None
         self.tokens = TokenBucket(tpm, now) if tpm else None
+        self.server_requests: TokenBucket | None = None
+        self.server_tokens: TokenBucket | None = None
         self.in_flight = 0
+        self.sent = Sent()
         self.paused_until = 0.0
         # a request rate learnt from 429s, for servers that do not state their limits
         self.learned = False
@@ -76,37 +100,60 @@ class Capacity:
         self._successes: deque[float] = deque()
         self._last_429 = self._last_change = -math.inf
 
+    def _buckets(self, tokens: int) -> list[tuple[TokenBucket, int]]:
+        """Every limit in force, with what one request of `tokens` takes from it."""
+        return [(bucket, amount) for bucket, amount in (
+            (self.requests, 1), (self.tokens, tokens),
+            (self.server_requests, 1), (self.server_tokens, tokens)) if bucket is not None]
+
     def fits(self, tokens: int) -> bool:
         """False when one request needs more tokens than a whole minute allows."""
-        return self.tokens is None or tokens <= self.tokens.capacity
+        return all(bucket.capacity >= amount for bucket, amount in self._buckets(tokens))
 
     def wait_time(self, tokens: int, now: float) -> float:
         """Seconds until a request of `tokens` may go; 0 if now; inf if only a release can help."""
         if self.in_flight >= self.max_in_flight:
             return math.inf
         waits = [self.paused_until - now]
-        if self.requests is not None:
-            waits.append(self.requests.wait_time(1, now))
-        if self.tokens is not None:
-            waits.append(self.tokens.wait_time(tokens, now))
+        waits += [bucket.wait_time(amount, now) for bucket, amount in self._buckets(tokens)]
         return max(0.0, *waits)
 
-    def consume(self, tokens: int, now: float) -> None:
+    def consume(self, tokens: int, now: float) -> Sent:
         self.in_flight += 1
-        if self.requests is not None:
-            self.requests.take(1, now)
-        if self.tokens is not None:
-            self.tokens.take(tokens, now)
+        self.sent = Sent(self.sent.requests + 1, self.sent.tokens + tokens)
+        for bucket, amount in self._buckets(tokens):
+            bucket.take(amount, now)
+        return self.sent
 
     def release(self, reserved: int, used: int | None, now: float) -> None:
         """A request ended. `used` is the reply's total tokens; None (a failed request) keeps
-        the whole reservation spent, the safe guess."""
+        the whole reservation spent, the safe guess. (The server's buckets get their refunds
+        from its count in the next reply.)"""
         self.in_flight -= 1
         if self.tokens is not None and used is not None and used < reserved:
             self.tokens.give_back(reserved - used, now)
 
     def pause(self, until: float) -> None:
         self.paused_until = max(self.paused_until, until)
+
+    def follow(self, theirs: TokenBucket | None, ours: TokenBucket | None, limit: int | None,
+               remaining: int | None, reset: float | None, sent_later: int,
+               now: float) -> TokenBucket | None:
+        """One kind of limit (requests or tokens) as a reply states it; returns the server's
+        bucket. See RateLimiter.observe."""
+        if limit:
+            theirs = theirs or TokenBucket(limit, now)
+            if remaining is not None:
+                theirs.set(limit, remaining - sent_later, now)
+            return theirs
+        if remaining is None:
+            return theirs
+        known = theirs or ours
+        if known is not None:
+            known.at_most(remaining - sent_later, now)
+        elif remaining == 0 and reset:
+            self.pause(now + min(reset, 1.0))
+        return theirs
 
     # --- learning a limit the server does not state ----------------------------------------------
     # When the server rate-limits us without x-ratelimit-* headers, the requests it served in the
@@ -117,7 +164,7 @@ class Capacity:
     # of its token budget would only leave that budget unused.
 
     def record_success(self, now: float) -> None:
-        if self.requests is None or self.learned:
+        if (self.requests is None and not self.server_states_limits) or self.learned:
             self._successes.append(now)
             while self._successes and self._successes[0] < now - 60:
                 self._successes.popleft()
@@ -154,13 +201,13 @@ class RateLimiter:
         self._turn = asyncio.Lock()
         self._released = asyncio.Event()
 
-    async def acquire(self, tokens: int) -> None:
+    async def acquire(self, tokens: int) -> Sent:
+        """Wait for room for one request of `tokens`; what was sent up to it, for `observe`."""
         async with self._turn:
             while True:
                 wait = self.capacity.wait_time(tokens, self.clock())
                 if wait <= 0:
-                    self.capacity.consume(tokens, self.clock())
-                    return
+                    return self.capacity.consume(tokens, self.clock())
                 await self._wait(None if math.isinf(wait) else wait)
 
     async def _wait(self, timeout: float | None) -> None:
@@ -185,32 +232,30 @@ class RateLimiter:
         """Hold every request back (a 429 or an exhausted x-ratelimit budget)."""
         self.capacity.pause(self.clock() + seconds)
 
-    def observe(self, hint: "RateLimitHint") -> None:
+    def observe(self, hint: "RateLimitHint", sent: Sent | None = None) -> None:
         """Learn the server's limits from its x-ratelimit-* headers and follow its count.
 
-        Where the user set no limit of a kind, the limiter adopts the server's per-minute budget
-        (x-ratelimit-limit-*), so it meters requests instead of earning 429s. The server's
-        remaining count is the truth; ours may only be lower (it also holds requests in flight).
-        Without a limit header, a spent budget pauses sending for the share of the reset one
-        request needs (the reset is the time until the budget is FULL again)."""
+        A stated per-minute budget (x-ratelimit-limit-*) becomes a bucket of the server's, so the
+        client meters requests instead of earning 429s; the user's own limits stay in force beside
+        it. The server's remaining count sets that bucket, but it is the count as of the reply:
+        `sent` (what `acquire` returned for the replying request) tells what went out after that
+        request, which the server may not have counted yet, so it is taken off. That errs on the
+        safe side by what the server did count, and only until the next reply: set, not
+        lowered, so the error does not pile up. Remaining counts without a limit only ever lower
+        our own limit; with no limit at all, a spent budget pauses sending for the share of the
+        reset one request needs (the reset is the time until the budget is FULL again)."""
         now = self.clock()
         cap = self.capacity
+        later = Sent() if sent is None else Sent(
+            cap.sent.requests - sent.requests, cap.sent.tokens - sent.tokens)
         if hint.limit_requests or hint.limit_tokens:
             cap.server_states_limits = True
-        if cap.requests is None and hint.limit_requests:
-            cap.requests = TokenBucket(hint.limit_requests, now)
-        if cap.tokens is None and hint.limit_tokens:
-            cap.tokens = TokenBucket(hint.limit_tokens, now)
-        for bucket, remaining, reset in (
-            (cap.requests, hint.remaining_requests, hint.reset_requests),
-            (cap.tokens, hint.remaining_tokens, hint.reset_tokens),
-        ):
-            if remaining is None:
-                continue
-            if bucket is not None:
-                bucket.at_most(remaining, now)
-            elif remaining == 0 and reset:
-                cap.pause(now + min(reset, 1.0))
+        cap.server_requests = cap.follow(
+            cap.server_requests, cap.requests, hint.limit_requests, hint.remaining_requests,
+            hint.reset_requests, later.requests, now)
+        cap.server_tokens = cap.follow(
+            cap.server_tokens, cap.tokens, hint.limit_tokens, hint.remaining_tokens,
+            hint.reset_tokens, later.tokens, now)
 
 
 # --- what servers say about their limits ------------------------------------------------------

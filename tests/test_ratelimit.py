@@ -148,12 +148,22 @@ def test_limiter_adopts_the_servers_limits_and_follows_its_count():
         "x-ratelimit-reset-requests": "60s", "x-ratelimit-limit-tokens": "6000",
         "x-ratelimit-remaining-tokens": "3000", "x-ratelimit-reset-tokens": "30s"}))
     assert limiter.capacity.wait_time(1, now[0]) == pytest.approx(0.5)  # 120/min: one per 0.5 s
-    assert limiter.capacity.tokens.level == pytest.approx(3000)
-    # a user's own lower limit stays; the server's remaining count only lowers ours
+    assert limiter.capacity.server_tokens.level == pytest.approx(3000)
+    # a user's own lower limit stays in force beside the server's
     mine = RateLimiter(max_in_flight=None, rpm=60, tpm=None, clock=lambda: now[0])
     mine.observe(RateLimitHint.from_headers({"x-ratelimit-limit-requests": "120",
                                              "x-ratelimit-remaining-requests": "100"}))
     assert mine.capacity.requests.capacity == 60 and mine.capacity.requests.level == 60
+    assert mine.capacity.server_requests.level == 100
+    for _ in range(60):
+        mine.capacity.consume(1, now[0])
+    assert mine.capacity.wait_time(1, now[0]) == pytest.approx(1.0)  # ours: 60/min
+    # a remaining count without a limit lowers our own limit
+    mine.observe(RateLimitHint.from_headers({"x-ratelimit-remaining-tokens": "0"}))
+    assert mine.capacity.tokens is None
+    theirs = RateLimiter(max_in_flight=None, rpm=None, tpm=600, clock=lambda: now[0])
+    theirs.observe(RateLimitHint.from_headers({"x-ratelimit-remaining-tokens": "200"}))
+    assert theirs.capacity.tokens.level == 200 and theirs.capacity.server_tokens is None
 
 
 def test_spent_budget_without_a_limit_header_pauses_briefly():
@@ -198,4 +208,45 @@ def test_a_429_from_a_server_that_states_a_token_limit_invents_no_request_rate()
         limiter.release(100, 80)
     limiter.rate_limited()
     assert not limiter.capacity.learned and limiter.capacity.requests is None
-    assert limiter.capacity.tokens.capacity == 150000
+    assert limiter.capacity.server_tokens.capacity == 150000
+
+
+def test_the_servers_count_misses_what_went_out_after_the_reply():
+    """A reply's remaining count is as of when the server wrote it: requests sent after the
+    replying one may not be in it, so they are taken off. Trusting the count as it stood put
+    3-6 429s into every 128-request burst against the simulator (tests/test_faults.py)."""
+    now = [0.0]
+    limiter = RateLimiter(max_in_flight=None, rpm=None, tpm=None, clock=lambda: now[0])
+    cap = limiter.capacity
+
+    async def send(n: int) -> list:
+        return [await limiter.acquire(100) for _ in range(n)]
+
+    sent = asyncio.run(send(16))
+
+    def reply(requests_left: int, tokens_left: int) -> RateLimitHint:
+        return RateLimitHint.from_headers({
+            "x-ratelimit-limit-requests": "120",
+            "x-ratelimit-remaining-requests": str(requests_left),
+            "x-ratelimit-limit-tokens": "150000", "x-ratelimit-remaining-tokens": str(tokens_left)})
+
+    # the server had counted only the first request when it replied to it
+    limiter.observe(reply(119, 149_900), sent[0])
+    assert cap.server_requests.level == pytest.approx(119 - 15)
+    assert cap.server_tokens.level == pytest.approx(149_900 - 15 * 100)
+    # the reply to the last one counts all 16: nothing is taken off, and the count is SET, so
+    # an error on the safe side (here: the server had counted more than the first) does not
+    # stay with us
+    limiter.observe(reply(110, 149_000), sent[-1])
+    assert cap.server_requests.level == pytest.approx(110)
+    assert cap.server_tokens.level == pytest.approx(149_000)
+    # four more go out; a reply written before them (to the last of the 16) misses them
+    more = asyncio.run(send(4))
+    limiter.observe(reply(108, 148_800), sent[-1])
+    assert cap.server_requests.level == pytest.approx(108 - 4)
+    limiter.observe(reply(106, 148_600), more[-1])
+    assert cap.server_requests.level == pytest.approx(106)
+    # the same count without the replying request's own (older callers) is taken as it stands
+    limiter.observe(reply(100, 148_000))
+    assert cap.server_requests.level == pytest.approx(100)
+    assert cap.requests is None and cap.tokens is None  # no limit of our own was invented
