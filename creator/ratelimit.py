@@ -96,9 +96,13 @@ class Capacity:
         self.paused_until = 0.0
         # a request rate learnt from 429s, for servers that do not state their limits
         self.learned = False
-        self.server_states_limits = False
         self._successes: deque[float] = deque()
         self._last_429 = self._last_change = -math.inf
+
+    @property
+    def server_states_limits(self) -> bool:
+        """The server sent an x-ratelimit-limit-* header (and got a bucket for it)."""
+        return self.server_requests is not None or self.server_tokens is not None
 
     def _buckets(self, tokens: int) -> list[tuple[TokenBucket, int]]:
         """Every limit in force, with what one request of `tokens` takes from it."""
@@ -163,8 +167,12 @@ class Capacity:
     # (x-ratelimit-limit-*) has said what its 429s are about: inventing a request rate on top
     # of its token budget would only leave that budget unused.
 
+    def _may_learn(self) -> bool:
+        """No request rate is known, and the server states none: 429s are all there is."""
+        return self.requests is None and not self.server_states_limits
+
     def record_success(self, now: float) -> None:
-        if (self.requests is None and not self.server_states_limits) or self.learned:
+        if self._may_learn() or self.learned:
             self._successes.append(now)
             while self._successes and self._successes[0] < now - 60:
                 self._successes.popleft()
@@ -174,7 +182,7 @@ class Capacity:
 
     def record_rate_limited(self, now: float) -> None:
         self._last_429 = now
-        if self.requests is None and not self.server_states_limits:
+        if self._may_learn():
             granted = sum(1 for t in self._successes if t >= now - 60)
             self.requests = TokenBucket(max(1, granted), now)
             self.requests.level = 0.0  # the server just said its budget is spent
@@ -248,8 +256,6 @@ class RateLimiter:
         cap = self.capacity
         later = Sent() if sent is None else Sent(
             cap.sent.requests - sent.requests, cap.sent.tokens - sent.tokens)
-        if hint.limit_requests or hint.limit_tokens:
-            cap.server_states_limits = True
         cap.server_requests = cap.follow(
             cap.server_requests, cap.requests, hint.limit_requests, hint.remaining_requests,
             hint.reset_requests, later.requests, now)
