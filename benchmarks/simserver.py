@@ -11,11 +11,86 @@ exemplar's order, joined by blank lines, like the paper's GPT replies.
 
 Models, all optional and off by default:
   * latency: ttft + completion_tokens * tpot (+- jitter), optional slot limit (--max_concurrency)
-  * OpenAI-style rate limits: --rpm / --tpm token buckets, 429 + Retry-After + x-ratelimit-*
+  * rate limits the ways providers enforce and state them (below): --rpm / --tpm / --itpm / --otpm
   * auth (--api_key) and a hard quota (--quota -> 429 insufficient_quota)
   * fault injection: 5xx, hung requests, dropped connections, malformed / duplicate / empty /
     wrongly formatted / garbage content
-Counters: GET /stats, POST /stats/reset.
+Counters: GET /stats, POST /stats/reset (also restarts the timeline), GET /stats/timeline.
+
+Rate limits model the PROVIDERS, not this project's client. Each limit is stated per minute and
+enforced by --limit_mode (--token_limit_mode / --token_window_s for the token limits):
+
+  flag / value                     what the server does                     provider source
+  --limit_mode bucket (default)    token bucket of capacity = the minute,    Anthropic [A] "token bucket
+                                   refilled at limit/60 per s, starts full   algorithm"; OpenAI [O] and Groq
+                                                                             [G] 429 waits fit it exactly
+  --limit_mode fixed --window_s 1  windows aligned to the clock, each        OpenAI [O2] "60,000 requests/
+                                   admitting limit*W/60, reset to zero       minute may be enforced as 1,000
+                                                                             requests/second"; Together [T]
+  --limit_mode fixed --window_s 10 the same over 10 s                        Azure [Z] "typically 1 or 10
+                                                                             seconds"
+  --token_window_s 60 (fixed)      a token count "reset each minute"        Azure [Z] TPM
+  --limit_mode sliding             no W-second span holds more than its      none found; the IETF draft [I]
+                                   share (a log of admissions)               allows "sliding window policies"
+  --limit_mode gcra --burst 1      one unit every 60/limit s, --burst s of   none names GCRA; [A] "60 RPM
+                                   tolerance (a leaky bucket)                might be enforced as 1 request
+                                                                             per second", [O2]
+  --itpm / --otpm                  input and output tokens limited apart     [A] ITPM/OTPM; Groq [G] "some
+                                                                             organizations"
+  --token_accounting refund        prompt+max_tokens, unused given back      [A] older OTPM text
+                     reserve       prompt+max_tokens, kept                   [Z] "includes max_tokens, even
+                                                                             if your actual response is much
+                                                                             shorter"
+                     max           max(prompt, max_tokens), kept             [O] "the maximum of max_tokens
+                                                                             and the estimated number of
+                                                                             tokens"
+                     actual        prompt now, completion when generated     [A] current OTPM text
+  --count_rejected                 a 429 still costs one request             [O] "unsuccessful requests
+                                                                             contribute to your per-minute
+                                                                             limit"; [Z] the same
+  --headers openai (default)       x-ratelimit-{limit,remaining,reset}-      [O], [Z], [G]
+                                   {requests,tokens}, reset "1s", "6m0s"
+  --headers anthropic              anthropic-ratelimit-*, RFC 3339 resets,   [A]
+                                   token remaining rounded to 1000
+  --headers together               x-ratelimit-*, x-tokenlimit-* (seconds)   [T]
+  --headers ietf                   RateLimit-Policy / RateLimit              [I] draft -11
+  --headers none                   nothing                                   DeepSeek, Together today [T]
+  --headers_report minute          per-minute figures while enforcing less   [Z] headers "per minute"; [O2],
+                                                                             [A] enforce over shorter periods
+  --headers_report window          the enforced window's own figures         [T] "per sec"
+  --retry_after ms (default)       retry-after-ms + Retry-After (s)          [Z] "retry-after-ms"
+                seconds            Retry-After, whole seconds rounded up     [A], [G] "In seconds"
+                date               Retry-After as an HTTP-date               RFC 9110 section 10.2.3
+                none               nothing                                   [O] guide lists none
+  --body_hint (default)            "... Please try again in 5.289s."         [O], [G] 429 messages
+  --no_body_hint                   the message without the wait
+
+  [O]  https://platform.openai.com/docs/guides/rate-limits
+  [O2] https://help.openai.com/en/articles/6891753
+  [A]  https://platform.claude.com/docs/en/api/rate-limits (older: docs.anthropic.com/en/api/rate-limits)
+  [Z]  https://learn.microsoft.com/en-us/azure/foundry-classic/openai/how-to/quota
+  [G]  https://console.groq.com/docs/rate-limits
+  [T]  https://docs.together.ai/docs/rate-limits
+  [I]  https://datatracker.ietf.org/doc/draft-ietf-httpapi-ratelimit-headers/
+The quotes are beside the code that follows them.
+
+Combinations: OpenAI-like = defaults, or --limit_mode fixed --window_s 1 --token_accounting max
+--count_rejected; Azure-like = --limit_mode fixed --window_s 10 --token_window_s 60
+--token_accounting reserve --count_rejected; Anthropic-like = --itpm/--otpm --token_accounting
+actual --headers anthropic --retry_after seconds (add --limit_mode gcra --token_limit_mode bucket
+for its "1 request per second"); Together-like = --limit_mode fixed --window_s 1 --headers together
+--headers_report window --retry_after seconds.
+
+A request that could never fit a limit as enforced (more than a window's share, or than the gcra
+burst) gets a 429 "Request too large" with no Retry-After, as one larger than the whole minute
+does: pick windows and --burst that hold your largest request (prompt + max_tokens unless
+--token_accounting actual).
+
+GET /stats/timeline: per-second lists since start (or the last POST /stats/reset) of requests
+admitted, answered 429 (rate_limited), completed (ok) and their input_tokens / output_tokens
+(counted when the reply is sent), with t0 (the whole Unix second of entry 0) and the configured
+limits, so a benchmark can plot sent/s against limit/60 and compute the share of the limit held.
+The sums equal /stats admitted, rate_limited, ok, prompt_tokens and completion_tokens.
 
 Embedding: ``build_app(SimConfig(...))`` returns an aiohttp ``web.Application``.
 """
@@ -24,7 +99,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import dataclasses
+import datetime
+import email.utils
 import json
 import math
 import random
@@ -55,12 +133,27 @@ class SimConfig:
     tpot: float = 0.0
     jitter: float = 0.0
     max_concurrency: int = 0  # 0 = unlimited
-    # rate limits (0 = unlimited)
+    # rate limits, each stated per minute (0 = unlimited)
     rpm: float = 0.0
     tpm: float = 0.0
+    itpm: float = 0.0  # input (prompt) tokens per minute
+    otpm: float = 0.0  # output (completion) tokens per minute
     default_max_tokens: int = 1024
-    no_retry_after: bool = False
-    no_ratelimit_headers: bool = False
+    # how the limits are enforced (see the module docstring for the provider behind each)
+    limit_mode: str = "bucket"  # bucket | fixed | sliding | gcra
+    window_s: float = 1.0  # fixed / sliding window length
+    burst: float = 1.0  # gcra: seconds' worth of each limit that may arrive at once
+    token_limit_mode: str = ""  # "" = as limit_mode; a different mode for the token limits
+    token_window_s: float = 0.0  # 0 = as window_s; a different window for the token limits
+    token_accounting: str = "refund"  # refund | reserve | max | actual
+    count_rejected: bool = False  # a 429'd request still counts against the requests limit
+    # what a rate-limited server says
+    headers: str = "openai"  # openai | anthropic | together | ietf | none
+    headers_report: str = "minute"  # minute | window
+    retry_after: str = "ms"  # ms | seconds | date | none
+    body_hint: bool = True  # "Please try again in 1.5s." in the 429 message
+    no_retry_after: bool = False  # alias of retry_after="none"
+    no_ratelimit_headers: bool = False  # alias of headers="none"
     # auth / quota
     api_key: str | None = None
     quota: int = 0  # 0 = unlimited
@@ -79,6 +172,39 @@ class SimConfig:
     backlog: int = 8192
     shutdown_timeout: float = 1.0
 
+    def __post_init__(self) -> None:
+        if self.no_retry_after:
+            self.retry_after = "none"
+        if self.no_ratelimit_headers:
+            self.headers = "none"
+        for name, allowed in (("limit_mode", LIMIT_MODES), ("token_accounting", TOKEN_ACCOUNTING),
+                              ("headers", HEADER_DIALECTS), ("headers_report", HEADERS_REPORT),
+                              ("retry_after", RETRY_AFTER)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
+        if self.token_limit_mode not in ("", *LIMIT_MODES):
+            raise ValueError(f"token_limit_mode must be one of {', '.join(LIMIT_MODES)}")
+        if self.window_s <= 0 or self.token_window_s < 0 or self.burst <= 0:
+            raise ValueError("window_s and burst must be > 0 (token_window_s >= 0)")
+        for name in ("rpm", "tpm", "itpm", "otpm"):
+            per_minute = getattr(self, name)
+            mode, window = self.mode_for(name)
+            if per_minute > 0 and mode == "sliding" and per_minute * window / 60.0 < 1.0:
+                raise ValueError(f"--{name} {per_minute:g} in a sliding window of {window:g} s allows less than one "
+                                 f"unit per window: raise the window")
+
+    def mode_for(self, limit: str) -> tuple[str, float]:
+        """(enforcement mode, window seconds) of one limit: 'rpm', 'tpm', 'itpm' or 'otpm'."""
+        if limit == "rpm":
+            return self.limit_mode, self.window_s
+        return self.token_limit_mode or self.limit_mode, self.token_window_s or self.window_s
+
+
+LIMIT_MODES = ("bucket", "fixed", "sliding", "gcra")
+TOKEN_ACCOUNTING = ("refund", "reserve", "max", "actual")
+HEADER_DIALECTS = ("openai", "anthropic", "together", "ietf", "none")
+HEADERS_REPORT = ("minute", "window")
+RETRY_AFTER = ("ms", "seconds", "date", "none")
 
 FAULTS = ("timeout", "drop", "500", "garbage", "empty", "malformed", "wrong_format", "duplicate")
 _FAULT_COUNTER = {
@@ -96,6 +222,8 @@ STAT_KEYS = (
     "too_large", "errors_5xx", "errors_500", "errors_502", "errors_503", "timeouts", "drops",
     "malformed", "duplicates", "empty", "wrong_format", "garbage", "truncated", "prompt_tokens",
     "completion_tokens", "in_flight", "max_in_flight", "questions_served",
+    "admitted", "rate_limited_requests", "rate_limited_tokens", "rate_limited_input_tokens",
+    "rate_limited_output_tokens", "rejected_counted",
 )
 
 K_RE = re.compile(r"creating\s+(\d+)\s+more\s+examples", re.IGNORECASE)
@@ -175,33 +303,480 @@ def _err(message: str, type_: str, code: str | None = None, param: str | None = 
 
 
 # --------------------------------------------------------------------------- rate limiting
+#
+# Every limit is stated per minute (--rpm, --tpm, --itpm, --otpm) and enforced by one limiter of the
+# mode chosen with --limit_mode (--token_limit_mode for the token limits). All limiters share one
+# small interface, with `now` from time.monotonic():
+#   capacity          the most one request may cost and still ever be admitted
+#   window_s          the length of time `capacity` belongs to (reported with --headers_report window)
+#   remaining(now)    what may still be admitted now (negative = in debt)
+#   wait_for(n, now)  seconds until a cost of n fits (0 = now, inf = never)
+#   take(n, now)      charge n; returns a receipt for refund()
+#   refund(r, n, now) give back n of what receipt r charged (if its window is still open)
+#   reset_in(now)     seconds until the limiter is back to its initial (full) state
+# Charges may drive a limiter below zero (a 429'd request counted by --count_rejected, or output
+# tokens charged as generated by --token_accounting actual): the debt then delays later requests.
+
+_EPS = 1e-9
+
+
+class Clock:
+    """Wall-clock seconds for a monotonic instant: fixed windows are aligned to the server's clock
+    (window k covers [k*W, (k+1)*W) in Unix time) yet never jump when the wall clock is adjusted."""
+
+    def __init__(self) -> None:
+        self.mono0 = time.monotonic()
+        self.wall0 = time.time()
+
+    def wall(self, mono: float) -> float:
+        return self.wall0 + (mono - self.mono0)
 
 
 class Bucket:
-    """Token bucket: capacity = per-minute limit, refilled continuously at limit/60 per second."""
+    """Token bucket of `capacity` (default: the per-minute limit), starting full and refilled
+    continuously at limit/60 per second: the default mode (--limit_mode bucket).
 
-    __slots__ = ("capacity", "rate", "level", "t")
+    Anthropic, https://platform.claude.com/docs/en/api/rate-limits : "The API uses the token bucket
+    algorithm to do rate limiting. This means that your capacity is continuously replenished up to
+    your maximum limit, rather than being reset at fixed intervals." OpenAI's 429 messages fit the
+    same bucket exactly, and Groq's within rounding: "Please try again in" = (Used + Requested - Limit) /
+    (Limit/60 s), checked on several reported messages, e.g. "Limit 10000, Used 8554, Requested 3082.
+    Please try again in 9.816s." (https://github.com/FoundationAgents/MetaGPT/issues/523) and
+    "Limit 15000, Used 11972, Requested 4351. Please try again in 5.289s."
+    (https://github.com/Aider-AI/aider/issues/3265). "Starting full" is the natural reading
+    of "replenished up to your maximum limit"; no provider states it.
+    """
 
-    def __init__(self, per_minute: float) -> None:
-        self.capacity = float(per_minute)
+    __slots__ = ("capacity", "rate", "level", "t", "window_s")
+
+    def __init__(self, per_minute: float, capacity: float | None = None, now: float | None = None) -> None:
         self.rate = float(per_minute) / 60.0
-        self.level = float(per_minute)
-        self.t = time.monotonic()
+        self.capacity = float(per_minute if capacity is None else capacity)
+        self.level = self.capacity
+        self.window_s = self.capacity / self.rate
+        self.t = time.monotonic() if now is None else now
 
     def refill(self, now: float) -> None:
         if now > self.t:
             self.level = min(self.capacity, self.level + (now - self.t) * self.rate)
             self.t = now
 
-    def wait_for(self, amount: float) -> float:
-        """Seconds until the bucket holds `amount` (inf if it never can)."""
-        if amount > self.capacity:
-            return math.inf
-        short = amount - self.level
-        return 0.0 if short <= 0 else short / self.rate
+    def remaining(self, now: float) -> float:
+        self.refill(now)
+        return self.level
 
-    def reset_in(self) -> float:
-        return (self.capacity - self.level) / self.rate if self.rate > 0 else 0.0
+    def wait_for(self, amount: float, now: float) -> float:
+        if amount > self.capacity + _EPS:
+            return math.inf
+        self.refill(now)
+        short = amount - self.level
+        return 0.0 if short <= _EPS else short / self.rate
+
+    def take(self, amount: float, now: float) -> None:
+        self.refill(now)
+        self.level -= amount
+
+    def refund(self, receipt: Any, amount: float, now: float) -> None:
+        self.refill(now)
+        self.level = min(self.capacity, self.level + amount)
+
+    def reset_in(self, now: float) -> float:
+        self.refill(now)
+        return max(0.0, (self.capacity - self.level) / self.rate)
+
+
+class FixedWindow:
+    """Quantized fixed windows (--limit_mode fixed): window k = [k*W, (k+1)*W) of the server's
+    clock admits limit*W/60; the count starts from zero at each window. When limit*W/60 is not a
+    whole number, window k admits floor((k+1)*c) - floor(k*c) (c = limit*W/60), so that any run of
+    windows admits the per-minute rate exactly.
+
+    OpenAI, https://help.openai.com/en/articles/6891753 : "Rate limits can be quantized, meaning
+    they are enforced over shorter periods of time (e.g. 60,000 requests/minute may be enforced as
+    1,000 requests/second)." Azure OpenAI,
+    https://learn.microsoft.com/en-us/azure/foundry-classic/openai/how-to/quota : "Azure OpenAI evaluates
+    the rate of incoming requests over a small period of time, typically 1 or 10 seconds. If the
+    number of requests received during that time exceeds what would be expected at the set RPM
+    limit, then new requests receive a 429 response code until the next evaluation period." and,
+    for tokens, a running count "that is reset each minute" (--token_window_s 60). Together,
+    https://docs.together.ai/docs/rate-limits : "if your rate limit advertised is 60 Requests per
+    Minute (RPM). Then we limit requests over 1 Request per Second (RPS) internally."
+    """
+
+    __slots__ = ("share", "window_s", "clock", "k", "used", "capacity")
+
+    def __init__(self, per_minute: float, window_s: float, clock: Clock) -> None:
+        self.share = float(per_minute) * window_s / 60.0
+        self.window_s = float(window_s)
+        self.clock = clock
+        self.k: int | None = None
+        self.used = 0.0
+        self.capacity = float(math.ceil(self.share - _EPS))
+
+    def allowance(self, k: int) -> float:
+        c = self.share
+        if abs(c - round(c)) < _EPS:
+            return float(round(c))
+        return float(math.floor((k + 1) * c + _EPS) - math.floor(k * c + _EPS))
+
+    def _roll(self, now: float) -> float:
+        wall = self.clock.wall(now)
+        k = math.floor(wall / self.window_s)
+        if k != self.k:
+            self.k, self.used = k, 0.0
+        return wall
+
+    def remaining(self, now: float) -> float:
+        self._roll(now)
+        return self.allowance(self.k) - self.used
+
+    def wait_for(self, amount: float, now: float) -> float:
+        wall = self._roll(now)
+        if amount > self.capacity + _EPS:
+            return math.inf
+        if self.used + amount <= self.allowance(self.k) + _EPS:
+            return 0.0
+        for j in range(1, 100_000):  # the next window whose allowance holds `amount`
+            if self.allowance(self.k + j) + _EPS >= amount:
+                return max(_EPS, (self.k + j) * self.window_s - wall)
+        return math.inf  # pragma: no cover - capacity is the largest allowance
+
+    def take(self, amount: float, now: float) -> int:
+        self._roll(now)
+        self.used += amount
+        return self.k
+
+    def refund(self, receipt: Any, amount: float, now: float) -> None:
+        self._roll(now)
+        if receipt == self.k:  # a closed window's count is gone: nothing to give back
+            self.used = max(0.0, self.used - amount)
+
+    def reset_in(self, now: float) -> float:
+        wall = self._roll(now)
+        return 0.0 if self.used <= _EPS else (self.k + 1) * self.window_s - wall
+
+
+class SlidingWindow:
+    """Sliding window (--limit_mode sliding): a log of admissions; a cost fits while the sum of
+    what was admitted in the last W seconds, plus the cost, is at most limit*W/60.
+
+    No LLM provider is known to document a sliding window; the IETF draft allows servers to implement one,
+    https://datatracker.ietf.org/doc/draft-ietf-httpapi-ratelimit-headers/ (-11, section 4.1.2):
+    "The server MAY arbitrarily alter the available quota and effective window between subsequent
+    requests; for example, in case of resource saturation or to implement sliding window policies."
+    It is here as the strictest reading of "per minute": no window of W seconds ever holds more
+    than its share, whatever the phase.
+    """
+
+    __slots__ = ("capacity", "window_s", "log", "used")
+
+    def __init__(self, per_minute: float, window_s: float) -> None:
+        self.capacity = float(per_minute) * window_s / 60.0
+        self.window_s = float(window_s)
+        self.log: collections.deque[list[float]] = collections.deque()  # [admitted at, amount]
+        self.used = 0.0
+
+    def _expire(self, now: float) -> None:
+        log, edge = self.log, now - self.window_s
+        while log and log[0][0] <= edge:
+            self.used -= log.popleft()[1]
+        if not log:
+            self.used = 0.0  # no float drift
+
+    def remaining(self, now: float) -> float:
+        self._expire(now)
+        return self.capacity - self.used
+
+    def wait_for(self, amount: float, now: float) -> float:
+        if amount > self.capacity + _EPS:
+            return math.inf
+        self._expire(now)
+        need = self.used + amount - self.capacity
+        if need <= _EPS:
+            return 0.0
+        freed = 0.0
+        for t, a in self.log:  # oldest first: usually stops after the first entry or two
+            freed += a
+            if freed + _EPS >= need:
+                return max(_EPS, t + self.window_s - now)
+        return max(_EPS, self.log[-1][0] + self.window_s - now) if self.log else 0.0
+
+    def take(self, amount: float, now: float) -> list[float]:
+        self._expire(now)
+        entry = [now, float(amount)]
+        self.log.append(entry)
+        self.used += amount
+        return entry
+
+    def refund(self, receipt: Any, amount: float, now: float) -> None:
+        self._expire(now)
+        if receipt is not None and receipt[0] > now - self.window_s:  # still in the window
+            r = min(amount, receipt[1])
+            receipt[1] -= r
+            self.used -= r
+
+    def reset_in(self, now: float) -> float:
+        self._expire(now)
+        return max(0.0, self.log[-1][0] + self.window_s - now) if self.log else 0.0
+
+
+class GCRA:
+    """Generic cell rate algorithm (--limit_mode gcra): one unit every T = 60/limit seconds, with a
+    tolerance of --burst seconds; a cost n conforms when max(TAT, now) + n*T - now <= burst, where
+    TAT is the theoretical arrival time. From idle that admits burst*limit/60 units at once (at
+    least one), then one every T. It is a leaky bucket of depth burst*limit/60.
+
+    No provider names GCRA. It models what OpenAI and Anthropic describe as a per-minute limit
+    enforced over about a second: Anthropic, https://platform.claude.com/docs/en/api/rate-limits :
+    "a rate of 60 requests per minute (RPM) might be enforced as 1 request per second. Short bursts
+    of requests can exceed the limit and trigger rate limit errors."; OpenAI,
+    https://help.openai.com/en/articles/6891753 : "60,000 requests/minute may be enforced as 1,000
+    requests/second" - spaced evenly instead of in window-aligned lumps (compare FixedWindow).
+    """
+
+    __slots__ = ("interval", "capacity", "tau", "tat", "window_s")
+
+    def __init__(self, per_minute: float, burst_s: float, now: float | None = None) -> None:
+        self.interval = 60.0 / float(per_minute)
+        self.capacity = max(1.0, burst_s * float(per_minute) / 60.0)
+        self.tau = self.capacity * self.interval
+        self.window_s = self.tau
+        self.tat = time.monotonic() if now is None else now
+
+    def _backlog(self, now: float) -> float:
+        return max(0.0, self.tat - now)
+
+    def remaining(self, now: float) -> float:
+        return (self.tau - self._backlog(now)) / self.interval
+
+    def wait_for(self, amount: float, now: float) -> float:
+        if amount > self.capacity + _EPS:
+            return math.inf
+        over = self._backlog(now) + amount * self.interval - self.tau
+        return 0.0 if over <= _EPS * self.interval else over
+
+    def take(self, amount: float, now: float) -> None:
+        self.tat = max(self.tat, now) + amount * self.interval
+
+    def refund(self, receipt: Any, amount: float, now: float) -> None:
+        if self.tat > now:
+            self.tat = max(now, self.tat - amount * self.interval)
+
+    def reset_in(self, now: float) -> float:
+        return self._backlog(now)
+
+
+# name used in headers and stats, name used in messages, short name, config field
+_KINDS = {
+    "requests": ("requests per min (RPM)", "RPM", "rpm"),
+    "tokens": ("tokens per min (TPM)", "TPM", "tpm"),
+    "input_tokens": ("input tokens per min (ITPM)", "ITPM", "itpm"),
+    "output_tokens": ("output tokens per min (OTPM)", "OTPM", "otpm"),
+}
+
+
+class Limit:
+    """One stated limit (RPM, TPM, ITPM or OTPM): the limiter that enforces it, and a per-minute
+    bucket charged alike that gives the per-minute figures a server reports with
+    --headers_report minute (the bucket mode is its own shadow)."""
+
+    def __init__(self, kind: str, per_minute: float, mode: str, window_s: float, burst: float,
+                 clock: Clock) -> None:
+        self.kind = kind
+        self.per_minute = float(per_minute)
+        self.label, self.short, self.field = _KINDS[kind]
+        self.mode = mode
+        now = time.monotonic()
+        if mode == "bucket":
+            self.enforcer: Any = Bucket(per_minute, now=now)
+        elif mode == "fixed":
+            self.enforcer = FixedWindow(per_minute, window_s, clock)
+        elif mode == "sliding":
+            self.enforcer = SlidingWindow(per_minute, window_s)
+        else:
+            self.enforcer = GCRA(per_minute, burst, now=now)
+        self.shadow = self.enforcer if mode == "bucket" else Bucket(per_minute, now=now)
+
+    def take(self, amount: float, now: float) -> Any:
+        receipt = self.enforcer.take(amount, now)
+        if self.shadow is not self.enforcer:
+            self.shadow.take(amount, now)
+        return receipt
+
+    def refund(self, receipt: Any, amount: float, now: float) -> None:
+        if amount <= 0:
+            return
+        self.enforcer.refund(receipt, amount, now)
+        if self.shadow is not self.enforcer:
+            self.shadow.refund(None, amount, now)
+
+    def report(self, now: float, how: str) -> tuple[float, float, float, float]:
+        """(limit, remaining, seconds until fully reset, window seconds) as the headers say them:
+        per minute (the shadow bucket) or for the enforced window itself."""
+        if how == "window":
+            e = self.enforcer
+            remaining = e.remaining(now)  # (rolls a fixed window to the current one first)
+            limit = e.allowance(e.k) if isinstance(e, FixedWindow) else e.capacity
+            return limit, remaining, e.reset_in(now), e.window_s
+        b = self.shadow
+        return self.per_minute, b.remaining(now), b.reset_in(now), 60.0
+
+
+# --------------------------------------------------------------------------- header dialects
+#
+# Each takes {kind: (limit, remaining, reset seconds, window seconds)} for the configured limits
+# (kind: requests, tokens, input_tokens, output_tokens) and the wall-clock time.
+
+
+def _count(x: float) -> str:
+    """A whole count for a header: never negative, rounded down (a debt reads as 0)."""
+    return str(max(0, int(math.floor(x + 1e-9))))
+
+
+def _rfc3339(wall: float) -> str:
+    """UTC instant, whole seconds rounded up, e.g. 2026-12-03T07:40:12Z."""
+    return datetime.datetime.fromtimestamp(math.ceil(wall - 1e-6), tz=datetime.timezone.utc).strftime(
+        "%Y-%m-%dT%H:%M:%SZ")
+
+
+def _http_date(wall: float) -> str:
+    """RFC 9110 IMF-fixdate, whole seconds rounded up, e.g. Thu, 03 Dec 2026 07:40:12 GMT."""
+    return email.utils.formatdate(math.ceil(wall - 1e-6), usegmt=True)
+
+
+def _headers_openai(rep: dict[str, tuple], wall: float) -> dict[str, str]:
+    """OpenAI, https://platform.openai.com/docs/guides/rate-limits : x-ratelimit-limit-requests,
+    x-ratelimit-remaining-requests, x-ratelimit-reset-requests ("1s") and the same for -tokens;
+    "x-ratelimit-reset-tokens | 6m0s | The time until the rate limit (based on tokens) resets to
+    its initial state." Azure OpenAI and Groq use the same names. OpenAI states no input/output
+    token limits, so --itpm / --otpm have no header in this dialect."""
+    h: dict[str, str] = {}
+    for kind in ("requests", "tokens"):
+        if kind in rep:
+            limit, remaining, reset, _ = rep[kind]
+            h[f"x-ratelimit-limit-{kind}"] = _count(limit)
+            h[f"x-ratelimit-remaining-{kind}"] = _count(remaining)
+            h[f"x-ratelimit-reset-{kind}"] = _fmt_duration(reset)
+    return h
+
+
+def _headers_anthropic(rep: dict[str, tuple], wall: float) -> dict[str, str]:
+    """Anthropic, https://platform.claude.com/docs/en/api/rate-limits :
+    anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{limit,remaining,reset};
+    -reset is "The time when the request rate limit will be fully replenished, provided in RFC 3339
+    format."; token remaining values are "rounded to the nearest thousand"; "The
+    anthropic-ratelimit-tokens-* headers display the values for the most restrictive limit
+    currently in effect ... If Workspace limits do not apply, the headers will return the total
+    tokens remaining, where total is the sum of input and output tokens." Here tokens-* is --tpm
+    when set, else the sum of the ITPM and OTPM figures (or whichever of them is set)."""
+    h: dict[str, str] = {}
+
+    def triple(name: str, limit: float, remaining: float, reset: float, thousands: bool) -> None:
+        h[f"anthropic-ratelimit-{name}-limit"] = _count(limit)
+        rem = max(0.0, remaining)
+        h[f"anthropic-ratelimit-{name}-remaining"] = (
+            str(int(math.floor(rem / 1000.0 + 0.5)) * 1000) if thousands else _count(rem))
+        h[f"anthropic-ratelimit-{name}-reset"] = _rfc3339(wall + reset)
+
+    if "requests" in rep:
+        triple("requests", *rep["requests"][:3], thousands=False)
+    for kind, name in (("input_tokens", "input-tokens"), ("output_tokens", "output-tokens")):
+        if kind in rep:
+            triple(name, *rep[kind][:3], thousands=True)
+    if "tokens" in rep:
+        triple("tokens", *rep["tokens"][:3], thousands=True)
+    else:
+        parts = [rep[k] for k in ("input_tokens", "output_tokens") if k in rep]
+        if parts:
+            triple("tokens", sum(p[0] for p in parts), sum(max(0.0, p[1]) for p in parts),
+                   max(p[2] for p in parts), thousands=True)
+    return h
+
+
+def _headers_together(rep: dict[str, tuple], wall: float) -> dict[str, str]:
+    """Together, https://docs.together.ai/docs/rate-limits (the version with fixed limits):
+    x-ratelimit-limit "The maximum number of requests per sec that are permitted before exhausting
+    the rate limit.", x-ratelimit-remaining, x-ratelimit-reset "The time until the rate limit (based
+    on requests per sec) resets to its initial state.", x-tokenlimit-limit, x-tokenlimit-remaining
+    (tokens per sec). Together's own figures are per second: use --limit_mode fixed --window_s 1
+    --headers_report window to reproduce them; with --headers_report minute these names carry the
+    per-minute figures. x-ratelimit-reset is in seconds (with decimals here, e.g. 0.25). The token
+    figures are --tpm, else the ITPM/OTPM limit with the fewest remaining."""
+    h: dict[str, str] = {}
+    if "requests" in rep:
+        limit, remaining, reset, _ = rep["requests"]
+        h["x-ratelimit-limit"] = _count(limit)
+        h["x-ratelimit-remaining"] = _count(remaining)
+        h["x-ratelimit-reset"] = f"{math.ceil(reset * 1000 - 1e-6) / 1000.0:g}"
+    tok = rep.get("tokens") or min((rep[k] for k in ("input_tokens", "output_tokens") if k in rep),
+                                   key=lambda r: r[1], default=None)
+    if tok is not None:
+        h["x-tokenlimit-limit"] = _count(tok[0])
+        h["x-tokenlimit-remaining"] = _count(tok[1])
+    return h
+
+
+_IETF_NAMES = {"requests": "requests", "tokens": "tokens", "input_tokens": "input-tokens",
+               "output_tokens": "output-tokens"}
+
+
+def _headers_ietf(rep: dict[str, tuple], wall: float) -> dict[str, str]:
+    """IETF draft-ietf-httpapi-ratelimit-headers-11 (an Internet-Draft, not an RFC),
+    https://datatracker.ietf.org/doc/draft-ietf-httpapi-ratelimit-headers/ : one quota policy per
+    limit, `RateLimit-Policy: "requests";q=600;w=60, "tokens";q=90000;qu="tokens";w=60` and
+    `RateLimit: "requests";r=59;t=1, ...` ("q" "the quota allocated by this policy measured in
+    quota units", "w" a window in seconds where "Sub-second precision is not supported", "r" "the
+    available quota", "t" "the number of seconds within which the client can use no more than the
+    available quota"). The draft registers no token quota unit (only requests, content-bytes,
+    concurrent-requests): qu="tokens" is this simulator's. t is the time until the limit is full
+    again, rounded up; w is the window rounded (at least 1)."""
+    policy, state = [], []
+    for kind, (limit, remaining, reset, window) in rep.items():
+        name = _IETF_NAMES[kind]
+        qu = "" if kind == "requests" else ';qu="tokens"'
+        policy.append(f'"{name}";q={_count(limit)}{qu};w={max(1, round(window))}')
+        state.append(f'"{name}";r={_count(remaining)};t={max(0, math.ceil(reset - 1e-6))}')
+    return {"RateLimit-Policy": ", ".join(policy), "RateLimit": ", ".join(state)}
+
+
+_HEADER_DIALECTS = {
+    "openai": _headers_openai,
+    "anthropic": _headers_anthropic,
+    "together": _headers_together,
+    "ietf": _headers_ietf,
+}
+
+
+# --------------------------------------------------------------------------- timeline
+
+
+class Timeline:
+    """Per-second counts for GET /stats/timeline. Second i covers [t0 + i, t0 + i + 1) of the
+    server's wall clock, t0 = the whole second at start or at the last POST /stats/reset, so that
+    fixed windows of whole seconds fall on whole entries."""
+
+    FIELDS = ("admitted", "rate_limited", "ok", "input_tokens", "output_tokens")
+
+    def __init__(self, wall: float) -> None:
+        self.t0 = math.floor(wall)
+        self.cols: dict[str, list[int]] = {f: [] for f in self.FIELDS}
+
+    def _grow(self, n: int) -> None:
+        for col in self.cols.values():
+            if len(col) < n:
+                col.extend([0] * (n - len(col)))
+
+    def add(self, field: str, wall: float, n: int = 1) -> None:
+        i = max(0, int(wall - self.t0))
+        col = self.cols[field]
+        if i >= len(col):
+            self._grow(i + 1)
+        col[i] += n
+
+    def to_json(self, wall: float) -> dict[str, Any]:
+        self._grow(max(0, int(wall - self.t0)) + 1)
+        return {"t0": self.t0, "elapsed_s": round(wall - self.t0, 3), "seconds": len(self.cols["ok"]),
+                **{f: list(c) for f, c in self.cols.items()}}
 
 
 # --------------------------------------------------------------------------- simulator
@@ -220,8 +795,14 @@ class Simulator:
         self.served: list[str] = []  # recent served questions (for duplicate faults)
         self.stats: dict[str, int] = dict.fromkeys(STAT_KEYS, 0)
         self.started = time.time()
-        self.req_bucket = Bucket(config.rpm) if config.rpm > 0 else None
-        self.tok_bucket = Bucket(config.tpm) if config.tpm > 0 else None
+        self.clock = Clock()
+        self.limits: dict[str, Limit] = {}
+        for kind, (_, _, field) in _KINDS.items():
+            per_minute = getattr(config, field)
+            if per_minute > 0:
+                mode, window = config.mode_for(field)
+                self.limits[kind] = Limit(kind, per_minute, mode, window, config.burst, self.clock)
+        self.timeline = Timeline(self.clock.wall(time.monotonic()))
         self.quota_used = 0
         self.quota_pending = 0
         self.sem = asyncio.Semaphore(config.max_concurrency) if config.max_concurrency > 0 else None
@@ -237,21 +818,37 @@ class Simulator:
     # ---------------------------------------------------------------- helpers
 
     def _ratelimit_headers(self, now: float) -> dict[str, str]:
-        h: dict[str, str] = {}
-        if self.cfg.no_ratelimit_headers:
-            return h
-        rb, tb = self.req_bucket, self.tok_bucket
-        if rb is not None:
-            rb.refill(now)
-            h["x-ratelimit-limit-requests"] = str(int(rb.capacity))
-            h["x-ratelimit-remaining-requests"] = str(max(0, int(rb.level)))
-            h["x-ratelimit-reset-requests"] = _fmt_duration(rb.reset_in())
-        if tb is not None:
-            tb.refill(now)
-            h["x-ratelimit-limit-tokens"] = str(int(tb.capacity))
-            h["x-ratelimit-remaining-tokens"] = str(max(0, int(tb.level)))
-            h["x-ratelimit-reset-tokens"] = _fmt_duration(tb.reset_in())
-        return h
+        """The limits, in the dialect of --headers, with the figures of --headers_report."""
+        cfg = self.cfg
+        if cfg.headers == "none" or not self.limits:
+            return {}
+        rep = {kind: lim.report(now, cfg.headers_report) for kind, lim in self.limits.items()}
+        return _HEADER_DIALECTS[cfg.headers](rep, self.clock.wall(now))
+
+    def _retry_after_headers(self, wait: float, now: float) -> dict[str, str]:
+        """Retry-After on a 429, in the form of --retry_after (none / ms / seconds / date)."""
+        mode = self.cfg.retry_after
+        if mode == "none":
+            # OpenAI's guide lists no Retry-After among its headers; the 429 message carries the wait
+            # ("Please try again in 9.816s"), https://platform.openai.com/docs/guides/rate-limits
+            return {}
+        seconds = str(max(1, math.ceil(wait - 1e-9)))
+        if mode == "ms":
+            # Azure OpenAI, https://learn.microsoft.com/en-us/azure/foundry-classic/openai/how-to/quota :
+            # "retry-after-ms | 2000 | Included in 429 responses. The recommended wait time (in
+            # milliseconds) before retrying." Retry-After in whole seconds goes beside it, as this
+            # simulator always did (the openai-python SDK reads retry-after-ms first).
+            return {"Retry-After": seconds, "retry-after-ms": str(max(1, math.ceil(wait * 1000 - 1e-9)))}
+        if mode == "seconds":
+            # RFC 9110 delay-seconds, "a non-negative decimal integer, representing time in seconds";
+            # rounded up. Anthropic, https://platform.claude.com/docs/en/api/rate-limits : retry-after
+            # "The number of seconds to wait until you can retry the request. Earlier retries will
+            # fail." Groq, https://console.groq.com/docs/rate-limits : retry-after "In seconds".
+            return {"Retry-After": seconds}
+        # RFC 9110 section 10.2.3, https://www.rfc-editor.org/rfc/rfc9110#section-10.2.3 : "The
+        # Retry-After field value can be either an HTTP-date or a number of seconds". No LLM
+        # provider is known to send the date form; clients may still meet it (proxies, gateways).
+        return {"Retry-After": _http_date(self.clock.wall(now) + wait)}
 
     def _json(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> web.Response:
         return web.Response(status=status, body=body, content_type="application/json", headers=headers)
@@ -444,6 +1041,112 @@ class Simulator:
                 q = "  " + q.replace(" ", "  ", 1) + " "
             objs[j]["Question"] = q
 
+    # ---------------------------------------------------------------- rate limits
+
+    def _costs(self, prompt: int, max_tokens: int) -> dict[str, tuple[int, int]]:
+        """What admission charges each limit, and what must fit in it: {kind: (charge, need)}.
+
+        --token_accounting (the input tokens always count at admission; the chars/4 estimate is
+        exact here, so Anthropic's "the estimate is adjusted during the request to reflect the
+        actual number of input tokens used" has nothing to adjust):
+          refund   prompt + max_tokens now, the unused max_tokens given back at the end. Anthropic's
+                   older text, https://docs.anthropic.com/en/api/rate-limits : "OTPM rate limits
+                   are estimated based on max_tokens at the beginning of each request, and the
+                   estimate is adjusted at the end of the request to reflect the actual number of
+                   output tokens used."
+          reserve  prompt + max_tokens, never given back. Azure OpenAI,
+                   https://learn.microsoft.com/en-us/azure/foundry-classic/openai/how-to/quota :
+                   "The rate limit token estimate includes max_tokens, even if your actual response
+                   is much shorter."
+          max      max(prompt, max_tokens), never given back: OpenAI's sentence read literally,
+                   https://platform.openai.com/docs/guides/rate-limits : "Your rate limit is
+                   calculated as the maximum of max_tokens and the estimated number of tokens based
+                   on the character count of your request."
+          actual   the prompt now, the completion when it is generated (charged when the reply is
+                   sent), whatever max_tokens says; a limit in debt admits nothing. Anthropic's
+                   current text, https://platform.claude.com/docs/en/api/rate-limits : "OTPM rate
+                   limits are evaluated in real time as output tokens are produced, counting only
+                   the actual tokens generated. The max_tokens parameter does not factor into OTPM
+                   rate limit calculations".
+        For --itpm the charge is the prompt, for --otpm the max_tokens part (or 0 with actual).
+        """
+        acct = self.cfg.token_accounting
+        out: dict[str, tuple[int, int]] = {}
+        for kind in self.limits:
+            if kind == "requests":
+                cost = 1
+            elif kind == "input_tokens":
+                cost = prompt
+            elif kind == "tokens":
+                cost = max(prompt, max_tokens) if acct == "max" else prompt if acct == "actual" else prompt + max_tokens
+            else:
+                cost = 0 if acct == "actual" else max_tokens
+            out[kind] = (cost, max(cost, 1))
+        return out
+
+    def _settle(self, receipts: dict[str, Any], max_tokens: int, produced: int, now: float) -> None:
+        """At the end of an admitted request: give back the unused max_tokens (refund) or charge
+        the generated tokens (actual); reserve and max keep what admission charged."""
+        acct = self.cfg.token_accounting
+        for kind in ("tokens", "output_tokens"):
+            lim = self.limits.get(kind)
+            if lim is None:
+                continue
+            if acct == "refund":
+                lim.refund(receipts.get(kind), max_tokens - produced, now)
+            elif acct == "actual" and produced > 0:
+                lim.take(produced, now)
+
+    def _count_refusal(self, kind: str, now: float, too_large: bool = False) -> None:
+        st = self.stats
+        st["rate_limited"] += 1
+        st[f"rate_limited_{kind}"] += 1
+        if too_large:
+            st["too_large"] += 1
+        self.timeline.add("rate_limited", self.clock.wall(now))
+        if self.cfg.count_rejected and "requests" in self.limits:
+            # OpenAI, https://platform.openai.com/docs/guides/rate-limits : "Note that
+            # unsuccessful requests contribute to your per-minute limit, so continuously resending
+            # a request won't work." Azure, https://learn.microsoft.com/en-us/azure/foundry-classic/
+            # openai/how-to/quota : "Unsuccessful requests still count toward your per-minute rate
+            # limit." Here a refused request costs one unit of the requests limit (not tokens).
+            self.limits["requests"].take(1, now)
+            st["rejected_counted"] += 1
+
+    def _refuse(self, model: str, costs: dict[str, tuple[int, int]], now: float) -> web.Response | None:
+        """A 429 if the request does not fit every limit now, else None."""
+        cfg = self.cfg
+        for kind, lim in self.limits.items():
+            need = costs[kind][1]
+            if need > lim.enforcer.capacity + _EPS:  # it can never fit: not worth retrying
+                msg = f"Request too large for {model} on {lim.label}: Limit {_count(lim.per_minute)}, Requested {need}."
+                if need <= lim.per_minute + _EPS:
+                    msg += (f" This limit is enforced as {_count(lim.enforcer.capacity)} per "
+                            f"{lim.enforcer.window_s:g}s.")
+                msg += " The input or output tokens must be reduced in order to run successfully."
+                self._count_refusal(kind, now, too_large=True)
+                return self._json(429, _err(msg, kind, "rate_limit_exceeded"), self._ratelimit_headers(now))
+        waits = {kind: lim.enforcer.wait_for(costs[kind][1], now) for kind, lim in self.limits.items()}
+        if max(waits.values()) <= 0:
+            return None
+        kind = next(k for k in self.limits if waits[k] > 0)  # named in the message (RPM first)
+        self._count_refusal(kind, now)
+        if cfg.count_rejected:  # the refused request itself may have pushed the wait further out
+            waits = {k: lim.enforcer.wait_for(costs[k][1], now) for k, lim in self.limits.items()}
+        wait = max(waits.values())
+        lim = self.limits[kind]
+        limit, remaining = lim.report(now, cfg.headers_report)[:2]
+        msg = (f"Rate limit reached for {lim.label} on {model}: Limit {_count(limit)}, "
+               f"Used {max(0, int(limit - remaining))}, Requested {costs[kind][1]}.")
+        if cfg.body_hint:
+            # OpenAI and Groq put the wait in the message: "... Limit 15000, Used 11972, Requested
+            # 4351. Please try again in 5.289s." (https://github.com/Aider-AI/aider/issues/3265,
+            # https://github.com/FoundationAgents/MetaGPT/issues/523); --no_body_hint leaves it out.
+            msg += f" Please try again in {_fmt_duration(wait)}."
+        headers = self._ratelimit_headers(now)
+        headers.update(self._retry_after_headers(wait, now))
+        return self._json(429, _err(msg, kind, "rate_limit_exceeded"), headers)
+
     # ---------------------------------------------------------------- handlers
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
@@ -523,58 +1226,22 @@ class Simulator:
         prompt_tokens = -(-chars // 4)
         # ---- rate limits
         now = time.monotonic()
-        reserve = prompt_tokens + max_tokens
-        rb, tb = self.req_bucket, self.tok_bucket
-        if rb is not None or tb is not None:
-            if rb is not None:
-                rb.refill(now)
-            if tb is not None:
-                tb.refill(now)
-            if tb is not None and reserve > tb.capacity:
-                st["rate_limited"] += 1
-                st["too_large"] += 1
-                return self._json(
-                    429,
-                    _err(
-                        f"Request too large for {model} on tokens per min (TPM): Limit {int(tb.capacity)}, "
-                        f"Requested {reserve}. The input or output tokens must be reduced in order to run "
-                        "successfully.",
-                        "tokens", "rate_limit_exceeded",
-                    ),
-                    self._ratelimit_headers(now),
-                )
-            w_req = rb.wait_for(1.0) if rb is not None else 0.0
-            w_tok = tb.wait_for(reserve) if tb is not None else 0.0
-            if w_req > 0 or w_tok > 0:
-                st["rate_limited"] += 1
-                wait = max(w_req, w_tok)
-                hint = _fmt_duration(wait)
-                if w_req > 0:
-                    msg = (
-                        f"Rate limit reached for requests per min (RPM) on {model}: Limit {int(rb.capacity)}, "
-                        f"Used {int(rb.capacity - rb.level)}, Requested 1. Please try again in {hint}."
-                    )
-                    typ = "requests"
-                else:
-                    msg = (
-                        f"Rate limit reached for tokens per min (TPM) on {model}: Limit {int(tb.capacity)}, "
-                        f"Used {int(tb.capacity - tb.level)}, Requested {reserve}. Please try again in {hint}."
-                    )
-                    typ = "tokens"
-                headers = self._ratelimit_headers(now)
-                if not cfg.no_retry_after:
-                    headers["Retry-After"] = str(max(1, math.ceil(wait - 1e-9)))
-                    headers["retry-after-ms"] = str(max(1, math.ceil(wait * 1000 - 1e-9)))
-                return self._json(429, _err(msg, typ, "rate_limit_exceeded"), headers)
-            if rb is not None:
-                rb.level -= 1.0
-            if tb is not None:
-                tb.level -= reserve
+        receipts: dict[str, Any] = {}
+        if self.limits:
+            costs = self._costs(prompt_tokens, max_tokens)
+            refused = self._refuse(model, costs, now)
+            if refused is not None:
+                return refused
+            receipts = {kind: lim.take(costs[kind][0], now)
+                        for kind, lim in self.limits.items() if costs[kind][0] > 0}
+        st["admitted"] += 1
+        self.timeline.add("admitted", self.clock.wall(now))
         # ---- admitted
         if cfg.quota > 0:
             self.quota_pending += 1
         success = False
-        refund = 0
+        settled = False
+        produced = 0  # completion tokens generated (charged or refunded by --token_accounting)
         try:
             faults = {f for f in FAULTS if self._fault(f)}
             transport_fault = next((f for f in ("timeout", "drop", "500") if f in faults), None)
@@ -584,11 +1251,9 @@ class Simulator:
                 st[_FAULT_COUNTER[f]] += 1
             r = self.rng
             if transport_fault == "timeout":
-                refund = max_tokens
                 await asyncio.sleep(cfg.hang_s)
                 return self._json(504, _err("Gateway timeout (simulated hang).", "server_error"))
             if transport_fault == "500":
-                refund = max_tokens
                 status = r.choice((500, 502, 503))
                 st[f"errors_{status}"] += 1
                 if cfg.ttft > 0:
@@ -609,7 +1274,7 @@ class Simulator:
                 completion_tokens = max_tokens
                 finish = "length"
                 st["truncated"] += 1
-            refund = max(0, max_tokens - completion_tokens)
+            produced = completion_tokens
             delay = cfg.ttft + completion_tokens * cfg.tpot
             if cfg.jitter > 0 and delay > 0:
                 delay *= 1.0 + r.uniform(-cfg.jitter, cfg.jitter)
@@ -631,10 +1296,14 @@ class Simulator:
             st["completion_tokens"] += completion_tokens
             st["questions_served"] += n_obj
             success = True
-            if tb is not None:
-                tb.refill(time.monotonic())
-                tb.level = min(tb.capacity, tb.level + refund)
-                refund = 0
+            done = time.monotonic()
+            self._settle(receipts, max_tokens, produced, done)
+            settled = True
+            wall = self.clock.wall(done)
+            tl = self.timeline
+            tl.add("ok", wall)
+            tl.add("input_tokens", wall, prompt_tokens)
+            tl.add("output_tokens", wall, completion_tokens)
             payload = {
                 "id": cid,
                 "object": "chat.completion",
@@ -651,15 +1320,14 @@ class Simulator:
                 },
                 "system_fingerprint": "sim",
             }
-            return self._json(200, orjson.dumps(payload), self._ratelimit_headers(time.monotonic()))
+            return self._json(200, orjson.dumps(payload), self._ratelimit_headers(done))
         finally:
             if cfg.quota > 0:
                 self.quota_pending -= 1
                 if success:
                     self.quota_used += 1
-            if tb is not None and refund > 0:
-                tb.refill(time.monotonic())
-                tb.level = min(tb.capacity, tb.level + refund)
+            if not settled:  # a fault, a hang, a dropped or cancelled request
+                self._settle(receipts, max_tokens, produced, time.monotonic())
 
     async def models(self, request: web.Request) -> web.Response:
         if self.auth_header is not None and request.headers.get("Authorization") != self.auth_header:
@@ -675,11 +1343,31 @@ class Simulator:
         out["quota_used"] = self.quota_used
         return self._json(200, orjson.dumps(out))
 
+    def limits_info(self) -> dict[str, Any]:
+        """The configured limits and how they are enforced and reported."""
+        cfg = self.cfg
+        info: dict[str, Any] = {f: getattr(cfg, f) for f in ("rpm", "tpm", "itpm", "otpm")}
+        info["per_second"] = {f: getattr(cfg, f) / 60.0 for f in ("rpm", "tpm", "itpm", "otpm")}
+        info["enforced"] = {
+            lim.field: {"mode": lim.mode, "capacity": lim.enforcer.capacity, "window_s": lim.enforcer.window_s}
+            for lim in self.limits.values()
+        }
+        for f in ("limit_mode", "window_s", "burst", "token_limit_mode", "token_window_s", "token_accounting",
+                  "count_rejected", "headers", "headers_report", "retry_after", "body_hint"):
+            info[f] = getattr(cfg, f)
+        return info
+
+    async def get_timeline(self, request: web.Request) -> web.Response:
+        out = self.timeline.to_json(self.clock.wall(time.monotonic()))
+        out["limits"] = self.limits_info()
+        return self._json(200, orjson.dumps(out))
+
     async def reset_stats(self, request: web.Request) -> web.Response:
         in_flight = self.stats["in_flight"]
         self.stats = dict.fromkeys(STAT_KEYS, 0)
         self.stats["in_flight"] = in_flight
         self.stats["max_in_flight"] = in_flight
+        self.timeline = Timeline(self.clock.wall(time.monotonic()))
         return self._json(200, orjson.dumps({"reset": True}))
 
     async def health(self, request: web.Request) -> web.Response:
@@ -744,6 +1432,7 @@ def build_app(config: SimConfig | None = None) -> web.Application:
     app.router.add_get("/models", sim.models)
     app.router.add_get("/stats", sim.get_stats)
     app.router.add_post("/stats/reset", sim.reset_stats)
+    app.router.add_get("/stats/timeline", sim.get_timeline)
     app.router.add_get("/health", sim.health)
     return app
 
@@ -791,7 +1480,9 @@ def _add(p: argparse.ArgumentParser, name: str, **kw: Any) -> None:
 
 def parse_args(argv: list[str] | None = None) -> SimConfig:
     d = SimConfig()
-    p = argparse.ArgumentParser(prog="python -m benchmarks.simserver", description=__doc__.split("\n")[0])
+    table = __doc__[__doc__.index("Rate limits model"):__doc__.index("Embedding:")]
+    p = argparse.ArgumentParser(prog="python -m benchmarks.simserver", description=__doc__.split("\n")[0],
+                                epilog=table, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add(p, "host", default=d.host, help="bind address (default 127.0.0.1)")
     _add(p, "port", type=int, default=d.port, help="0 = pick a free port")
     _add(p, "model", default=d.model, help="model id served by /v1/models")
@@ -800,12 +1491,66 @@ def parse_args(argv: list[str] | None = None) -> SimConfig:
     _add(p, "tpot", type=float, default=d.tpot, help="seconds per output token")
     _add(p, "jitter", type=float, default=d.jitter, help="uniform +- fraction on the latency")
     _add(p, "max_concurrency", type=int, default=d.max_concurrency, help="slots; 0 = unlimited")
-    _add(p, "rpm", type=float, default=d.rpm, help="requests/minute; 0 = unlimited")
-    _add(p, "tpm", type=float, default=d.tpm, help="tokens/minute; 0 = unlimited")
-    _add(p, "default_max_tokens", type=int, default=d.default_max_tokens)
-    _add(p, "no_retry_after", action="store_true", help="omit Retry-After / retry-after-ms on 429")
-    _add(p, "no_ratelimit_headers", action="store_true",
-         help="omit x-ratelimit-* headers (a server that does not say its limits)")
+    g = p.add_argument_group("rate limits (each stated per minute; the providers behind each mode are in the table below)")
+    _add(g, "rpm", type=float, default=d.rpm, help="requests/minute; 0 = unlimited")
+    _add(g, "tpm", type=float, default=d.tpm, help="tokens/minute, input + output; 0 = unlimited")
+    _add(g, "itpm", type=float, default=d.itpm,
+         help="input (prompt) tokens/minute, apart from --tpm (Anthropic ITPM; Groq for some organizations); 0 = unlimited")
+    _add(g, "otpm", type=float, default=d.otpm,
+         help="output (completion) tokens/minute, apart from --tpm (Anthropic OTPM; Groq for some organizations); "
+              "0 = unlimited")
+    _add(g, "default_max_tokens", type=int, default=d.default_max_tokens, help="max_tokens when a request has none")
+    _add(g, "limit_mode", choices=LIMIT_MODES, default=d.limit_mode,
+         help="how every limit is enforced: bucket = per-minute token bucket starting full (Anthropic; OpenAI and "
+              "Groq by their 429 arithmetic); fixed = windows of --window_s seconds aligned to the clock, each "
+              "admitting limit*window_s/60 (OpenAI 'may be enforced as 1,000 requests/second', Azure '1 or 10 "
+              "seconds', Together per second); sliding = no --window_s span ever holds more than its share (no "
+              "provider documents it; the IETF draft allows it); gcra = one unit every 60/limit s with --burst "
+              "seconds of tolerance (a per-minute limit enforced over about a second, OpenAI and Anthropic). "
+              "Default bucket")
+    _add(g, "window_s", type=float, default=d.window_s,
+         help="fixed / sliding window in seconds (1 = OpenAI's and Together's per second; 10 = Azure's other "
+              "period). Default 1")
+    _add(g, "burst", type=float, default=d.burst,
+         help="gcra tolerance in seconds: from idle a limit admits burst*limit/60 units at once (at least 1), "
+              "then one every 60/limit s. Default 1")
+    _add(g, "token_limit_mode", choices=LIMIT_MODES, default=d.token_limit_mode,
+         help="a different mode for --tpm/--itpm/--otpm (e.g. Azure: --limit_mode fixed --window_s 10 "
+              "--token_limit_mode fixed --token_window_s 60). Default: as --limit_mode")
+    _add(g, "token_window_s", type=float, default=d.token_window_s,
+         help="a different window for the token limits (Azure's TPM counter 'is reset each minute': 60). "
+              "Default: as --window_s")
+    _add(g, "token_accounting", choices=TOKEN_ACCOUNTING, default=d.token_accounting,
+         help="what a request costs the token limits: refund = prompt + max_tokens at admission, the unused "
+              "part given back at the end (Anthropic's older OTPM text); reserve = prompt + max_tokens, kept "
+              "(Azure); max = max(prompt, max_tokens), kept (OpenAI's sentence read literally); actual = prompt "
+              "at admission, the completion when generated, max_tokens ignored (Anthropic's current OTPM text). "
+              "Default refund")
+    _add(g, "count_rejected", action="store_true",
+         help="a 429'd request still costs one unit of --rpm, so retrying early prolongs a storm (OpenAI: "
+              "'unsuccessful requests contribute to your per-minute limit'; Azure the same)")
+    g = p.add_argument_group("what a rate-limited server says")
+    _add(g, "headers", choices=HEADER_DIALECTS, default=d.headers,
+         help="rate-limit header dialect on every reply: openai = x-ratelimit-{limit,remaining,reset}-{requests,"
+              "tokens}, reset like 1s / 6m0s (OpenAI, Azure, Groq); anthropic = anthropic-ratelimit-{requests,"
+              "tokens,input-tokens,output-tokens}-{limit,remaining,reset}, reset in RFC 3339, token remaining "
+              "rounded to the nearest thousand; together = x-ratelimit-limit/-remaining/-reset (seconds) and "
+              "x-tokenlimit-limit/-remaining; ietf = RateLimit-Policy and RateLimit (draft-ietf-httpapi-"
+              "ratelimit-headers-11); none. Default openai")
+    _add(g, "headers_report", choices=HEADERS_REPORT, default=d.headers_report,
+         help="minute = limits and remaining as per-minute figures whatever the enforcement (OpenAI, Azure, "
+              "Anthropic state per-minute limits and enforce over shorter periods); window = the enforced "
+              "window's own figures (Together reports per second). Default minute")
+    _add(g, "retry_after", choices=RETRY_AFTER, default=d.retry_after,
+         help="Retry-After on a 429: ms = retry-after-ms plus Retry-After in whole seconds (Azure); seconds = "
+              "Retry-After in whole seconds rounded up (Anthropic, Groq); date = an HTTP-date (RFC 9110); "
+              "none (OpenAI's guide lists none). Default ms")
+    g.add_argument("--body_hint", "--body-hint", dest="body_hint", action="store_true", default=d.body_hint,
+                   help="end the 429 message with 'Please try again in 5.289s.' as OpenAI and Groq do (default)")
+    g.add_argument("--no_body_hint", "--no-body-hint", dest="body_hint", action="store_false",
+                   help="a 429 message without the wait, for a client that must not depend on it")
+    _add(g, "no_retry_after", action="store_true", help="same as --retry_after none")
+    _add(g, "no_ratelimit_headers", action="store_true", help="same as --headers none")
     _add(p, "api_key", default=d.api_key, help="require 'Authorization: Bearer KEY'")
     _add(p, "quota", type=int, default=d.quota, help="successful completions before insufficient_quota")
     for f in ("p_500", "p_timeout", "p_drop", "p_malformed", "p_duplicate", "p_empty", "p_wrong_format", "p_garbage"):
@@ -816,7 +1561,10 @@ def parse_args(argv: list[str] | None = None) -> SimConfig:
     _add(p, "shutdown_timeout", type=float, default=d.shutdown_timeout)
     ns = p.parse_args(argv)
     fields = {f.name for f in dataclasses.fields(SimConfig)}
-    return SimConfig(**{k: v for k, v in vars(ns).items() if k in fields})
+    try:
+        return SimConfig(**{k: v for k, v in vars(ns).items() if k in fields})
+    except ValueError as e:
+        p.error(str(e))
 
 
 def main(argv: list[str] | None = None) -> int:
