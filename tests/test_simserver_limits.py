@@ -1,0 +1,179 @@
+"""The simulator's provider rate-limit models (benchmarks/simserver.py): enforcement modes, token
+accounting, header dialects, Retry-After forms, the 429 message and /stats/timeline.
+
+The limiter objects are tested with explicit instants (no sleeping); every mode is also tested
+against a real simulator subprocess. Assertions on a live server count admissions per window of
+the server's clock (from /stats/timeline), with slack for a loaded machine, never timings to the
+millisecond.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import email.utils
+import math
+import re
+import subprocess
+import sys
+import time
+
+import aiohttp
+import httpx
+import pytest
+
+from benchmarks.simproc import REPO, start_simulator
+from benchmarks.simserver import GCRA, Bucket, Clock, FixedWindow, SimConfig, SlidingWindow, parse_args
+from tests.test_simserver import DURATION, MC, YN_CLOSED, body
+
+# --------------------------------------------------------------------------- helpers
+
+
+def small(**extra):
+    """A cheap request: one yes/no example (prompt ~75 tokens, completion ~25)."""
+    return body(YN_CLOSED, k=1, **extra)
+
+
+def post(client, sim, payload=None, timeout=10.0):
+    return client.post(sim.base_url + "/chat/completions", json=payload or small(), timeout=timeout)
+
+
+def burst(base_url, payloads, timeout=30.0):
+    """All payloads at once; [(status, headers, json)] in order."""
+    async def run():
+        conn = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=timeout)) as sess:
+            async def one(p):
+                async with sess.post(base_url + "/chat/completions", json=p) as r:
+                    return r.status, r.headers.copy(), await r.json()
+            return await asyncio.gather(*(one(p) for p in payloads))
+    return asyncio.run(run())
+
+
+def to_window_start(window_s=1.0, margin=0.02):
+    """Sleep until just after the next whole multiple of window_s of the clock (the server's windows
+    are aligned to the same clock: same machine)."""
+    time.sleep(window_s - time.time() % window_s + margin)
+
+
+def timeline(client, sim):
+    return client.get(sim.root_url + "/stats/timeline").json()
+
+
+def ratelimit_headers(headers):
+    return {k.lower(): v for k, v in headers.items()
+            if "ratelimit" in k.lower() or "tokenlimit" in k.lower() or "retry-after" in k.lower()}
+
+
+def fake_clock(wall0=1_000_000.0):
+    c = Clock()
+    c.mono0, c.wall0 = 0.0, wall0
+    return c
+
+
+# --------------------------------------------------------------------------- limiter objects
+
+
+def test_bucket_starts_full_and_refills():
+    b = Bucket(60, now=0.0)  # 1 per second, capacity 60
+    assert b.remaining(0.0) == 60 and b.wait_for(60, 0.0) == 0
+    assert b.wait_for(61, 0.0) == math.inf  # more than the minute: never
+    b.take(60, 0.0)
+    assert b.wait_for(1, 0.0) == pytest.approx(1.0)
+    assert b.wait_for(1, 0.5) == pytest.approx(0.5)
+    assert b.reset_in(0.5) == pytest.approx(59.5)
+    b.take(5, 1.0)  # a charge may go into debt (a counted 429, tokens charged as generated)
+    assert b.remaining(1.0) == pytest.approx(-4.0)
+    assert b.wait_for(1, 1.0) == pytest.approx(5.0)
+    b.refund(None, 1000, 2.0)  # a refund never overfills
+    assert b.remaining(2.0) == 60
+
+
+def test_fixed_window_quantizes_and_resets_each_window():
+    clock = fake_clock(1_000_000.0)  # a whole second: instant 0 starts a window
+    w = FixedWindow(600, 1.0, clock)  # 10 per second
+    assert w.capacity == 10
+    for _ in range(10):
+        assert w.wait_for(1, 0.1) == 0
+        w.take(1, 0.1)
+    assert w.wait_for(1, 0.1) == pytest.approx(0.9)  # until the next window, not 0.1 s
+    assert w.wait_for(1, 0.999) == pytest.approx(0.001)
+    assert w.remaining(1.0) == 10 and w.wait_for(1, 1.0) == 0  # a new window starts from zero
+    assert w.wait_for(11, 1.0) == math.inf
+    # a refund reaches only the window that was charged
+    r = w.take(4, 1.2)
+    w.refund(r, 3, 1.3)
+    assert w.remaining(1.3) == 9
+    w.take(5, 1.4)
+    w.refund(r, 5, 2.1)  # the next window: nothing to give back
+    assert w.remaining(2.1) == 10
+
+
+def test_fixed_window_of_ten_seconds_aligned_to_the_clock():
+    clock = fake_clock(1_000_005.0)  # half way through a 10 s window of the clock
+    w = FixedWindow(600, 10.0, clock)  # Azure's 10 s period: 100 per window
+    w.take(100, 0.0)
+    assert w.wait_for(1, 0.0) == pytest.approx(5.0)
+    assert w.reset_in(0.0) == pytest.approx(5.0)
+    assert w.remaining(5.0) == 100
+
+
+def test_fixed_window_fractional_share_keeps_the_minute_exact():
+    w = FixedWindow(90, 1.0, fake_clock())  # 1.5 per second
+    shares = [w.allowance(k) for k in range(1_000_000, 1_000_060)]
+    assert set(shares) == {1.0, 2.0} and sum(shares) == 90
+    assert w.capacity == 2
+
+
+def test_sliding_window_counts_the_last_w_seconds():
+    s = SlidingWindow(300, 2.0)  # 10 per any 2 s
+    for i in range(10):
+        s.take(1, i * 0.1)  # 10 admissions over 0.0 .. 0.9
+    assert s.wait_for(1, 1.0) == pytest.approx(1.0)  # the first one leaves the window at 2.0
+    assert s.remaining(2.05) == 1  # (0.0 left)
+    assert s.wait_for(3, 2.05) == pytest.approx(0.15)  # three must leave: 0.1 and 0.2 too
+    assert s.wait_for(11, 5.0) == math.inf
+    e = s.take(1, 2.05)
+    s.refund(e, 1, 2.5)
+    assert s.remaining(2.5) == pytest.approx(10 - 4)  # 0.5 .. 0.9 still in the window
+    assert s.reset_in(2.5) == pytest.approx(2.05 + 2.0 - 2.5)
+
+
+def test_gcra_burst_then_one_per_interval():
+    g = GCRA(600, 1.0, now=0.0)  # one every 0.1 s, 1 s of tolerance: 10 at once
+    assert g.capacity == 10
+    admitted = 0
+    for _ in range(30):
+        if g.wait_for(1, 0.0) == 0:
+            g.take(1, 0.0)
+            admitted += 1
+    assert admitted == 10
+    assert g.wait_for(1, 0.0) == pytest.approx(0.1)
+    assert g.wait_for(1, 0.1) == 0  # then spaced: one per 0.1 s
+    g.take(1, 0.1)
+    assert g.wait_for(1, 0.1) == pytest.approx(0.1)
+    assert g.reset_in(0.1) == pytest.approx(1.0)
+    assert GCRA(30, 1.0, now=0.0).capacity == 1  # at least one unit, whatever the rate
+
+
+def test_config_validation_and_aliases():
+    assert SimConfig(no_retry_after=True).retry_after == "none"
+    assert SimConfig(no_ratelimit_headers=True).headers == "none"
+    cfg = parse_args(["--limit_mode", "fixed", "--window_s", "10", "--token_window_s", "60", "--rpm", "600",
+                      "--no_body_hint", "--count_rejected"])
+    assert cfg.mode_for("rpm") == ("fixed", 10.0) and cfg.mode_for("tpm") == ("fixed", 60.0)
+    assert cfg.body_hint is False and cfg.count_rejected is True
+    with pytest.raises(SystemExit):  # less than one request per sliding window
+        parse_args(["--limit_mode", "sliding", "--window_s", "1", "--rpm", "30"])
+    with pytest.raises(SystemExit):
+        parse_args(["--headers", "klingon"])
+
+
+def test_help_lists_the_modes():
+    out = subprocess.run([sys.executable, "-m", "benchmarks.simserver", "--help"], cwd=REPO, capture_output=True,
+                         text=True, timeout=60, check=True).stdout
+    for word in ("bucket", "fixed", "sliding", "gcra", "--itpm", "--otpm", "--token_accounting", "reserve", "actual",
+                 "--count_rejected", "--headers", "anthropic", "together", "ietf", "--headers_report",
+                 "--retry_after", "--no_body_hint", "platform.openai.com", "learn.microsoft.com",
+                 "platform.claude.com", "docs.together.ai", "draft-ietf-httpapi-ratelimit-headers"):
+        assert word in out, word
