@@ -177,3 +177,97 @@ def test_help_lists_the_modes():
                  "--retry_after", "--no_body_hint", "platform.openai.com", "learn.microsoft.com",
                  "platform.claude.com", "docs.together.ai", "draft-ietf-httpapi-ratelimit-headers"):
         assert word in out, word
+
+
+# --------------------------------------------------------------------------- modes on a live server
+
+
+def test_fixed_per_second_admits_its_share_then_the_next_window():
+    with start_simulator(rpm=600, limit_mode="fixed", window_s=1) as s, httpx.Client() as c:
+        to_window_start()
+        res = burst(s.base_url, [small()] * 40)
+        codes = [st for st, _, _ in res]
+        assert set(codes) <= {200, 429}
+        for st, h, d in res:
+            if st == 429:
+                assert d["error"]["type"] == "requests"
+                assert 1 <= int(h["retry-after-ms"]) <= 1000  # until the window ends, at most 1 s
+        tl = timeline(c, s)
+        per_window = tl["admitted"]  # whole seconds of the server's clock = the 1 s windows
+        assert max(per_window) == 10  # 40 in a burst: some window got >= 10 of them and admitted exactly 10
+        assert all(n <= 10 for n in per_window)
+        assert sum(per_window) == codes.count(200) and sum(tl["rate_limited"]) == codes.count(429) >= 20
+        to_window_start()
+        assert post(c, s).status_code == 200  # the next window admits again
+
+
+def test_fixed_ten_second_window_reports_the_window():
+    # Azure's other period: 60 RPM over 10 s windows = 10 per window, reported per window
+    with start_simulator(rpm=60, limit_mode="fixed", window_s=10, headers_report="window") as s, httpx.Client() as c:
+        r = post(c, s)
+        assert r.status_code == 200
+        assert r.headers["x-ratelimit-limit-requests"] == "10"
+        assert r.headers["x-ratelimit-remaining-requests"] in {"9", "10"}  # 10 if a new window began meanwhile
+        assert DURATION.match(r.headers["x-ratelimit-reset-requests"])
+
+
+def test_sliding_never_admits_more_than_the_window_share():
+    with start_simulator(rpm=300, limit_mode="sliding", window_s=2) as s, httpx.Client() as c:
+        start, sent, codes = time.monotonic(), 0, []
+        while time.monotonic() - start < 4.0 and sent < 1500:  # hammer, ignoring Retry-After
+            codes.append(post(c, s).status_code)
+            sent += 1
+            time.sleep(0.005)
+        elapsed = time.monotonic() - start
+        tl = timeline(c, s)
+        adm = tl["admitted"]
+        # any two consecutive whole seconds are a 2 s span: a sliding window never holds more than 10
+        assert all(a + b <= 10 for a, b in zip(adm, adm[1:], strict=False)), adm
+        assert codes.count(200) == sum(adm) and codes.count(429) > 0
+        assert 10 <= sum(adm) <= 10 * (math.ceil(elapsed / 2) + 1)
+        st = s.stats()
+        assert st["rate_limited"] == st["rate_limited_requests"] == codes.count(429)
+
+
+def test_gcra_admits_its_burst_then_spaces_requests():
+    with start_simulator(rpm=600, limit_mode="gcra", burst=1) as s, httpx.Client() as c:
+        t = time.monotonic()
+        res = burst(s.base_url, [small()] * 30)
+        took = time.monotonic() - t
+        ok = [st for st, _, _ in res].count(200)
+        assert 10 <= ok <= 10 + math.ceil(took * 10) + 1  # the burst, plus one per 0.1 s it took
+        waits = [int(h["retry-after-ms"]) for st, h, _ in res if st == 429]
+        assert waits and max(waits) <= 101  # spaced: the next unit is at most one interval away
+        # then one per interval (0.1 s), not a lump per window
+        start, spaced = time.monotonic(), []
+        while time.monotonic() - start < 1.5:
+            r = post(c, s)
+            spaced.append(r.status_code)
+            if r.status_code == 429:
+                assert int(r.headers["retry-after-ms"]) <= 101
+            time.sleep(0.01)
+        elapsed = time.monotonic() - start
+        assert 3 <= spaced.count(200) <= 10 * elapsed + 2
+
+
+def test_gcra_for_requests_beside_a_token_bucket():
+    # Anthropic-like: tokens in a per-minute bucket, requests spaced ("60 RPM ... as 1 request per second")
+    with start_simulator(rpm=60, tpm=100000, limit_mode="gcra", token_limit_mode="bucket") as s, httpx.Client() as c:
+        assert post(c, s).status_code == 200
+        r = post(c, s)
+        assert r.status_code == 429 and r.json()["error"]["type"] == "requests"
+        assert 800 <= int(r.headers["retry-after-ms"]) <= 1000
+        assert r.headers["x-ratelimit-limit-tokens"] == "100000"
+
+
+def test_a_request_larger_than_the_enforced_window_is_too_large():
+    # 6000 TPM enforced per second = 100 tokens a window: a ~75 + 50 token request can never fit
+    with start_simulator(tpm=6000, limit_mode="fixed", window_s=1) as s, httpx.Client() as c:
+        r = post(c, s, small(max_tokens=50))
+        assert r.status_code == 429
+        err = r.json()["error"]
+        assert err["type"] == "tokens" and "Request too large" in err["message"]
+        assert "enforced as 100 per 1s" in err["message"]
+        assert "Retry-After" not in r.headers
+        assert post(c, s, small(max_tokens=10)).status_code == 200  # ~85 tokens fit
+        assert s.stats()["too_large"] == 1
