@@ -271,3 +271,109 @@ def test_a_request_larger_than_the_enforced_window_is_too_large():
         assert "Retry-After" not in r.headers
         assert post(c, s, small(max_tokens=10)).status_code == 200  # ~85 tokens fit
         assert s.stats()["too_large"] == 1
+
+
+# --------------------------------------------------------------------------- what a request costs
+
+
+@pytest.mark.parametrize("accounting", ["refund", "reserve", "max", "actual"])
+def test_token_accounting(accounting):
+    with start_simulator(tpm=3000, token_accounting=accounting) as s, httpx.Client() as c:
+        r = post(c, s, body(MC, k=20, max_tokens=2000))
+        assert r.status_code == 200
+        u = r.json()["usage"]
+        assert u["completion_tokens"] > 400
+        charged = {
+            "refund": u["prompt_tokens"] + u["completion_tokens"],  # reserved, unused part given back
+            "reserve": u["prompt_tokens"] + 2000,  # prompt + max_tokens, kept
+            "max": 2000,  # max(prompt, max_tokens), kept
+            "actual": u["prompt_tokens"] + u["completion_tokens"],  # the prompt, then what was generated
+        }[accounting]
+        rem = int(r.headers["x-ratelimit-remaining-tokens"])
+        assert 0 <= rem - (3000 - charged) <= 30  # (plus what refilled meanwhile, 50 tokens/s)
+
+
+def test_actual_accounting_ignores_max_tokens():
+    with start_simulator(tpm=3000, otpm=600, token_accounting="actual") as s, httpx.Client() as c:
+        r = post(c, s, small(max_tokens=100000))  # far above both limits: only what is generated counts
+        assert r.status_code == 200
+        assert s.stats()["too_large"] == 0
+
+
+def test_output_tokens_limit_reserved_refunded_or_kept():
+    # OTPM 600: a request reserves its max_tokens (400)
+    with start_simulator(otpm=600, token_accounting="reserve", headers="anthropic") as s, httpx.Client() as c:
+        first = post(c, s, small(max_tokens=400))
+        assert first.status_code == 200
+        assert first.headers["anthropic-ratelimit-output-tokens-limit"] == "600"
+        r = post(c, s, small(max_tokens=400))
+        assert r.status_code == 429  # 400 kept: 200 left
+        err = r.json()["error"]
+        assert err["type"] == "output_tokens" and "output tokens per min (OTPM)" in err["message"]
+        assert s.stats()["rate_limited_output_tokens"] == 1
+    with start_simulator(otpm=600, token_accounting="refund") as s, httpx.Client() as c:
+        assert [post(c, s, small(max_tokens=400)).status_code for _ in range(2)] == [200, 200]  # unused given back
+        r = post(c, s, small(max_tokens=700))  # more than the whole minute: never
+        assert r.status_code == 429 and "Request too large" in r.json()["error"]["message"]
+        assert r.json()["error"]["type"] == "output_tokens"
+
+
+def test_input_tokens_limit():
+    with start_simulator(itpm=200, headers="anthropic") as s, httpx.Client() as c:
+        first = post(c, s)
+        p = first.json()["usage"]["prompt_tokens"]
+        assert 60 <= p <= 100
+        codes = [first.status_code] + [post(c, s).status_code for _ in range(2)]
+        assert codes == [200, 200, 429]  # 2 prompts fit in 200, not 3 (the bucket refills 3.3/s)
+        r = post(c, s)
+        err = r.json()["error"]
+        assert err["type"] == "input_tokens" and "input tokens per min (ITPM)" in err["message"]
+        assert r.headers["anthropic-ratelimit-input-tokens-limit"] == "200"
+        assert "anthropic-ratelimit-output-tokens-limit" not in r.headers
+    with start_simulator(itpm=50) as s, httpx.Client() as c:
+        r = post(c, s)
+        assert r.status_code == 429 and "Request too large" in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("counted", [False, True], ids=["not_counted", "counted"])
+def test_count_rejected_makes_a_storm_last_longer(counted):
+    # 600 RPM spaced (one per 0.1 s, 5 at once); a client that ignores Retry-After sends 3 bursts of 100
+    with start_simulator(rpm=600, limit_mode="gcra", burst=0.5, count_rejected=counted) as s, httpx.Client() as c:
+        rejected = 0
+        for _ in range(3):
+            rejected += [st for st, _, _ in burst(s.base_url, [small()] * 100)].count(429)
+        assert rejected >= 250
+        time.sleep(0.6)
+        r = post(c, s)
+        st = s.stats()
+        if counted:  # every refused request pushed the next free slot 0.1 s further: ~25 s of debt
+            assert r.status_code == 429 and int(r.headers["retry-after-ms"]) > 10000
+            assert st["rejected_counted"] == rejected + 1
+        else:  # the storm left nothing behind
+            assert r.status_code == 200 and st["rejected_counted"] == 0
+
+
+# --------------------------------------------------------------------------- timeline
+
+
+def test_timeline_sums_match_stats_and_reset():
+    with start_simulator(rpm=600, tpm=30000, limit_mode="gcra", burst=2) as s, httpx.Client() as c:
+        res = burst(s.base_url, [small(max_tokens=100)] * 60)  # (a gcra depth of 1000 tokens holds ~5)
+        assert {st for st, _, _ in res} == {200, 429}
+        for _ in range(5):
+            post(c, s, small(max_tokens=100))
+        tl, st = timeline(c, s), s.stats()
+        assert isinstance(tl["t0"], int) and tl["t0"] <= time.time() < tl["t0"] + tl["seconds"] + 1
+        for key in ("admitted", "rate_limited", "ok", "input_tokens", "output_tokens"):
+            assert len(tl[key]) == tl["seconds"]
+        assert sum(tl["admitted"]) == st["admitted"] == st["ok"] == sum(tl["ok"])
+        assert sum(tl["rate_limited"]) == st["rate_limited"] > 0
+        assert sum(tl["input_tokens"]) == st["prompt_tokens"] > 0
+        assert sum(tl["output_tokens"]) == st["completion_tokens"] > 0
+        lim = tl["limits"]
+        assert lim["rpm"] == 600 and lim["tpm"] == 30000 and lim["per_second"]["rpm"] == 10
+        assert lim["enforced"]["rpm"] == {"mode": "gcra", "capacity": 20, "window_s": 2}
+        assert lim["limit_mode"] == "gcra" and lim["token_accounting"] == "refund"
+        s.reset()
+        tl2 = timeline(c, s)
+        assert tl2["t0"] >= tl["t0"] and sum(tl2["admitted"]) == sum(tl2["rate_limited"]) == 0
