@@ -1137,7 +1137,7 @@ class Simulator:
         lim = self.limits[kind]
         limit, remaining = lim.report(now, cfg.headers_report)[:2]
         msg = (f"Rate limit reached for {lim.label} on {model}: Limit {_count(limit)}, "
-               f"Used {max(0, int(limit - remaining))}, Requested {costs[kind][1]}.")
+               f"Used {max(0, round(limit - remaining))}, Requested {costs[kind][1]}.")
         if cfg.body_hint:
             # OpenAI and Groq put the wait in the message: "... Limit 15000, Used 11972, Requested
             # 4351. Please try again in 5.289s." (https://github.com/Aider-AI/aider/issues/3265,

@@ -377,3 +377,154 @@ def test_timeline_sums_match_stats_and_reset():
         s.reset()
         tl2 = timeline(c, s)
         assert tl2["t0"] >= tl["t0"] and sum(tl2["admitted"]) == sum(tl2["rate_limited"]) == 0
+
+
+# --------------------------------------------------------------------------- what the server says
+
+IETF_POLICY = re.compile(r'^"([a-z-]+)";q=(\d+)(;qu="tokens")?;w=(\d+)$')
+IETF_STATE = re.compile(r'^"([a-z-]+)";r=(\d+);t=(\d+)$')
+
+
+def refused(client, sim, payload=None):
+    """The first 429 of a few requests (the limits in these tests let at most one through)."""
+    for _ in range(3):
+        r = post(client, sim, payload)
+        if r.status_code == 429:
+            return r
+    raise AssertionError("no 429")
+
+
+def test_openai_dialect():
+    with start_simulator(rpm=60, tpm=60000, itpm=30000) as s, httpx.Client() as c:
+        r = post(c, s, small(max_tokens=100))
+        h = ratelimit_headers(r.headers)
+        assert set(h) == {f"x-ratelimit-{w}-{k}" for w in ("limit", "remaining", "reset") for k in ("requests", "tokens")}
+        assert h["x-ratelimit-limit-requests"] == "60" and h["x-ratelimit-limit-tokens"] == "60000"
+        assert DURATION.match(h["x-ratelimit-reset-requests"]) and DURATION.match(h["x-ratelimit-reset-tokens"])
+
+
+def test_anthropic_dialect():
+    with start_simulator(rpm=1, itpm=30000, otpm=8000, headers="anthropic", retry_after="seconds") as s, \
+            httpx.Client() as c:
+        r = post(c, s, small(max_tokens=1000))
+        now = datetime.datetime.now(datetime.timezone.utc)
+        h = ratelimit_headers(r.headers)
+        names = {f"anthropic-ratelimit-{k}-{w}" for k in ("requests", "input-tokens", "output-tokens", "tokens")
+                 for w in ("limit", "remaining", "reset")}
+        assert set(h) == names  # and no x-ratelimit-*
+        assert h["anthropic-ratelimit-requests-limit"] == "1" and h["anthropic-ratelimit-requests-remaining"] == "0"
+        assert h["anthropic-ratelimit-input-tokens-limit"] == "30000"
+        assert h["anthropic-ratelimit-output-tokens-limit"] == "8000"
+        assert h["anthropic-ratelimit-tokens-limit"] == "38000"  # the sum of input and output
+        for k in ("input-tokens", "output-tokens", "tokens"):  # "rounded to the nearest thousand"
+            assert int(h[f"anthropic-ratelimit-{k}-remaining"]) % 1000 == 0
+        assert h["anthropic-ratelimit-output-tokens-remaining"] == "8000"  # 8000 - 1000 + ~970 refunded
+        for k in ("requests", "input-tokens", "output-tokens", "tokens"):
+            reset = datetime.datetime.fromisoformat(h[f"anthropic-ratelimit-{k}-reset"])  # RFC 3339
+            assert reset.tzinfo is not None
+            assert now - datetime.timedelta(seconds=2) <= reset <= now + datetime.timedelta(seconds=62)
+        requests_reset = datetime.datetime.fromisoformat(h["anthropic-ratelimit-requests-reset"])
+        assert requests_reset >= now + datetime.timedelta(seconds=58)  # 1 RPM: full again in a minute
+        r = refused(c, s)
+        assert r.headers["retry-after"] in {"59", "60"} and "retry-after-ms" not in r.headers
+
+
+def test_together_dialect_per_second():
+    with start_simulator(rpm=600, tpm=60000, limit_mode="fixed", window_s=1, headers="together",
+                         headers_report="window", retry_after="seconds") as s, httpx.Client() as c:
+        to_window_start()
+        r = post(c, s, small(max_tokens=100))
+        h = ratelimit_headers(r.headers)
+        assert set(h) == {"x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset",
+                          "x-tokenlimit-limit", "x-tokenlimit-remaining"}
+        assert h["x-ratelimit-limit"] == "10" and h["x-tokenlimit-limit"] == "1000"  # per second
+        assert int(h["x-ratelimit-remaining"]) <= 9 and int(h["x-tokenlimit-remaining"]) <= 1000 - 100
+        assert 0 < float(h["x-ratelimit-reset"]) <= 1.0  # seconds, to the end of the window
+    with start_simulator(rpm=600, headers="together") as s, httpx.Client() as c:
+        assert post(c, s).headers["x-ratelimit-limit"] == "600"  # --headers_report minute
+
+
+def test_ietf_dialect():
+    with start_simulator(rpm=60, tpm=60000, otpm=6000, headers="ietf") as s, httpx.Client() as c:
+        r = post(c, s, small(max_tokens=100))
+        policies = [IETF_POLICY.match(p.strip()) for p in r.headers["RateLimit-Policy"].split(",")]
+        states = [IETF_STATE.match(p.strip()) for p in r.headers["RateLimit"].split(",")]
+        assert all(policies) and all(states)
+        pol = {m[1]: (int(m[2]), bool(m[3]), int(m[4])) for m in policies}
+        state = {m[1]: (int(m[2]), int(m[3])) for m in states}
+        assert pol == {"requests": (60, False, 60), "tokens": (60000, True, 60), "output-tokens": (6000, True, 60)}
+        assert set(state) == set(pol)
+        assert state["requests"][0] == 59 and 1 <= state["requests"][1] <= 2
+        assert not any(k.lower().startswith("x-ratelimit") for k in r.headers)
+    with start_simulator(rpm=600, limit_mode="fixed", window_s=2, headers="ietf", headers_report="window") as s, \
+            httpx.Client() as c:
+        r = post(c, s)
+        assert r.headers["RateLimit-Policy"] == '"requests";q=20;w=2'
+
+
+def test_no_headers_but_retry_after():
+    with start_simulator(rpm=1, headers="none") as s, httpx.Client() as c:
+        r = post(c, s)
+        assert r.status_code == 200 and not ratelimit_headers(r.headers)
+        r = refused(c, s)
+        assert set(ratelimit_headers(r.headers)) == {"retry-after", "retry-after-ms"}
+    with start_simulator("--no_ratelimit_headers", rpm=1, headers="anthropic") as s, httpx.Client() as c:
+        assert not ratelimit_headers(post(c, s).headers)  # the alias wins
+
+
+def test_minute_report_shows_room_while_the_window_refuses():
+    # enforced per second, reported per minute (OpenAI, Azure): a 429 while "remaining" says 590
+    with start_simulator(rpm=600, limit_mode="fixed", window_s=1) as s:
+        to_window_start()
+        res = burst(s.base_url, [small()] * 25)
+        refusals = [h for st, h, _ in res if st == 429]
+        assert refusals
+        for h in refusals:
+            assert h["x-ratelimit-limit-requests"] == "600"
+            assert int(h["x-ratelimit-remaining-requests"]) >= 570
+    with start_simulator(rpm=600, limit_mode="fixed", window_s=1, headers_report="window") as s:
+        to_window_start()
+        res = burst(s.base_url, [small()] * 25)
+        refusals = [h for st, h, _ in res if st == 429]
+        assert refusals
+        for h in refusals:
+            assert h["x-ratelimit-limit-requests"] == "10"
+            assert h["x-ratelimit-remaining-requests"] == "0"
+
+
+@pytest.mark.parametrize("form", ["ms", "seconds", "date", "none"])
+def test_retry_after_forms(form):
+    with start_simulator(rpm=1, retry_after=form) as s, httpx.Client() as c:
+        assert post(c, s).status_code == 200
+        r = refused(c, s)
+        now = datetime.datetime.now(datetime.timezone.utc)
+        h = ratelimit_headers(r.headers)
+        assert h["x-ratelimit-remaining-requests"] == "0"
+        if form == "none":
+            assert "retry-after" not in h and "retry-after-ms" not in h
+            return
+        if form == "date":
+            assert "retry-after-ms" not in h
+            when = email.utils.parsedate_to_datetime(h["retry-after"])  # RFC 9110 HTTP-date
+            assert h["retry-after"].endswith(" GMT") and when.tzinfo is not None
+            assert 57 <= (when - now).total_seconds() <= 62
+            return
+        assert h["retry-after"] in {"59", "60"}  # whole seconds, rounded up
+        if form == "ms":
+            assert 58000 < int(h["retry-after-ms"]) <= 60000
+            assert math.ceil(int(h["retry-after-ms"]) / 1000) == int(h["retry-after"])
+        else:
+            assert "retry-after-ms" not in h
+
+
+@pytest.mark.parametrize("hint", [True, False], ids=["hint", "no_hint"])
+def test_body_hint(hint):
+    with start_simulator("--body_hint" if hint else "--no_body_hint", rpm=1) as s, httpx.Client() as c:
+        post(c, s)
+        msg = refused(c, s).json()["error"]["message"]
+        assert msg.startswith("Rate limit reached for requests per min (RPM) on test-model: Limit 1, Used 1, Requested 1.")
+        if hint:
+            m = re.search(r" Please try again in (\S+)\.$", msg)
+            assert m and DURATION.match(m[1])
+        else:
+            assert msg.endswith("Requested 1.") and "try again" not in msg
