@@ -15,7 +15,8 @@ Models, all optional and off by default:
   * auth (--api_key) and a hard quota (--quota -> 429 insufficient_quota)
   * fault injection: 5xx, hung requests, dropped connections, malformed / duplicate / empty /
     wrongly formatted / garbage content
-Counters: GET /stats, POST /stats/reset (also restarts the timeline), GET /stats/timeline.
+Counters: GET /stats (with "limits": the configuration below), POST /stats/reset (also restarts
+the timeline), GET /stats/timeline.
 
 Rate limits model the PROVIDERS, not this project's client. Each limit is stated per minute and
 enforced by --limit_mode (--token_limit_mode / --token_window_s for the token limits):
@@ -58,6 +59,7 @@ enforced by --limit_mode (--token_limit_mode / --token_window_s for the token li
   --headers_report minute          per-minute figures while enforcing less   [Z] headers "per minute"; [O2],
                                                                              [A] enforce over shorter periods
   --headers_report window          the enforced window's own figures         [T] "per sec"
+                                   (the 429 message's Limit / Used follow the same figures)
   --retry_after ms (default)       retry-after-ms + Retry-After (s)          [Z] "retry-after-ms"
                 seconds            Retry-After, whole seconds rounded up     [A], [G] "In seconds"
                 date               Retry-After as an HTTP-date               RFC 9110 section 10.2.3
@@ -1341,6 +1343,7 @@ class Simulator:
         out: dict[str, Any] = dict(self.stats)
         out["uptime_s"] = round(time.time() - self.started, 3)
         out["quota_used"] = self.quota_used
+        out["limits"] = self.limits_info()
         return self._json(200, orjson.dumps(out))
 
     def limits_info(self) -> dict[str, Any]:

@@ -374,6 +374,7 @@ def test_timeline_sums_match_stats_and_reset():
         assert lim["rpm"] == 600 and lim["tpm"] == 30000 and lim["per_second"]["rpm"] == 10
         assert lim["enforced"]["rpm"] == {"mode": "gcra", "capacity": 20, "window_s": 2}
         assert lim["limit_mode"] == "gcra" and lim["token_accounting"] == "refund"
+        assert st["limits"] == lim  # /stats says the configuration too
         s.reset()
         tl2 = timeline(c, s)
         assert tl2["t0"] >= tl["t0"] and sum(tl2["admitted"]) == sum(tl2["rate_limited"]) == 0
