@@ -21,16 +21,17 @@ the timeline), GET /stats/timeline.
 Rate limits model the PROVIDERS, not this project's client. Each limit is stated per minute and
 enforced by --limit_mode (--token_limit_mode / --token_window_s for the token limits):
 
-  flag / value                     what the server does                     provider source
+  flag / value                     what the server does                      provider source
   --limit_mode bucket (default)    token bucket of capacity = the minute,    Anthropic [A] "token bucket
-                                   refilled at limit/60 per s, starts full   algorithm"; OpenAI [O] and Groq
-                                                                             [G] 429 waits fit it exactly
+                                   refilled at limit/60 per s, starts full   algorithm"; OpenAI's 429 waits
+                                                                             fit it exactly, Groq's [G] within
+                                                                             rounding
   --limit_mode fixed --window_s 1  windows aligned to the clock, each        OpenAI [O2] "60,000 requests/
                                    admitting limit*W/60, reset to zero       minute may be enforced as 1,000
                                                                              requests/second"; Together [T]
   --limit_mode fixed --window_s 10 the same over 10 s                        Azure [Z] "typically 1 or 10
                                                                              seconds"
-  --token_window_s 60 (fixed)      a token count "reset each minute"        Azure [Z] TPM
+  --token_window_s 60 (fixed)      a token count "reset each minute"         Azure [Z] TPM
   --limit_mode sliding             no W-second span holds more than its      none found; the IETF draft [I]
                                    share (a log of admissions)               allows "sliding window policies"
   --limit_mode gcra --burst 1      one unit every 60/limit s, --burst s of   none names GCRA; [A] "60 RPM
@@ -55,7 +56,8 @@ enforced by --limit_mode (--token_limit_mode / --token_window_s for the token li
                                    token remaining rounded to 1000
   --headers together               x-ratelimit-*, x-tokenlimit-* (seconds)   [T]
   --headers ietf                   RateLimit-Policy / RateLimit              [I] draft -11
-  --headers none                   nothing                                   DeepSeek, Together today [T]
+  --headers none                   nothing                                   Together's current docs: none
+                                                                             on a 200 [T2]
   --headers_report minute          per-minute figures while enforcing less   [Z] headers "per minute"; [O2],
                                                                              [A] enforce over shorter periods
   --headers_report window          the enforced window's own figures         [T] "per sec"
@@ -73,6 +75,7 @@ enforced by --limit_mode (--token_limit_mode / --token_window_s for the token li
   [Z]  https://learn.microsoft.com/en-us/azure/foundry-classic/openai/how-to/quota
   [G]  https://console.groq.com/docs/rate-limits
   [T]  https://docs.together.ai/docs/rate-limits
+  [T2] https://docs.together.ai/docs/serverless/rate-limits
   [I]  https://datatracker.ietf.org/doc/draft-ietf-httpapi-ratelimit-headers/
 The quotes are beside the code that follows them.
 
