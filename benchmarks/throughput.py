@@ -315,7 +315,8 @@ async def open_loop(base_url: str, rate: float, duration: float, seed: int, k: i
     client (limiter without a cap, retries, parsing); latency counts from the arrival."""
     from creator.client import ChatClient, RequestFailed
     from creator.parse import parse_reply, question_key
-    from creator.ratelimit import RateLimiter, RetryPolicy
+    from creator.endpoints import Endpoint
+    from creator.ratelimit import RetryPolicy
     from creator.task import detect_format, record_from_json, render_messages
 
     record = record_from_json(_exemplar(), "exemplar")
@@ -330,8 +331,9 @@ async def open_loop(base_url: str, rate: float, duration: float, seed: int, k: i
         if t > duration:
             break
         arrivals.append(t)
-    client = ChatClient([base_url], "sim-model", None, RateLimiter(None, None, None),
-                        RetryPolicy(), timeout=120.0, seed=seed)
+    # learn=False: arrivals, not the limiter, set the pace here
+    client = ChatClient([Endpoint(base_url)], "sim-model", RetryPolicy(), timeout=120.0,
+                        seed=seed, learn=False)
     seen: set[str] = set()
     latencies: list[float] = []
     counts = {"completions": 0, "errors": 0}

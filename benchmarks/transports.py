@@ -147,10 +147,11 @@ async def _make_sender(name: str, base_url: str, concurrency: int
         return send, session.close
     if name == "creator ChatClient":
         from creator.client import ChatClient
-        from creator.ratelimit import RateLimiter, RetryPolicy
+        from creator.endpoints import Endpoint
+        from creator.ratelimit import RetryPolicy
 
-        chat = ChatClient([base_url], "sim-model", None, RateLimiter(concurrency, None, None),
-                          RetryPolicy(max_retries=0), timeout=60)
+        chat = ChatClient([Endpoint(base_url)], "sim-model", RetryPolicy(max_retries=0),
+                          timeout=60, max_in_flight=concurrency, learn=False)
         await chat.__aenter__()
         params = {k: v for k, v in body.items() if k not in ("model", "messages")}
 

@@ -1,4 +1,5 @@
-"""OpenAI-compatible chat completions: one pooled HTTP session, one limiter, classified errors.
+"""OpenAI-compatible chat completions: one pooled HTTP session, endpoints with their own limits,
+classified errors.
 
 The transport is aiohttp with orjson rather than the openai SDK over httpx: we need the raw status,
 headers and body of every reply (Retry-After, x-ratelimit-*, error codes), the SDK's own retries
@@ -17,7 +18,9 @@ from typing import Any
 import aiohttp
 import orjson
 
-from .ratelimit import RateLimiter, RateLimitHint, RetryPolicy
+from .endpoints import Endpoint, NoEndpointLeft, Route, Router
+from .ratehints import RateLimitHint
+from .ratelimit import Clock, RetryPolicy, Ticket
 
 
 class FatalAPIError(RuntimeError):
@@ -90,38 +93,36 @@ def _is_context_overflow(message: str) -> bool:
 
 
 class ChatClient:
-    """Send chat completions to one or several servers, within the limits, retrying what can be."""
+    """Send chat completions to one or several endpoints, within their limits, retrying what
+    can be. One pooled HTTP session for all; each endpoint has its own limits (`Router`)."""
 
     def __init__(
         self,
-        base_urls: list[str],
+        endpoints: list[Endpoint],
         model: str,
-        api_key: str | None,
-        limiter: RateLimiter,
         retry: RetryPolicy,
         timeout: float,
+        max_in_flight: int | None = None,
         seed: int = 0,
+        learn: bool = True,
+        clock: Clock = time.monotonic,
     ) -> None:
-        self.base_urls = [u.rstrip("/") for u in base_urls]
+        self.endpoints = endpoints
         self.model = model
-        self.api_key = api_key
-        self.limiter = limiter
+        self.router = Router(endpoints, max_in_flight, clock=clock, learn=learn)
         self.retry = retry
         self.timeout = timeout
         self.stats = ClientStats()
         self._rng = random.Random(seed)
-        self._in_flight = [0] * len(self.base_urls)
+        self._secrets = [e.api_key for e in endpoints if e.api_key]
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> "ChatClient":
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
         # limit=0: the limiter, not the pool, decides how many requests are in flight
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
         self._session = aiohttp.ClientSession(
             connector=connector,
-            headers=headers,
+            headers={"Content-Type": "application/json"},
             timeout=aiohttp.ClientTimeout(total=self.timeout),
             json_serialize=lambda o: orjson.dumps(o).decode(),
         )
@@ -131,29 +132,34 @@ class ChatClient:
         if self._session is not None:
             await self._session.close()
 
-    def _pick_server(self) -> int:
-        """The least busy server, so several base URLs share the load."""
-        return min(range(len(self.base_urls)), key=self._in_flight.__getitem__)
+    def _headers(self, endpoint: Endpoint) -> dict[str, str] | None:
+        return {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else None
+
+    def redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = redact(text, secret)
+        return text
 
     def _fatal(self, message: str) -> FatalAPIError:
-        return FatalAPIError(redact(message, self.api_key))
+        return FatalAPIError(self.redact(message))
 
     async def check_servers(self, attempts: int = 3) -> None:
-        """Before the run: is every server there, and does it take our key?"""
+        """Before the run: is every endpoint there, and does it take our key?"""
         assert self._session is not None
-        for url in self.base_urls:
-            last = ""
+        for endpoint in self.endpoints:
+            url, last = endpoint.base_url, ""
             for attempt in range(attempts):
                 try:
                     async with self._session.get(
-                        f"{url}/models", timeout=aiohttp.ClientTimeout(total=10)
+                        f"{url}/models", headers=self._headers(endpoint),
+                        timeout=aiohttp.ClientTimeout(total=10),
                     ) as resp:
                         body = await resp.read()
                         if resp.status in (401, 403):
                             _, msg = _error_info(body)
                             raise self._fatal(
                                 f"{url} refused the API key (HTTP {resp.status}): {msg} "
-                                "-- check OPENAI_API_KEY"
+                                f"-- check {endpoint.api_key_env or 'OPENAI_API_KEY'}"
                             )
                         break  # any other answer: the server is there
                 except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
@@ -165,58 +171,70 @@ class ChatClient:
     async def complete(self, messages: list[dict[str, str]], **params: Any) -> Completion:
         """One chat completion, retried on 429/5xx/timeouts/dropped connections."""
         assert self._session is not None
-        body = {"model": self.model, "messages": messages, **params}
-        reserved = estimate_prompt_tokens(messages) + int(params.get("max_tokens") or 0)
+        prompt = estimate_prompt_tokens(messages)
+        reserved = prompt + int(params.get("max_tokens") or 0)
         attempt = 0
         while True:
-            outcome = await self._attempt(body, reserved)
+            outcome = await self._attempt(messages, params, reserved, prompt)
             if isinstance(outcome, Completion):
                 return outcome
             if attempt >= self.retry.max_retries:
                 raise RequestFailed(f"gave_up_after_{outcome.reason}")
             delay = self.retry.delay(attempt, outcome.retry_after, self._rng)
-            if outcome.reason == "rate_limited":
-                # everybody waits: hammering a limited API only earns more 429s. The server's
-                # Retry-After is for everyone; our own backoff only briefly (it grows per request)
-                hint = outcome.retry_after
-                self.limiter.pause_for(delay if hint is not None else min(delay, 2.0))
+            if outcome.reason == "rate_limited" and outcome.retry_after is None:
+                # the limiter now paces below what the server let through (and pauses everyone
+                # in a storm): this request need not back off on its own for long
+                delay = min(delay, self._rng.uniform(0.05, 0.5))
             self.stats.retries += 1
             attempt += 1
             await asyncio.sleep(delay)
 
-    async def _attempt(self, body: dict[str, Any], reserved: int) -> Completion | Retryable:
+    async def _attempt(self, messages: list[dict[str, str]], params: dict[str, Any],
+                       reserved: int, prompt: int) -> Completion | Retryable:
         """Send once; raise what must not be retried."""
-        sent = await self.limiter.acquire(reserved)
-        used: int | None = None
-        server = self._pick_server()
-        self._in_flight[server] += 1
+        try:
+            route, ticket = await self.router.acquire(reserved, prompt)
+        except NoEndpointLeft as exc:
+            raise self._fatal(f"every endpoint was set aside: {exc}") from None
+        endpoint = route.endpoint
+        body = {"model": endpoint.model or self.model, "messages": messages, **params}
         self.stats.requests += 1
         started = time.perf_counter()
+        settled = False
         try:
             async with self._session.post(  # type: ignore[union-attr]
-                f"{self.base_urls[server]}/chat/completions", json=body
+                f"{endpoint.base_url}/chat/completions", json=body,
+                headers=self._headers(endpoint),
             ) as resp:
                 raw = await resp.read()
-                hint = RateLimitHint.from_headers(resp.headers)
-                self.limiter.observe(hint, sent)
+                hint = RateLimitHint.from_reply(resp.headers, raw if resp.status == 429 else None)
                 if resp.status == 200:
                     completion = self._completion(raw, time.perf_counter() - started)
                     if completion is None:
                         self.stats.server_errors += 1
+                        self.router.server_error(route, ticket, hint)
+                        settled = True
                         return Retryable("bad_reply")
-                    used = completion.prompt_tokens + completion.completion_tokens
+                    self.router.completed(route, ticket, hint, completion.prompt_tokens,
+                                          completion.completion_tokens)
+                    settled = True
                     return completion
-                return self._classify(resp.status, raw, hint)
+                settled = True  # _classify settles the ticket, whatever it returns or raises
+                return self._classify(resp.status, raw, hint, route, ticket)
         except asyncio.TimeoutError:
             self.stats.timeouts += 1
+            self.router.lost(route, ticket, timeout=True)
+            settled = True
             return Retryable("timeout")
         except (aiohttp.ClientError, OSError):
             # refused, reset, or dropped mid-reply: the request may be retried as a whole
             self.stats.connection_errors += 1
+            self.router.lost(route, ticket, timeout=False)
+            settled = True
             return Retryable("connection_error")
         finally:
-            self._in_flight[server] -= 1
-            self.limiter.release(reserved, used)
+            if not settled:  # cancelled, or a fatal error raised while classifying
+                self.router.cancelled(route, ticket)
 
     def _completion(self, raw: bytes, latency: float) -> Completion | None:
         try:
@@ -233,23 +251,39 @@ class ChatClient:
         self.stats.completion_tokens += completion_tokens
         return Completion(text, prompt_tokens, completion_tokens, latency, choice.get("finish_reason"))
 
-    def _classify(self, status: int, raw: bytes, hint: RateLimitHint) -> Retryable:
+    def _classify(self, status: int, raw: bytes, hint: RateLimitHint, route: Route,
+                  ticket: Ticket) -> Retryable:
         code, message = _error_info(raw)
+        url = route.endpoint.base_url
         if status == 429 and "too large" in message.lower():
-            raise self._fatal(f"one request is larger than the token rate limit allows "
+            self.router.refused(route, ticket, "request larger than its token limit")
+            raise self._fatal(f"one request is larger than the token rate limit of {url} allows "
                               f"(HTTP 429): {message} -- lower --max_tokens")
         if status == 429 and "insufficient_quota" not in code:
             self.stats.rate_limited += 1
-            self.limiter.rate_limited()
+            self.router.rate_limited(route, ticket, hint)
             return Retryable("rate_limited", hint.retry_after)
         if status == 429:
-            raise self._fatal(f"the API account has no quota left (HTTP 429 {code}): {message}")
+            return self._set_aside(route, ticket, f"the API account has no quota left at {url} "
+                                   f"(HTTP 429 {code}): {message}")
         if status in (401, 403):
-            raise self._fatal(f"the server refused the API key (HTTP {status}): {message} "
-                              "-- check OPENAI_API_KEY")
+            return self._set_aside(route, ticket, f"{url} refused the API key (HTTP {status}): "
+                                   f"{message} -- check "
+                                   f"{route.endpoint.api_key_env or 'OPENAI_API_KEY'}")
         if status == 400 and _is_context_overflow(message):
+            self.router.server_error(route, ticket, hint)
             raise RequestFailed("context_length_exceeded")
         if status in (408, 409) or status >= 500:
             self.stats.server_errors += 1
+            self.router.server_error(route, ticket, hint)
             return Retryable(f"http_{status}", hint.retry_after)
-        raise self._fatal(f"the server rejected the request (HTTP {status} {code}): {message}")
+        return self._set_aside(route, ticket, f"{url} rejected the request "
+                               f"(HTTP {status} {code}): {message}")
+
+    def _set_aside(self, route: Route, ticket: Ticket, reason: str) -> Retryable:
+        """An endpoint refused us for good: with others left the run goes on without it (the
+        request is tried elsewhere); alone, the run stops with the reason."""
+        self.router.refused(route, ticket, self.redact(reason))
+        if not self.router.usable():
+            raise self._fatal(reason)
+        return Retryable("endpoint_set_aside")

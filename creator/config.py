@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .endpoints import Endpoint
+
 # USD per 1M tokens (input, output), list prices when this was written; --price_in/--price_out win
 KNOWN_PRICES = {
     "gpt-3.5-turbo": (0.50, 1.50),
@@ -23,6 +25,7 @@ class RunConfig:
     model: str
     base_urls: list[str]
     api_key: str | None = field(default=None, repr=False)  # never printed or written
+    endpoints: list[Endpoint] | None = None  # from an endpoints file; else one per base URL
     num_examples: int = 5
     seed: int = 42
     target: int | None = None  # None: the size of the split the exemplar comes from
@@ -46,6 +49,13 @@ class RunConfig:
     price_in: float | None = None
     price_out: float | None = None
     progress: bool = True
+
+    def endpoint_list(self) -> list[Endpoint]:
+        """The endpoints file's, or one per --base_url with the run's key and limits."""
+        if self.endpoints:
+            return self.endpoints
+        return [Endpoint(url.rstrip("/"), self.api_key, rpm=self.rpm, tpm=self.tpm)
+                for url in self.base_urls]
 
     def prices(self) -> tuple[float, float]:
         known = KNOWN_PRICES.get(self.model, (0.0, 0.0))

@@ -21,7 +21,7 @@ from typing import Any
 from .client import ChatClient, RequestFailed, estimate_prompt_tokens
 from .config import RunConfig
 from .parse import parse_reply, question_key
-from .ratelimit import RateLimiter, RetryPolicy
+from .ratelimit import RetryPolicy
 from .sink import JsonlSink, read_summary, scan_output, summary_path, write_json_atomic
 from .strategy import ROOT_ID, Job, Node, Strategy, make_strategy
 from .task import (
@@ -325,7 +325,8 @@ class Engine:
                 "data_dir": str(self.cfg.data_dir),
                 "data_name": self.cfg.data_name,
                 "model": self.cfg.model,
-                "base_urls": self.cfg.base_urls,
+                "base_urls": [e.base_url for e in self.cfg.endpoint_list()],
+                "endpoints": [route.summary() for route in self.client.router.routes],
                 "seed": self.cfg.seed,
                 "concurrency": self.cfg.concurrency,
                 "chains": self.cfg.num_chains,
@@ -417,9 +418,8 @@ async def _build_engine(cfg: RunConfig, plan: RunPlan, encoder: Any) -> Engine:
     encode = encoder.encode_async if encoder is not None else None
     strategy = make_strategy(cfg.setting, root, cfg.seed, cfg.num_chains, encode)
     await strategy.restore(plan.nodes)
-    limiter = RateLimiter(cfg.concurrency, cfg.rpm, cfg.tpm)
-    client = ChatClient(cfg.base_urls, cfg.model, cfg.api_key, limiter,
-                        RetryPolicy(max_retries=cfg.max_retries), cfg.timeout, seed=cfg.seed)
+    client = ChatClient(cfg.endpoint_list(), cfg.model, RetryPolicy(max_retries=cfg.max_retries),
+                        cfg.timeout, max_in_flight=cfg.concurrency, seed=cfg.seed)
     nodes = plan.nodes
     return Engine(
         cfg=cfg, exemplar=plan.exemplar, fmt=plan.fmt, target=plan.target, strategy=strategy,

@@ -1,11 +1,30 @@
-"""Rate-limit bookkeeping and the retry policy: small objects with an injectable clock, no I/O.
+"""Rate limits as providers enforce them: pace, learn, never collapse. Pure objects on an
+injectable clock (`Limits`), and their async face (`RateLimiter`); no I/O.
 
-One `Capacity` enforces the three limits an API imposes together: requests in flight, requests per
-minute and tokens per minute. Tokens are reserved before sending (prompt estimate + max_tokens, as
-providers count them) and the unused part is refunded from the reply's usage, so a limit is neither
-overrun (429s) nor left idle. A server that states its limits (x-ratelimit-*) gets buckets of its
-own, set from its count in every reply. asyncio-throttle, which we started from, counts requests
-only and cannot weigh or refund tokens, hence this small class.
+Providers state limits per minute but enforce them over shorter periods: OpenAI "60,000
+requests/minute may be enforced as 1,000 requests/second", Anthropic "60 RPM might be enforced as
+1 request per second", Azure evaluates RPM "over a small period of time, typically 1 or 10
+seconds", Together limits per second. A burst below the per-minute limit still earns 429s, and
+on OpenAI and Azure a request answered 429 still counts. So nothing here ever bursts:
+
+- Pace. A known limit (the user's --rpm/--tpm, or what the server's headers state) becomes a
+  `Pacer` that spaces requests evenly at MARGIN of it, so no window of any length, a second
+  included, sees more than its share, even with some jitter on the way to the server.
+- Lower, never license. A server's remaining count can only delay a request (`Budget`), never
+  let one go sooner than the pacer would.
+- Start carefully. Before the first reply nothing is known, so one request goes alone: its
+  headers may state the limits. A server that states none and answers is given full concurrency.
+- Learn. A 429 that no known limit explains teaches a request rate (`Learner`): what the server
+  let through, measured between its refusals, never from a minute that has not passed. Then the
+  rate recovers quickly to just below that ceiling and probes slowly above it (as TCP's CUBIC
+  does), so a limit that rises is found and one that stays is held at ~97-99%.
+- Never collapse. A storm of 429s (nothing getting through) pauses sending as the server asks
+  (Retry-After, or exponential backoff) instead of cutting the rate again and again; when it
+  ends, the rate is re-measured over a span that covers the storm.
+
+Tokens are reserved as prompt estimate + max_tokens before sending, as providers count them,
+and the unused part is refunded from the reply's usage. asyncio-throttle, which we started from,
+counts requests only and can neither weigh nor refund tokens, hence these small classes.
 """
 
 from __future__ import annotations
@@ -15,329 +34,510 @@ import math
 import random
 import time
 from collections import deque
-from dataclasses import dataclass
-from typing import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .ratehints import RateLimitHint, Reading, parse_duration  # noqa: F401 (re-exported)
 
 Clock = Callable[[], float]
+__all__ = ["Limits", "Pacer", "Budget", "Learner", "Ticket", "Sent", "RetryPolicy",
+           "RateLimitHint", "Reading", "parse_duration", "MARGIN"]
+
+MARGIN = 0.98  # pace at 98% of a known limit: arrival jitter must not push one into a full window
+MINUTE = 60.0
+LONG_PERIOD_S = 600.0  # a limit stated over a longer period (a day) is a budget, not a pace
+PROBE_GIVE_UP_S = 5.0  # the first request is alone until it is answered, or this long
+STORM_PAUSE_MAX_S = 2.0  # the longest pause between probes when the server says nothing
+REFUND_STEP_S = 10.0  # without a token 429 for this long, refund a tenth more of unused tokens
+KINDS = ("requests", "tokens", "input", "output")
 
 
 @dataclass(frozen=True)
 class Sent:
-    """How much the client had sent when one request went out (that request included). The
-    server's remaining count in that request's reply may miss anything sent after it."""
+    """Running totals of what went out, up to and including one request (the server's remaining
+    count in that request's reply may miss anything sent after it)."""
 
     requests: int = 0
     tokens: int = 0
+    input: int = 0
+    output: int = 0
+
+    def units(self, kind: str) -> int:
+        return getattr(self, kind)
 
 
-class TokenBucket:
-    """`per_minute` units, refilled continuously; starts full, like the providers' own buckets."""
+@dataclass
+class Ticket:
+    """One request that went out: what it reserved, and when."""
 
-    def __init__(self, per_minute: float, now: float) -> None:
-        self.capacity = float(per_minute)
-        self.rate = per_minute / 60.0
-        self.level = self.capacity
-        self.updated = now
+    sent_at: float
+    prompt: int  # estimated prompt tokens
+    completion: int  # max_tokens reserved for the reply
+    sent: Sent
+    epoch: int  # the learner's epoch: a 429 to a request sent before the last cut is old news
+    record: list = field(default_factory=list, repr=False)  # [sent_at, outcome] in the learner
 
-    def _refill(self, now: float) -> None:
-        if now > self.updated:
-            self.level = min(self.capacity, self.level + (now - self.updated) * self.rate)
-            self.updated = now
+    @property
+    def tokens(self) -> int:
+        return self.prompt + self.completion
 
-    def wait_time(self, amount: float, now: float) -> float:
-        self._refill(now)
-        missing = amount - self.level
-        return 0.0 if missing <= 0 else missing / self.rate
+    def units(self, kind: str) -> int:
+        return {"requests": 1, "tokens": self.tokens, "input": self.prompt,
+                "output": self.completion}[kind]
+
+
+class Pacer:
+    """Spaces units evenly at `rate` per second, with no burst (GCRA, the leaky bucket as a meter:
+    a request goes when the previous one's share of time has passed, then books its own)."""
+
+    def __init__(self, rate: float, now: float) -> None:
+        self.rate = rate
+        self.tat = now  # when the next request may go
+        self.credit = 0.0  # refunded units not yet spent, at most one request's worth
+        self.largest = 0.0
+
+    def wait_time(self, now: float) -> float:
+        return max(0.0, self.tat - now)
 
     def take(self, amount: float, now: float) -> None:
-        self._refill(now)
-        self.level -= amount
+        self.largest = max(self.largest, amount)
+        spent = min(self.credit, amount)
+        self.credit -= spent
+        self.tat = max(self.tat, now) + (amount - spent) / self.rate
 
     def give_back(self, amount: float, now: float) -> None:
-        self._refill(now)
-        self.level = min(self.capacity, self.level + amount)
+        """A refund shortens the queue booked ahead; what the queue cannot take becomes credit
+        for the next request (one request's worth at most: never a burst). Idle time is never
+        banked."""
+        ahead = max(0.0, self.tat - now) * self.rate
+        used = min(ahead, amount)
+        self.tat -= used / self.rate
+        self.credit = min(self.largest, self.credit + amount - used)
 
-    def rescale(self, factor: float, now: float) -> None:
-        self._refill(now)
-        self.capacity *= factor
-        self.rate *= factor
-        self.level = min(self.level, self.capacity)
-
-    def at_most(self, level: float, now: float) -> None:
-        """The server counts less left than we do: trust it."""
-        self._refill(now)
-        self.level = min(self.level, level)
-
-    def set(self, per_minute: float, level: float, now: float) -> None:
-        """The server's own count (and limit) replaces ours."""
-        self._refill(now)
-        self.capacity = float(per_minute)
-        self.rate = per_minute / 60.0
-        self.level = min(self.capacity, level)
+    def set_rate(self, rate: float, now: float) -> None:
+        backlog = max(0.0, self.tat - now) * self.rate
+        self.rate = rate
+        self.tat = now + backlog / rate
 
 
-class Capacity:
-    """What may be sent now. `max_in_flight`, `rpm`, `tpm`: None or 0 means no limit.
+@dataclass
+class Budget:
+    """What a server said is left of one limit, less what we sent since. `refill` units/s come
+    back (a bucket, as OpenAI and Anthropic describe theirs), or none until `expires` (a window
+    that resets at once, as Together's and the IETF draft's `t`)."""
 
-    `requests` and `tokens` are our own limits (the user's, or a request rate learnt from 429s);
-    `server_requests` and `server_tokens` follow the limits a server states, and are set from
-    its remaining count in each reply. A request must fit all of them."""
+    left: float
+    refill: float
+    at: float
+    expires: float
 
-    def __init__(
-        self, max_in_flight: int | None, rpm: float | None, tpm: float | None, now: float
-    ) -> None:
+    def wait_time(self, units: float, now: float) -> float:
+        if now >= self.expires:
+            return 0.0
+        left = self.left + self.refill * (now - self.at)
+        if left >= units:
+            return 0.0
+        if self.refill > 0:
+            return min(self.expires - now, (units - left) / self.refill)
+        return self.expires - now
+
+    def take(self, units: float) -> None:
+        self.left -= units
+
+
+@dataclass
+class Stated:
+    """A limit a server stated: `limit` units per `window` seconds."""
+
+    limit: float
+    window: float
+
+    @property
+    def per_second(self) -> float:
+        return self.limit / self.window
+
+
+def _window_of(reading: Reading, default: float) -> float:
+    """The period a stated limit covers. The dialect may say (IETF w=, Together's per second);
+    otherwise a minute, as OpenAI, Azure and Anthropic document, unless the server's own reset
+    says the period is longer (Groq states requests per day: a reset of minutes gives it away)."""
+    if reading.window:
+        return reading.window
+    if reading.reset is not None and reading.reset > default * 1.5:
+        return max(reading.reset, LONG_PERIOD_S * 2)
+    return default
+
+
+class Learner:
+    """A request rate learnt from 429s that no known limit explains.
+
+    Two kinds of 429 are told apart. An isolated one (the next reply is a success) means we are
+    at the edge: the rate drops a little below what we were sending. A storm (three in a row)
+    means we are well over, or a long window is spent: sending pauses (`Limits`) and only one
+    request probes until one gets through. What the server let through is measured between two
+    moments it was full (the starts of two storms): whatever it enforces, a bucket, a window of
+    a second or of a minute, what it admits between two such moments is what it allows. When a
+    storm ends the rate is also held to the average admitted since the start (at most a
+    minute), so a long window that reopens is not burst into again. The estimate is never taken
+    over time that has not passed. After a cut the rate climbs back to just below the estimate
+    in a few steps, then slowly above it; more slowly after long storms, which mean a long window
+    that answers late."""
+
+    CUT = 0.95  # after a storm: the new rate, as a share of what went through
+    EDGE = 0.97  # after an isolated 429: as a share of what we were sending
+    LONG_STORM_S = 2.0  # a storm this long means a long window, spent: do not burst into it
+    SETTLE_S = 1.0  # a change shows within the shortest window providers enforce
+    STEP_S = 1.0  # how often the rate may rise (longer for servers that count over longer)
+    RECOVER = 1.25  # per step, back to RECOVERED x the estimate
+    RECOVERED = 0.97
+    PROBE = 1.01  # per step, above it
+    MEMORY_S = 120.0
+    RAMP_START = 4.0  # requests/s, then doubling: 1,024/s after 2 s
+    RAMP_STEP_S = 0.25
+
+    def __init__(self) -> None:
+        self.rate: float | None = None
+        self.ramping = False
+        self.probes = 0  # steps above the estimate without a 429
+        self.ceiling: float | None = None
+        self.epoch = 0
+        self.last_change = -math.inf  # any change: the rate rises a step after it
+        self.last_cut = -math.inf
+        self.first_send: float | None = None
+        self.log: deque[list] = deque()  # [sent_at, outcome]: None in flight, True, False (429)
+        self.storm_starts: deque[float] = deque()
+        self.storm_over = -math.inf
+        self.window = 1.0  # the longest storm seen: how long the server's memory seems to be
+        self.cuts = 0
+
+    def sent(self, now: float) -> list:
+        if self.first_send is None:
+            self.first_send = now
+        record = [now, None]
+        self.log.append(record)
+        while self.log and self.log[0][0] < now - self.MEMORY_S:
+            self.log.popleft()
+        return record
+
+    def admitted(self, start: float, end: float) -> int:
+        return sum(1 for t, outcome in self.log if start < t <= end and outcome is not False)
+
+    def sending_rate(self, now: float, span: float = 1.0) -> float:
+        first = now if self.first_send is None else self.first_send
+        span = max(0.1, min(span, now - first))
+        return sum(1 for t, _ in self.log if t > now - span) / span
+
+    def _set(self, rate: float, ceiling: float, now: float) -> None:
+        self.ramping = False
+        self.rate, self.ceiling = max(rate, 1.0 / MINUTE), ceiling
+        self.probes = 0
+        self.epoch += 1
+        self.last_change = self.last_cut = now
+        self.cuts += 1
+
+    def edge(self, ticket: Ticket, now: float) -> None:
+        """An isolated 429 to a request sent since the last change: a little over the edge."""
+        if ticket.epoch < self.epoch or ticket.sent_at < self.last_cut + self.SETTLE_S:
+            return
+        assert self.first_send is not None
+        span = max(0.1, min(1.0, now - self.first_send))
+        through = self.admitted(now - span, now) / span
+        if self.rate is not None:
+            through = min(through, self.rate)
+        self._set(self.EDGE * through, through, now)
+
+    def storm_began(self, now: float) -> float:
+        """Returns when the storm began: now, or, if it is the last one come back (a window not
+        yet wholly reopened), when that one began."""
+        while self.storm_starts and self.storm_starts[0] < now - MINUTE:
+            self.storm_starts.popleft()
+        if now - self.storm_over < self.SETTLE_S and self.storm_starts:
+            return self.storm_starts[-1]
+        if self.storm_starts and now - self.storm_starts[-1] >= 0.5:
+            previous = self.storm_starts[-1]
+            estimate = self.admitted(previous, now) / (now - previous)
+            if self.rate is None or estimate < self.rate / self.CUT:
+                self._set(self.CUT * estimate, estimate, now)
+        self.storm_starts.append(now)
+        return now
+
+    def storm_ended(self, began: float, now: float, last_pause: float = 0.0) -> None:
+        """Something got through after a storm: never burst into a window that reopens."""
+        assert self.first_send is not None
+        lasted = now - began
+        self.window = min(MINUTE, max(self.window, lasted))
+        # what the server let through over its window, which is at least as long as the storm:
+        # the storm and as long again before it, but not further back than the first request
+        span = min(now - self.first_send, MINUTE + last_pause,
+                   max(lasted + max(1.0, lasted), self.window + 1.0))
+        self.storm_over = now
+        if span <= 0:
+            return
+        # it reopened somewhere in the last pause: on average half of that pause was lost
+        sending = max(1.0, span - last_pause / 2)
+        average = max(1.0 / sending, self.admitted(now - span, now) / sending)
+        if lasted < self.LONG_STORM_S and self.rate is not None:
+            return  # a short storm paused us: what went through meanwhile says too little
+        if self.rate is None or average * self.CUT < self.rate:
+            self._set(self.CUT * average, average, now)
+
+    def start_ramp(self, now: float) -> None:
+        """A server that answered without stating limits: raise the rate from RAMP_START,
+        doubling every RAMP_STEP_S, until a 429 says where the limit is or the rate no longer
+        holds us back (TCP's slow start, on the clock: a 429 comes back at once, so the ramp
+        need not wait for slow replies)."""
+        if self.rate is None and not self.cuts:
+            self.rate, self.ramping, self.last_change = self.RAMP_START, True, now
+
+    def succeeded(self, ticket: Ticket, now: float) -> None:
+        ticket.record[1] = True
+        if self.ramping:
+            if self.rate is not None and now - self.last_change >= self.RAMP_STEP_S:
+                if self.sending_rate(now, 2 * self.RAMP_STEP_S) < 0.5 * self.rate:
+                    self.rate, self.ramping = None, False  # something else holds us back
+                else:
+                    self.rate *= 2
+                self.last_change = now
+            return
+        step = self.STEP_S * max(1.0, self.window / 6)
+        if self.rate is None or now - self.last_change < step:
+            return
+        if self.sending_rate(now, 2.0) < 0.8 * self.rate:
+            return  # the rate is not what holds us back: raising it proves nothing
+        target = self.RECOVERED * (self.ceiling or self.rate)
+        if self.rate < target:
+            self.rate = min(target, self.rate * self.RECOVER)
+        else:
+            # above the estimate slowly, faster the longer no 429 comes (the estimate may have
+            # been low): 1% a step, then 2% after five steps, 4% after ten ...
+            self.rate *= 1 + min(0.25, (self.PROBE - 1) * 2 ** (self.probes // 5))
+            self.probes += 1
+        self.last_change = now
+
+
+class Limits:
+    """What may be sent to one endpoint now. `max_in_flight`, `rpm`, `tpm`, `itpm`, `otpm` are the
+    user's (None: no limit of theirs); the server's stated limits and the learnt rate join them.
+    A request must fit all of them."""
+
+    def __init__(self, max_in_flight: int | None, rpm: float | None = None,
+                 tpm: float | None = None, now: float = 0.0, *, itpm: float | None = None,
+                 otpm: float | None = None, learn: bool = True) -> None:
         self.max_in_flight = max_in_flight or math.inf
-        self.requests = TokenBucket(rpm, now) if rpm else None
-        self.tokens = TokenBucket(tpm, now) if tpm else None
-        self.server_requests: TokenBucket | None = None
-        self.server_tokens: TokenBucket | None = None
+        self.learn = learn  # False: no probe, no ramp, no learnt rate (a server known to be free)
+        self.given = {"requests": rpm, "tokens": tpm, "input": itpm, "output": otpm}
+        self.stated: dict[str, Stated] = {}
+        self.pacers: dict[str, Pacer] = {}
+        self.budgets: dict[str, Budget] = {}
+        self.learner = Learner()
+        self.learned_pacer: Pacer | None = None
         self.in_flight = 0
         self.sent = Sent()
         self.paused_until = 0.0
-        # a request rate learnt from 429s, for servers that do not state their limits
-        self.learned = False
-        self._successes: deque[float] = deque()
-        self._last_429 = self._last_change = -math.inf
+        self.replies = 0
+        self.first_sent: float | None = None
+        self.storm_began: float | None = None  # three 429s in a row: nothing gets through
+        self.refused_in_a_row = 0
+        self.storm_pause = 0.0
+        self.refund_share = 1.0  # of the unused tokens; less if the server seems not to refund
+        self.last_token_refusal = -math.inf
+        for kind in KINDS:
+            self._repace(kind, now)
+
+    # --- what may go ------------------------------------------------------------------------
 
     @property
-    def server_states_limits(self) -> bool:
-        """The server sent an x-ratelimit-limit-* header (and got a bucket for it)."""
-        return self.server_requests is not None or self.server_tokens is not None
+    def known(self) -> bool:
+        """Some limit is known (given or stated): pace by it from the first request."""
+        return any(self.given.values()) or bool(self.stated)
 
-    def _buckets(self, tokens: int) -> list[tuple[TokenBucket, int]]:
-        """Every limit in force, with what one request of `tokens` takes from it."""
-        return [(bucket, amount) for bucket, amount in (
-            (self.requests, 1), (self.tokens, tokens),
-            (self.server_requests, 1), (self.server_tokens, tokens)) if bucket is not None]
+    def _probing(self, now: float) -> bool:
+        """Nothing is known of the server yet: the first request goes alone, until it is
+        answered (its headers may state the limits) or PROBE_GIVE_UP_S passes."""
+        return self.learn and not (self.known or self.replies) and (
+            self.first_sent is None or now - self.first_sent < PROBE_GIVE_UP_S)
 
-    def fits(self, tokens: int) -> bool:
-        """False when one request needs more tokens than a whole minute allows."""
-        return all(bucket.capacity >= amount for bucket, amount in self._buckets(tokens))
-
-    def wait_time(self, tokens: int, now: float) -> float:
-        """Seconds until a request of `tokens` may go; 0 if now; inf if only a release can help."""
+    def wait_time(self, tokens: int, now: float, prompt: int | None = None) -> float:
+        """Seconds until a request of `tokens` (of which `prompt` are the prompt) may go; 0 if
+        now; inf if only a release (a reply) can help."""
+        if self._probing(now) and self.in_flight >= 1:
+            return max(1e-3, self.first_sent + PROBE_GIVE_UP_S - now)  # type: ignore[operator]
+        if self.storm_began is not None and self.in_flight >= 1:
+            return math.inf  # in a storm one request probes at a time
         if self.in_flight >= self.max_in_flight:
             return math.inf
+        prompt = tokens if prompt is None else prompt
+        units = {"requests": 1, "tokens": tokens, "input": prompt, "output": tokens - prompt}
         waits = [self.paused_until - now]
-        waits += [bucket.wait_time(amount, now) for bucket, amount in self._buckets(tokens)]
+        waits += [pacer.wait_time(now) for pacer in self.pacers.values()]
+        if self.learned_pacer is not None:
+            waits.append(self.learned_pacer.wait_time(now))
+        waits += [budget.wait_time(units[kind], now) for kind, budget in self.budgets.items()]
         return max(0.0, *waits)
 
-    def consume(self, tokens: int, now: float) -> Sent:
+    def consume(self, tokens: int, now: float, prompt: int | None = None) -> Ticket:
+        prompt = tokens if prompt is None else prompt
         self.in_flight += 1
-        self.sent = Sent(self.sent.requests + 1, self.sent.tokens + tokens)
-        for bucket, amount in self._buckets(tokens):
-            bucket.take(amount, now)
-        return self.sent
-
-    def release(self, reserved: int, used: int | None, now: float) -> None:
-        """A request ended. `used` is the reply's total tokens; None (a failed request) keeps
-        the whole reservation spent, the safe guess. (The server's buckets get their refunds
-        from its count in the next reply.)"""
-        self.in_flight -= 1
-        if self.tokens is not None and used is not None and used < reserved:
-            self.tokens.give_back(reserved - used, now)
+        s = self.sent
+        self.sent = Sent(s.requests + 1, s.tokens + tokens, s.input + prompt,
+                         s.output + tokens - prompt)
+        ticket = Ticket(now, prompt, tokens - prompt, self.sent, self.learner.epoch)
+        ticket.record = self.learner.sent(now)
+        for kind, pacer in self.pacers.items():
+            pacer.take(ticket.units(kind), now)
+        if self.learned_pacer is not None:
+            self.learned_pacer.take(1, now)
+        for kind, budget in self.budgets.items():
+            budget.take(ticket.units(kind))
+        if self.first_sent is None:
+            self.first_sent = now
+        return ticket
 
     def pause(self, until: float) -> None:
         self.paused_until = max(self.paused_until, until)
 
-    def follow(self, theirs: TokenBucket | None, ours: TokenBucket | None, limit: int | None,
-               remaining: int | None, reset: float | None, sent_later: int,
-               now: float) -> TokenBucket | None:
-        """One kind of limit (requests or tokens) as a reply states it; returns the server's
-        bucket. See RateLimiter.observe."""
-        if limit:
-            theirs = theirs or TokenBucket(limit, now)
-            if remaining is not None:
-                theirs.set(limit, remaining - sent_later, now)
-            return theirs
-        if remaining is None:
-            return theirs
-        known = theirs or ours
-        if known is not None:
-            known.at_most(remaining - sent_later, now)
-        elif remaining == 0 and reset:
-            self.pause(now + min(reset, 1.0))
-        return theirs
+    # --- what a reply tells -----------------------------------------------------------------
 
-    # --- learning a limit the server does not state ----------------------------------------------
-    # When the server rate-limits us without x-ratelimit-* headers, the requests it served in the
-    # last minute are the budget it grants: adopt that as our rpm, cut it by 10% on each further
-    # 429 and raise it by 5% after every 3 s without one (AIMD, as TCP does), so the client
-    # neither hammers the server nor settles below its limit. A server that states a limit
-    # (x-ratelimit-limit-*) has said what its 429s are about: inventing a request rate on top
-    # of its token budget would only leave that budget unused.
+    def completed(self, ticket: Ticket, now: float, hint: RateLimitHint = RateLimitHint(),
+                  prompt_used: int | None = None, completion_used: int | None = None) -> None:
+        """A reply the server admitted (200, or an error it counted: 5xx). Usage None (a
+        failed request) keeps the whole reservation spent, the safe guess."""
+        self._ended(ticket, now, hint)
+        ticket.record[1] = True
+        self.refused_in_a_row = 0
+        if self.storm_began is not None and ticket.sent_at >= self.storm_began:
+            self.learner.storm_ended(self.storm_began, now, self.storm_pause)
+            self.storm_began, self.storm_pause = None, 0.0
+        if prompt_used is not None and completion_used is not None and self.refund_share > 0:
+            self._refund(ticket, prompt_used, completion_used, now)
+        if self.refund_share < 1 and now - self.last_token_refusal > REFUND_STEP_S:
+            self.refund_share = min(1.0, self.refund_share + 0.1)
+            self.last_token_refusal = now
+        self.learner.succeeded(ticket, now)
+        self._follow_learner(now)
 
-    def _may_learn(self) -> bool:
-        """No request rate is known, and the server states none: 429s are all there is."""
-        return self.requests is None and not self.server_states_limits
+    def failed(self, ticket: Ticket, now: float, hint: RateLimitHint = RateLimitHint()) -> None:
+        """No answer (timeout, dropped connection): whether the server counted it is unknown."""
+        self._ended(ticket, now, hint)
 
-    def record_success(self, now: float) -> None:
-        if self._may_learn() or self.learned:
-            self._successes.append(now)
-            while self._successes and self._successes[0] < now - 60:
-                self._successes.popleft()
-        if self.learned and now - max(self._last_429, self._last_change) > 3:
-            self.requests.rescale(1.05, now)  # type: ignore[union-attr]
-            self._last_change = now
+    def rate_limited(self, ticket: Ticket, now: float,
+                     hint: RateLimitHint = RateLimitHint()) -> float | None:
+        """A 429. Returns how long everybody pauses (None: only this request waits)."""
+        self._ended(ticket, now, hint)
+        ticket.record[1] = False
+        self.refused_in_a_row += 1
+        probe_refused = self.storm_began is not None and ticket.sent_at >= self.storm_began
+        if self.storm_began is None and self.refused_in_a_row >= 3:
+            # storms teach even where the server states limits: if we pace by what it states
+            # and still get nothing through, we have misread it (a per-second figure taken
+            # for a per-minute one, a shared quota)
+            self.storm_began = self.learner.storm_began(now) if self.learn else now
+            self.storm_pause = 0.0
+            probe_refused = True
+        elif self._tokens_explain():
+            # our token count said there was room: the server may count what we reserved
+            # without the refunds we gave ourselves (OpenAI and Azure count max_tokens); refund
+            # less, and learn again slowly how much it gives back
+            self.refund_share = 0.0 if self.refund_share < 0.1 else self.refund_share / 2
+            self.last_token_refusal = now
+        elif self.storm_began is None and not self.stated and self.learn:
+            # a server that states its limits has counted differently from us by a little (its
+            # next reply's count corrects ours); one that does not has a limit to learn
+            self.learner.edge(ticket, now)
+        self._follow_learner(now)
+        if not probe_refused:
+            return None  # (a 429 to a request sent before the storm began says nothing new)
+        # a storm: one request probes, everybody else waits as long as the server says or,
+        # if it says nothing, for a backoff that doubles while the storm lasts
+        self.storm_pause = min(STORM_PAUSE_MAX_S, max(0.5, self.storm_pause * 2))
+        wait = hint.retry_after if hint.retry_after is not None else self.storm_pause
+        self.pause(now + wait)
+        return wait
 
-    def record_rate_limited(self, now: float) -> None:
-        self._last_429 = now
-        if self._may_learn():
-            granted = sum(1 for t in self._successes if t >= now - 60)
-            self.requests = TokenBucket(max(1, granted), now)
-            self.requests.level = 0.0  # the server just said its budget is spent
-            self.learned = True
-            self._last_change = now
-        elif self.learned and now - self._last_change > 1:
-            self.requests.rescale(0.9, now)
-            self._last_change = now
+    def _ended(self, ticket: Ticket, now: float, hint: RateLimitHint) -> None:
+        self.in_flight -= 1
+        self.replies += 1
+        self.observe(hint, ticket, now)
+        if self.replies == 1 and not self.known and self.learn:
+            self.learner.start_ramp(now)
+            self._follow_learner(now)
 
+    def _refund(self, ticket: Ticket, prompt_used: int, completion_used: int, now: float) -> None:
+        unused = {"tokens": ticket.tokens - prompt_used - completion_used,
+                  "input": ticket.prompt - prompt_used,
+                  "output": ticket.completion - completion_used}
+        for kind, amount in unused.items():
+            if amount > 0 and kind in self.pacers:
+                self.pacers[kind].give_back(amount * self.refund_share, now)
 
-class RateLimiter:
-    """The async face of `Capacity`: callers queue FIFO (asyncio.Lock is fair) and only the head
-    of the queue sleeps on the clock, so thousands of waiting tasks cost nothing."""
+    def _tokens_explain(self) -> bool:
+        """A 429 while we pace tokens with refunds, and pace no requests: the refunds are the
+        likely error."""
+        return self.refund_share > 0 and "requests" not in self.pacers and \
+            any(kind in self.pacers for kind in ("tokens", "input", "output"))
 
-    def __init__(
-        self,
-        max_in_flight: int | None,
-        rpm: float | None,
-        tpm: float | None,
-        clock: Clock = time.monotonic,
-    ) -> None:
-        self.clock = clock
-        self.capacity = Capacity(max_in_flight, rpm, tpm, clock())
-        self._turn = asyncio.Lock()
-        self._released = asyncio.Event()
+    def _follow_learner(self, now: float) -> None:
+        rate = self.learner.rate
+        if rate is None:
+            self.learned_pacer = None
+            return
+        if self.learned_pacer is None:
+            self.learned_pacer = Pacer(rate, now)
+        elif self.learned_pacer.rate != rate:
+            self.learned_pacer.set_rate(rate, now)
 
-    async def acquire(self, tokens: int) -> Sent:
-        """Wait for room for one request of `tokens`; what was sent up to it, for `observe`."""
-        async with self._turn:
-            while True:
-                wait = self.capacity.wait_time(tokens, self.clock())
-                if wait <= 0:
-                    return self.capacity.consume(tokens, self.clock())
-                await self._wait(None if math.isinf(wait) else wait)
+    # --- the server's stated limits and counts ------------------------------------------------
 
-    async def _wait(self, timeout: float | None) -> None:
-        """Until a release, or `timeout` seconds (None: no timeout)."""
-        self._released.clear()
-        try:
-            await asyncio.wait_for(self._released.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
+    def observe(self, hint: RateLimitHint, ticket: Ticket | None, now: float) -> None:
+        """Adopt the limits a reply states; let its remaining counts lower what may be sent.
 
-    def release(self, reserved: int, used: int | None) -> None:
-        now = self.clock()
-        self.capacity.release(reserved, used, now)
-        if used is not None:
-            self.capacity.record_success(now)
-        self._released.set()
+        A reply's remaining count is the server's as of when it wrote the reply: what we sent
+        after the replying request may not be in it, so that is taken off (an error on the safe
+        side, corrected by the next reply, since each reply sets the budget anew)."""
+        readings = {"requests": hint.requests, "tokens": hint.tokens,
+                    "input": hint.input_tokens, "output": hint.output_tokens}
+        for kind, reading in readings.items():
+            if reading.empty:
+                continue
+            window = _window_of(reading, MINUTE)
+            if reading.limit and window <= LONG_PERIOD_S:
+                old = self.stated.get(kind)
+                if old is None or (old.limit, old.window) != (reading.limit, window):
+                    self.stated[kind] = Stated(reading.limit, window)
+                    self._repace(kind, now)
+            if reading.remaining is None:
+                continue
+            later = 0 if ticket is None else self.sent.units(kind) - ticket.sent.units(kind)
+            stated = self.stated.get(kind)
+            reset = reading.reset if reading.reset is not None else 1.0
+            # a bucket refilling as it goes (OpenAI, Anthropic), or a window reset at once
+            refill = stated.per_second if stated is not None and reading.refills else 0.0
+            self.budgets[kind] = Budget(reading.remaining - later, refill, now, now + reset)
 
-    def rate_limited(self) -> None:
-        self.capacity.record_rate_limited(self.clock())
+    def _repace(self, kind: str, now: float) -> None:
+        rates = []
+        if self.given[kind]:
+            rates.append(self.given[kind] / MINUTE)
+        if kind in self.stated:
+            rates.append(self.stated[kind].per_second)
+        if not rates:
+            self.pacers.pop(kind, None)
+            return
+        rate = MARGIN * min(rates)
+        if kind in self.pacers:
+            self.pacers[kind].set_rate(rate, now)
+        else:
+            self.pacers[kind] = Pacer(rate, now)
 
-    def pause_for(self, seconds: float) -> None:
-        """Hold every request back (a 429 or an exhausted x-ratelimit budget)."""
-        self.capacity.pause(self.clock() + seconds)
-
-    def observe(self, hint: "RateLimitHint", sent: Sent | None = None) -> None:
-        """Learn the server's limits from its x-ratelimit-* headers and follow its count.
-
-        A stated per-minute budget (x-ratelimit-limit-*) becomes a bucket of the server's, so the
-        client meters requests instead of earning 429s; the user's own limits stay in force beside
-        it. The server's remaining count sets that bucket, but it is the count as of the reply:
-        `sent` (what `acquire` returned for the replying request) tells what went out after that
-        request, which the server may not have counted yet, so it is taken off. That errs on the
-        safe side by what the server did count, and only until the next reply: set, not
-        lowered, so the error does not pile up. Remaining counts without a limit only ever lower
-        our own limit; with no limit at all, a spent budget pauses sending for the share of the
-        reset one request needs (the reset is the time until the budget is FULL again)."""
-        now = self.clock()
-        cap = self.capacity
-        later = Sent() if sent is None else Sent(
-            cap.sent.requests - sent.requests, cap.sent.tokens - sent.tokens)
-        cap.server_requests = cap.follow(
-            cap.server_requests, cap.requests, hint.limit_requests, hint.remaining_requests,
-            hint.reset_requests, later.requests, now)
-        cap.server_tokens = cap.follow(
-            cap.server_tokens, cap.tokens, hint.limit_tokens, hint.remaining_tokens,
-            hint.reset_tokens, later.tokens, now)
-
-
-# --- what servers say about their limits ------------------------------------------------------
-
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str | None) -> float | None:
-    """OpenAI's reset durations: "1s", "6m0s", "120ms", "1h2m3.5s", or a bare number of seconds."""
-    if not text:
-        return None
-    text = text.strip()
-    try:
-        return max(0.0, float(text))
-    except ValueError:
-        pass
-    total, number = 0.0, ""
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if ch.isdigit() or ch == ".":
-            number += ch
-            i += 1
-            continue
-        unit = "ms" if text.startswith("ms", i) else ch
-        if unit not in _UNITS or not number:
-            return None
-        try:
-            total += float(number) * _UNITS[unit]
-        except ValueError:
-            return None
-        number = ""
-        i += len(unit)
-    return None if number else total
-
-
-def _int_header(headers: Mapping[str, str], name: str) -> int | None:
-    value = headers.get(name)
-    try:
-        return int(float(value)) if value is not None else None
-    except ValueError:
-        return None
-
-
-@dataclass(frozen=True)
-class RateLimitHint:
-    retry_after: float | None = None
-    limit_requests: int | None = None
-    limit_tokens: int | None = None
-    remaining_requests: int | None = None
-    remaining_tokens: int | None = None
-    reset_requests: float | None = None
-    reset_tokens: float | None = None
-
-    @classmethod
-    def from_headers(cls, headers: Mapping[str, str]) -> "RateLimitHint":
-        # retry-after-ms is more precise than Retry-After (whole seconds or an HTTP date; a date
-        # is ignored: clocks differ, and the backoff policy covers it)
-        retry_after = None
-        ms = headers.get("retry-after-ms")
-        if ms is not None:
-            try:
-                retry_after = max(0.0, float(ms) / 1000.0)
-            except ValueError:
-                pass
-        if retry_after is None:
-            retry_after = parse_duration(headers.get("retry-after"))
-        return cls(
-            retry_after=retry_after,
-            limit_requests=_int_header(headers, "x-ratelimit-limit-requests"),
-            limit_tokens=_int_header(headers, "x-ratelimit-limit-tokens"),
-            remaining_requests=_int_header(headers, "x-ratelimit-remaining-requests"),
-            remaining_tokens=_int_header(headers, "x-ratelimit-remaining-tokens"),
-            reset_requests=parse_duration(headers.get("x-ratelimit-reset-requests")),
-            reset_tokens=parse_duration(headers.get("x-ratelimit-reset-tokens")),
-        )
+    def fits(self, tokens: int) -> bool:
+        """False when one request needs more tokens than a whole minute allows."""
+        for kind in ("tokens",):
+            limit = [self.given[kind] or math.inf]
+            if kind in self.stated:
+                limit.append(self.stated[kind].limit)
+            if tokens > min(limit):
+                return False
+        return True
 
 
 @dataclass

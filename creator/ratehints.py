@@ -1,0 +1,280 @@
+"""What a server says about its rate limits, in the dialects seen in the field: pure parsing.
+
+Every reply may carry the limit, what is left of it and when it comes back, for requests and for
+tokens; a 429 may add when to retry (Retry-After in seconds or as an HTTP date, retry-after-ms,
+or "try again in 5.289s" inside the error message). Each dialect is read into one `RateLimitHint`;
+the limiter never sees a header name.
+
+| dialect | requests | tokens | reset |
+|---|---|---|---|
+| OpenAI, Azure, Groq | x-ratelimit-{limit,remaining,reset}-requests | ...-tokens | duration "6m0s" |
+| Anthropic | anthropic-ratelimit-requests-{limit,remaining,reset} | -tokens-, -input-tokens-, -output-tokens- | RFC 3339 time |
+| Together | x-ratelimit-{limit,remaining,reset} | x-tokenlimit-{limit,remaining} | seconds |
+| IETF draft | RateLimit-Policy: "p";q=100;w=60 and RateLimit: "p";r=50;t=30 | | seconds |
+| IETF, older drafts | RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset | | seconds |
+
+Limits are per minute unless the dialect states a window (IETF `w=`): a server whose limit is
+per second or per day is recognised by the limiter from how its counts and resets move.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import math
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Mapping
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str | None) -> float | None:
+    """OpenAI's durations: "1s", "6m0s", "120ms", "1h2m3.5s", or a bare number of seconds."""
+    if not text:
+        return None
+    text = text.strip()
+    try:
+        value = float(text)
+        return max(0.0, value) if math.isfinite(value) else None
+    except ValueError:
+        pass
+    total, number = 0.0, ""
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch.isdigit() or ch == ".":
+            number += ch
+            i += 1
+            continue
+        unit = "ms" if text.startswith("ms", i) else ch
+        if unit not in _UNITS or not number:
+            return None
+        try:
+            total += float(number) * _UNITS[unit]
+        except ValueError:
+            return None
+        number = ""
+        i += len(unit)
+    return None if number else total
+
+
+def _number(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value.strip())
+    except ValueError:
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
+
+
+def _reply_time(headers: Mapping[str, str], wall_now: float) -> float:
+    """The server's clock at the reply (its Date header), so an absolute reset time is read
+    against the clock that wrote it; our own wall clock when there is none."""
+    date = headers.get("date")
+    if date:
+        try:
+            return email.utils.parsedate_to_datetime(date).timestamp()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            pass
+    return wall_now
+
+
+def _seconds_until_http_date(text: str, reference: float) -> float | None:
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, when.timestamp() - reference)
+
+
+def _seconds_until_rfc3339(text: str | None, reference: float) -> float | None:
+    if not text:
+        return None
+    try:
+        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, when.timestamp() - reference)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One limit as a reply states it: `limit` units per `window` seconds (None: not said; the
+    limiter assumes a minute), `remaining` of them now, whole again in `reset` seconds, either
+    refilling as it goes (OpenAI's and Anthropic's buckets) or all at once (a window)."""
+
+    limit: float | None = None
+    remaining: float | None = None
+    reset: float | None = None
+    window: float | None = None
+    refills: bool = True  # a bucket that refills as it goes; False: a window reset at once
+
+    @property
+    def empty(self) -> bool:
+        return self.limit is None and self.remaining is None
+
+
+NOTHING = Reading()
+
+
+@dataclass(frozen=True)
+class RateLimitHint:
+    """Everything one reply said about limits. `tokens` is the combined token limit; Anthropic and
+    others also state input and output tokens apart (`input_tokens`, `output_tokens`)."""
+
+    retry_after: float | None = None
+    requests: Reading = NOTHING
+    tokens: Reading = NOTHING
+    input_tokens: Reading = NOTHING
+    output_tokens: Reading = NOTHING
+
+    @property
+    def states_limits(self) -> bool:
+        return any(r.limit is not None for r in
+                   (self.requests, self.tokens, self.input_tokens, self.output_tokens))
+
+    @classmethod
+    def from_reply(cls, headers: Mapping[str, str], body: bytes | str | None = None,
+                   wall_now: float | None = None) -> "RateLimitHint":
+        """`headers` must be case-insensitive (aiohttp's are) or lower-case."""
+        import time
+
+        wall = time.time() if wall_now is None else wall_now
+        reference = _reply_time(headers, wall)
+        retry_after = retry_after_seconds(headers, reference)
+        if retry_after is None and body:
+            retry_after = retry_hint_in_message(body)
+        requests, tokens = _openai(headers)
+        inputs = outputs = NOTHING
+        if requests.empty and tokens.empty:
+            requests, tokens, inputs, outputs = _anthropic(headers, reference)
+        if requests.empty and tokens.empty:
+            requests, tokens = _together(headers)
+            if retry_after is None and body is not None:  # a 429: Together's reset is the wait
+                retry_after = requests.reset
+        if requests.empty and tokens.empty:
+            requests, tokens = _ietf(headers)
+        return cls(retry_after, requests, tokens, inputs, outputs)
+
+
+def retry_after_seconds(headers: Mapping[str, str], reference: float) -> float | None:
+    """retry-after-ms (Azure, OpenAI) is the most precise; Retry-After is seconds (a fraction is
+    tolerated) or an HTTP date (RFC 9110 10.2.3), read against the server's Date."""
+    ms = _number(headers.get("retry-after-ms"))
+    if ms is not None:
+        return ms / 1000.0
+    text = headers.get("retry-after")
+    if not text:
+        return None
+    seconds = _number(text)
+    if seconds is not None:
+        return seconds
+    return _seconds_until_http_date(text, reference)
+
+
+# "Please try again in 5.289s." (OpenAI, Groq), "try again in 1m30.5s", "try again in 120ms",
+# "Please retry after 20 seconds." (Azure)
+_TRY_AGAIN = re.compile(
+    r"(?:try again in|retry after|retry in)\s+([0-9][0-9.hms]*)(\s*(?:seconds?|secs?|s)\b)?",
+    re.IGNORECASE)
+
+
+def retry_hint_in_message(body: bytes | str) -> float | None:
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    match = _TRY_AGAIN.search(text[:2000])
+    if not match:
+        return None
+    amount = match.group(1).rstrip(".")
+    if match.group(2) and amount.replace(".", "", 1).isdigit():
+        return float(amount)
+    return parse_duration(amount)
+
+
+def _openai(headers: Mapping[str, str]) -> tuple[Reading, Reading]:
+    def reading(kind: str) -> Reading:
+        return Reading(limit=_number(headers.get(f"x-ratelimit-limit-{kind}")),
+                       remaining=_number(headers.get(f"x-ratelimit-remaining-{kind}")),
+                       reset=parse_duration(headers.get(f"x-ratelimit-reset-{kind}")))
+
+    return reading("requests"), reading("tokens")
+
+
+def _anthropic(headers: Mapping[str, str],
+               reference: float) -> tuple[Reading, Reading, Reading, Reading]:
+    def reading(kind: str) -> Reading:
+        prefix = f"anthropic-ratelimit-{kind}-"
+        return Reading(limit=_number(headers.get(prefix + "limit")),
+                       remaining=_number(headers.get(prefix + "remaining")),
+                       reset=_seconds_until_rfc3339(headers.get(prefix + "reset"), reference),
+                       window=60.0 if headers.get(prefix + "limit") is not None else None)
+
+    return reading("requests"), reading("tokens"), reading("input-tokens"), reading("output-tokens")
+
+
+def _together(headers: Mapping[str, str]) -> tuple[Reading, Reading]:
+    """Together states its limits per second ("the headers display per second limits only")."""
+    def reading(prefix: str) -> Reading:
+        limit = _number(headers.get(f"{prefix}-limit"))
+        return Reading(limit=limit, remaining=_number(headers.get(f"{prefix}-remaining")),
+                       reset=parse_duration(headers.get(f"{prefix}-reset")),
+                       window=1.0 if limit is not None else None, refills=False)
+
+    return reading("x-ratelimit"), reading("x-tokenlimit")
+
+
+def _sf_items(text: str) -> list[tuple[str, dict[str, str]]]:
+    """A structured-field list (RFC 9651) of items with parameters, leniently:
+    '"default";q=100;w=60, "daily";q=1000;w=86400' -> [("default", {"q": "100", "w": "60"}), ...]."""
+    items = []
+    for member in text.split(","):
+        parts = [p.strip() for p in member.split(";")]
+        if not parts or not parts[0]:
+            continue
+        params = {}
+        for part in parts[1:]:
+            key, _, value = part.partition("=")
+            params[key.strip().lower()] = value.strip().strip('"')
+        items.append((parts[0].strip('"'), params))
+    return items
+
+
+def _ietf(headers: Mapping[str, str]) -> tuple[Reading, Reading]:
+    """draft-ietf-httpapi-ratelimit-headers: `RateLimit-Policy` names quota policies (q units per
+    w seconds, in quota unit qu, requests by default), `RateLimit` gives what is left (r) and
+    when it resets (t) for each; of several policies of one unit the one with the shortest
+    window paces us. Older drafts: RateLimit-Limit/-Remaining/-Reset, with the window in
+    RateLimit-Policy as '100;w=60'."""
+    policy_text, state_text = headers.get("ratelimit-policy"), headers.get("ratelimit")
+    if state_text and "=" in state_text and ";" in state_text:
+        policies = {name: p for name, p in _sf_items(policy_text or "")}
+        best: dict[str, Reading] = {}
+        for name, params in _sf_items(state_text):
+            policy = policies.get(name, {})
+            unit = policy.get("qu", "requests") or "requests"
+            if unit not in ("requests", "tokens"):
+                continue  # a quota of bytes or of concurrent requests does not pace us
+            reading = Reading(limit=_number(policy.get("q")), remaining=_number(params.get("r")),
+                              reset=_number(params.get("t")), window=_number(policy.get("w")),
+                              refills=False)
+            old = best.get(unit)
+            if old is None or (reading.window or math.inf) < (old.window or math.inf):
+                best[unit] = reading
+        if best:
+            return best.get("requests", NOTHING), best.get("tokens", NOTHING)
+    limit = headers.get("ratelimit-limit")
+    if limit is None and headers.get("ratelimit-remaining") is None:
+        return NOTHING, NOTHING
+    window = None
+    for _, params in _sf_items(policy_text or ""):
+        window = _number(params.get("w"))
+        break
+    first = (limit or "").split(",")[0].split(";")[0]
+    return Reading(limit=_number(first), remaining=_number(headers.get("ratelimit-remaining")),
+                   reset=_number(headers.get("ratelimit-reset")), window=window,
+                   refills=False), NOTHING

@@ -1,0 +1,273 @@
+"""Providers' rate limits on a fake clock, and a client driving `creator.ratelimit.Limits`
+against them: a discrete-event simulation, so two simulated minutes take milliseconds and the
+limiter's behaviour in each enforcement mode is tested without sleeping.
+
+The server models follow the providers' documentation (see benchmarks/simserver.py for the
+sources; the real simulator is the end-to-end check):
+- "bucket": a per-minute token bucket that starts full and refills continuously (Anthropic:
+  "capacity is continuously replenished up to your maximum limit"; OpenAI's "try again in"
+  times fit the same arithmetic);
+- "fixed": fixed windows of `window_s` seconds allowing limit x window_s / 60 (OpenAI: "60,000
+  requests/minute may be enforced as 1,000 requests/second"; Azure: "typically 1 or 10 seconds");
+- "sliding": at most limit x window_s / 60 in any `window_s` seconds;
+- "gcra": one request per 60/limit seconds with a burst of `burst`.
+Requests answered 429 count against the limit when `count_rejected` (OpenAI, Azure: "unsuccessful
+requests contribute to your per-minute limit"). Tokens are charged prompt + max_tokens at
+admission, and the unused part refunded at completion when `refund` (Anthropic's older OTPM rule)
+or never (OpenAI, Azure count max_tokens).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from collections import deque
+from dataclasses import dataclass, field
+
+from creator.ratehints import RateLimitHint, Reading
+from creator.ratelimit import Limits, RetryPolicy
+
+
+class Meter:
+    """One limit (requests or tokens) enforced one way. Amounts are charged at admission."""
+
+    def __init__(self, mode: str, per_minute: float, window_s: float, burst: float,
+                 offset: float) -> None:
+        self.mode, self.per_minute, self.window_s = mode, per_minute, window_s
+        self.allowance = per_minute * window_s / 60.0
+        self.rate = per_minute / 60.0
+        self.level = per_minute  # bucket: starts full
+        self.updated = 0.0
+        self.window_index = None
+        self.used = 0.0  # fixed: in the current window
+        self.offset = offset  # fixed windows are aligned to the server's clock, not ours
+        self.log: deque[tuple[float, float]] = deque()  # sliding
+        self.burst = burst
+        self.tolerance = 0.0  # gcra, seconds: set by Provider from the request rate
+        self.tat = 0.0  # gcra
+
+    def _advance(self, now: float) -> None:
+        if self.mode == "bucket":
+            self.level = min(self.per_minute, self.level + (now - self.updated) * self.rate)
+            self.updated = now
+        elif self.mode == "fixed":
+            index = math.floor((now + self.offset) / self.window_s)
+            if index != self.window_index:
+                self.window_index, self.used = index, 0.0
+        elif self.mode == "sliding":
+            while self.log and self.log[0][0] <= now - self.window_s:
+                self.log.popleft()
+
+    def room(self, amount: float, now: float) -> bool:
+        self._advance(now)
+        if self.mode == "bucket":
+            return self.level >= amount
+        if self.mode == "fixed":
+            return self.used + amount <= self.allowance + 1e-9
+        if self.mode == "sliding":
+            return sum(a for _, a in self.log) + amount <= self.allowance + 1e-9
+        # gcra: a request may arrive up to `burst` emission intervals of a request early
+        return max(self.tat, now) - now <= self.tolerance + 1e-9
+
+    def charge(self, amount: float, now: float) -> None:
+        self._advance(now)
+        if self.mode == "bucket":
+            self.level -= amount
+        elif self.mode == "fixed":
+            self.used += amount
+        elif self.mode == "sliding":
+            self.log.append((now, amount))
+        else:
+            self.tat = max(self.tat, now) + amount / self.rate
+
+    def refund(self, amount: float, now: float) -> None:
+        self._advance(now)
+        if self.mode == "bucket":
+            self.level = min(self.per_minute, self.level + amount)
+        elif self.mode == "fixed":
+            self.used = max(0.0, self.used - amount)
+        elif self.mode == "sliding":
+            self.log.append((now, -amount))
+        else:
+            self.tat = max(now, self.tat - amount / self.rate)
+
+    def remaining(self, now: float) -> tuple[float, float]:
+        """(left, seconds until whole), in per-minute figures as OpenAI reports them."""
+        self._advance(now)
+        if self.mode == "bucket":
+            return max(0.0, self.level), (self.per_minute - self.level) / self.rate
+        if self.mode == "fixed":
+            left = (self.allowance - self.used) * 60.0 / self.window_s
+            return max(0.0, left), self.window_s - ((now + self.offset) % self.window_s)
+        if self.mode == "sliding":
+            used = sum(a for _, a in self.log) * 60.0 / self.window_s
+            return max(0.0, self.per_minute - used), self.window_s
+        backlog = max(0.0, self.tat - now)
+        return max(0.0, self.per_minute - backlog * self.rate * 60 / max(1e-9, self.window_s)), backlog
+
+
+@dataclass
+class Provider:
+    mode: str = "fixed"
+    rpm: float | None = None
+    tpm: float | None = None
+    window_s: float = 1.0
+    burst: float = 1.0
+    count_rejected: bool = False
+    refund: bool = True
+    headers: bool = False
+    retry_after: bool = False
+    latency: float = 0.5
+    jitter_s: float = 0.005  # on the way to the server
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        rng = random.Random(self.seed)
+        offset = rng.uniform(0, self.window_s)
+        self.meters = {}
+        if self.rpm:
+            self.meters["requests"] = Meter(self.mode, self.rpm, self.window_s, self.burst, offset)
+        if self.tpm:
+            self.meters["tokens"] = Meter(self.mode, self.tpm, self.window_s, self.burst, offset)
+        for meter in self.meters.values():  # gcra: `burst` requests' worth of time, early
+            meter.tolerance = (self.burst - 1) * 60.0 / (self.rpm or 60.0)
+
+    def arrive(self, now: float, tokens: int) -> bool:
+        amounts = {"requests": 1, "tokens": tokens}
+        ok = all(m.room(amounts[k], now) for k, m in self.meters.items())
+        if ok or self.count_rejected:
+            for kind, meter in self.meters.items():
+                meter.charge(amounts[kind], now)
+        return ok
+
+    def finish(self, now: float, unused: int) -> None:
+        if self.refund and "tokens" in self.meters and unused > 0:
+            self.meters["tokens"].refund(unused, now)
+
+    def hint(self, now: float, refused: bool) -> RateLimitHint:
+        retry = None
+        if refused and self.retry_after:
+            retry = max(0.05, min(m.remaining(now)[1] for m in self.meters.values()))
+        if not self.headers:
+            return RateLimitHint(retry_after=retry)
+        readings = {}
+        for kind, meter in self.meters.items():
+            left, reset = meter.remaining(now)
+            readings[kind] = Reading(limit=meter.per_minute, remaining=math.floor(left),
+                                     reset=reset)
+        return RateLimitHint(retry_after=retry, requests=readings.get("requests", Reading()),
+                             tokens=readings.get("tokens", Reading()))
+
+    def limit_rps(self, tokens_per_request: float) -> float:
+        limits = []
+        if self.rpm:
+            limits.append(self.rpm / 60.0)
+        if self.tpm:
+            limits.append(self.tpm / 60.0 / tokens_per_request)
+        return min(limits)
+
+
+@dataclass
+class Run:
+    admitted: list[float] = field(default_factory=list)  # arrival times
+    refused: list[float] = field(default_factory=list)
+    duration: float = 0.0
+
+    def per_second(self) -> list[int]:
+        counts = [0] * int(math.ceil(self.duration))
+        for t in self.admitted:
+            if t < self.duration:
+                counts[int(t)] += 1
+        return counts
+
+    def held(self, limit_rps: float, start: float = 0.0) -> float:
+        n = sum(1 for t in self.admitted if start <= t < self.duration)
+        return n / ((self.duration - start) * limit_rps)
+
+    def refused_share(self) -> float:
+        total = len(self.admitted) + len(self.refused)
+        return len(self.refused) / total if total else 0.0
+
+    def longest_below(self, limit_rps: float, share: float, start: float, width: float = 5) -> float:
+        """The longest stretch after `start` whose moving `width`-second average stayed below
+        share x the limit."""
+        counts = self.per_second()
+        longest = run = 0
+        for second in range(int(start), len(counts) - int(width) + 1):
+            average = sum(counts[second:second + int(width)]) / width
+            run = run + 1 if average < share * limit_rps else 0
+            longest = max(longest, run)
+        return float(longest)
+
+
+def simulate(provider: Provider, *, duration: float = 120.0, concurrency: int = 64,
+             rpm: float | None = None, tpm: float | None = None, prompt: int = 200,
+             max_tokens: int = 1024, used: int = 300, seed: int = 1) -> tuple[Run, Limits]:
+    """`concurrency` workers send requests of `prompt` + `max_tokens` (replies use `used`) for
+    `duration` simulated seconds, through one `Limits`, retrying 429s as the client does."""
+    rng = random.Random(seed)
+    limits = Limits(concurrency, rpm, tpm, 0.0)
+    policy = RetryPolicy()
+    run = Run(duration=duration)
+    events: list = []
+    seq = [0]
+
+    def at(when: float, fn, *args) -> None:
+        seq[0] += 1
+        heapq.heappush(events, (when, seq[0], fn, args))
+
+    queue: deque[int] = deque()  # workers waiting for the limiter, FIFO
+    wake_at = [math.inf]
+    attempts = [0] * concurrency
+
+    def want(now: float, worker: int) -> None:
+        queue.append(worker)
+        serve(now)
+
+    def serve(now: float) -> None:
+        while queue:
+            wait = limits.wait_time(prompt + max_tokens, now, prompt)
+            if wait > 0:
+                wait = max(wait, 1e-4)  # a float that no longer moves the clock must not spin
+                if not math.isinf(wait) and now + wait < wake_at[0]:
+                    wake_at[0] = now + wait
+                    at(now + wait, wake)
+                return
+            worker = queue.popleft()
+            ticket = limits.consume(prompt + max_tokens, now, prompt)
+            at(now + rng.uniform(0, provider.jitter_s), arrive, worker, ticket)
+
+    def wake(now: float) -> None:
+        wake_at[0] = math.inf
+        serve(now)
+
+    def arrive(now: float, worker: int, ticket) -> None:
+        if provider.arrive(now, prompt + max_tokens):
+            run.admitted.append(now)
+            at(now + provider.latency * rng.uniform(0.95, 1.05), done, worker, ticket)
+        else:
+            run.refused.append(now)
+            at(now + 0.001, refused, worker, ticket, provider.hint(now, True))
+
+    def done(now: float, worker: int, ticket) -> None:
+        provider.finish(now, max_tokens - used)
+        limits.completed(ticket, now, provider.hint(now, False), prompt, used)
+        attempts[worker] = 0
+        want(now, worker)
+
+    def refused(now: float, worker: int, ticket, hint: RateLimitHint) -> None:
+        limits.rate_limited(ticket, now, hint)
+        delay = policy.delay(attempts[worker], hint.retry_after, rng)
+        attempts[worker] += 1
+        at(now + delay, want, worker)
+        serve(now)
+
+    for worker in range(concurrency):
+        at(0.0, want, worker)
+    while events:
+        when, _, fn, args = heapq.heappop(events)
+        if when > duration:
+            break
+        fn(when, *args)
+    return run, limits
