@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+from dataclasses import replace
 import signal
 import stat
 import sys
@@ -19,6 +20,7 @@ import orjson
 
 from .client import FatalAPIError, redact
 from .config import RunConfig
+from .endpoints import Endpoint, EndpointsError, load_endpoints
 from .sink import SinkError, summary_path
 from .strategy import SETTINGS
 from .task import TaskError
@@ -120,6 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="OpenAI-compatible API base, e.g. http://127.0.0.1:8000/v1; repeat to "
                      "spread the load over several servers. Without it: OpenAI if an API key is "
                      "set, else the embedded llama.cpp server")
+    api.add_argument("--endpoints", type=Path, metavar="FILE",
+                     help="YAML or JSON list of endpoints, each with base_url and optionally "
+                     "model, api_key_env (the environment variable holding its key), rpm, tpm, "
+                     "itpm, otpm, max_concurrency (see README); instead of --base_url")
     api.add_argument("--openai_config", type=Path, default=Path("openai_config.json"),
                      help="the original code's key file, read when OPENAI_API_KEY is unset")
     api.add_argument("--model_path", type=Path,
@@ -147,8 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
                       "answers one request at a time)")
     load.add_argument("--chains", type=_positive_int,
                       help="independent chains for random/diverse/similar (default --concurrency)")
-    load.add_argument("--rpm", type=_positive_float, help="requests per minute allowed")
-    load.add_argument("--tpm", type=_positive_float, help="tokens per minute allowed")
+    load.add_argument("--rpm", type=_positive_float,
+                      help="requests per minute allowed, per endpoint (default: what the server "
+                      "states in its headers, else learnt from its 429s)")
+    load.add_argument("--tpm", type=_positive_float,
+                      help="tokens per minute allowed, per endpoint (prompt + --max_tokens are "
+                      "reserved per request, the unused part refunded)")
     load.add_argument("--timeout", type=_positive_float, default=120.0,
                       help="seconds per request (default 120)")
     load.add_argument("--max_retries", type=int, default=8,
@@ -211,6 +221,20 @@ def default_output(data_dir: Path, data_name: str, setting: str) -> Path:
     return fallback
 
 
+def _read_endpoints(args: argparse.Namespace) -> list[Endpoint] | None:
+    """The endpoints file, with --rpm/--tpm as the limits of endpoints that state none."""
+    if args.endpoints is None:
+        return None
+    if args.base_url:
+        raise TaskError("--endpoints and --base_url both say where to send requests: list "
+                        "every base URL in the endpoints file, or use --base_url alone")
+    try:
+        endpoints = load_endpoints(args.endpoints)
+    except EndpointsError as exc:
+        raise TaskError(str(exc)) from None
+    return [replace(e, rpm=e.rpm or args.rpm, tpm=e.tpm or args.tpm) for e in endpoints]
+
+
 def _check_output(output: Path) -> None:
     if not output.parent.is_dir():
         raise TaskError(f"the folder of --output does not exist: {output.parent}")
@@ -226,10 +250,13 @@ def run_create(args: argparse.Namespace) -> int:
     output = args.output or default_output(args.data_dir, args.data_name, args.setting)
     _check_output(output)
     api_key = read_api_key(args.openai_config)
-    base_urls = list(args.base_url) or ([OPENAI_URL] if api_key else [])
+    endpoints = _read_endpoints(args)
+    base_urls = [e.base_url for e in endpoints] if endpoints else \
+        list(args.base_url) or ([OPENAI_URL] if api_key else [])
     cfg = RunConfig(
         data_dir=args.data_dir, data_name=args.data_name, setting=args.setting,
         output=output, model=args.model or "", base_urls=base_urls, api_key=api_key,
+        endpoints=endpoints,
         num_examples=args.num_examples, seed=args.seed, target=args.target,
         exemplar_file=args.exemplar, concurrency=args.concurrency or (16 if base_urls else 2),
         chains=args.chains,

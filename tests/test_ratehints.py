@@ -1,0 +1,111 @@
+"""What servers say about their limits, in each dialect: pure parsing."""
+
+from __future__ import annotations
+
+import pytest
+from multidict import CIMultiDict
+
+from creator.ratehints import RateLimitHint, parse_duration, retry_hint_in_message
+
+DATE = "Thu, 03 Dec 2026 10:00:00 GMT"  # the reply's Date: absolute times are read against it
+
+
+def hint(headers: dict[str, str], body: bytes | None = None) -> RateLimitHint:
+    return RateLimitHint.from_reply(CIMultiDict(headers), body, wall_now=0.0)
+
+
+@pytest.mark.parametrize(
+    "text,seconds",
+    [("1s", 1.0), ("6m0s", 360.0), ("120ms", 0.12), ("1h2m3.5s", 3723.5), ("2.5", 2.5),
+     ("10", 10.0), ("", None), ("soon", None), ("5x", None), ("nan", None)],
+)
+def test_parse_duration(text, seconds):
+    assert parse_duration(text) == (pytest.approx(seconds) if seconds is not None else None)
+
+
+def test_openai_dialect():
+    h = hint({"x-ratelimit-limit-requests": "1200", "x-ratelimit-remaining-requests": "1199",
+              "x-ratelimit-reset-requests": "50ms", "x-ratelimit-limit-tokens": "150000",
+              "x-ratelimit-remaining-tokens": "148776", "x-ratelimit-reset-tokens": "6m0s"})
+    assert (h.requests.limit, h.requests.remaining, h.requests.reset) == (1200, 1199, 0.05)
+    assert (h.tokens.limit, h.tokens.reset, h.tokens.window) == (150000, 360.0, None)
+    assert h.requests.refills and h.states_limits
+
+
+def test_azure_resets_are_bare_seconds():
+    h = hint({"x-ratelimit-remaining-requests": "59", "x-ratelimit-reset-requests": "10"})
+    assert h.requests.reset == 10 and h.requests.limit is None and not h.states_limits
+
+
+def test_anthropic_dialect_reads_rfc3339_against_the_servers_date():
+    h = hint({"date": DATE,
+              "anthropic-ratelimit-requests-limit": "50",
+              "anthropic-ratelimit-requests-remaining": "49",
+              "anthropic-ratelimit-requests-reset": "2026-12-03T10:00:01Z",
+              "anthropic-ratelimit-input-tokens-limit": "30000",
+              "anthropic-ratelimit-input-tokens-remaining": "29000",
+              "anthropic-ratelimit-input-tokens-reset": "2026-12-03T10:00:02+00:00",
+              "anthropic-ratelimit-output-tokens-limit": "8000",
+              "anthropic-ratelimit-output-tokens-remaining": "8000",
+              "anthropic-ratelimit-output-tokens-reset": "2026-12-03T10:00:00Z"})
+    assert (h.requests.limit, h.requests.reset, h.requests.window) == (50, 1.0, 60.0)
+    assert (h.input_tokens.limit, h.input_tokens.reset) == (30000, 2.0)
+    assert h.output_tokens.remaining == 8000 and h.tokens.empty
+
+
+def test_together_dialect_is_per_second_and_its_reset_is_the_wait_on_a_429():
+    headers = {"x-ratelimit-limit": "20", "x-ratelimit-remaining": "0",
+               "x-ratelimit-reset": "0.25", "x-tokenlimit-limit": "2500",
+               "x-tokenlimit-remaining": "1200"}
+    h = hint(headers)
+    assert (h.requests.limit, h.requests.window, h.requests.refills) == (20, 1.0, False)
+    assert (h.tokens.limit, h.tokens.window) == (2500, 1.0)
+    assert h.retry_after is None
+    assert hint(headers, b'{"error": {"message": "dynamic_request_limited"}}').retry_after == 0.25
+
+
+def test_ietf_draft_11_policies_with_units():
+    h = hint({"RateLimit-Policy": '"requests";q=600;w=60, "tokens";q=150000;qu="tokens";w=60, '
+                                  '"daily";q=100000;w=86400',
+              "RateLimit": '"requests";r=59;t=1, "tokens";r=149000;t=2, "daily";r=99999;t=3600'})
+    assert (h.requests.limit, h.requests.remaining, h.requests.window) == (600, 59, 60)
+    assert (h.tokens.limit, h.tokens.reset) == (150000, 2)
+    assert not h.requests.refills
+
+
+def test_ietf_older_drafts():
+    h = hint({"RateLimit-Limit": "100", "RateLimit-Remaining": "50", "RateLimit-Reset": "5",
+              "RateLimit-Policy": "100;w=10"})
+    assert (h.requests.limit, h.requests.remaining, h.requests.reset, h.requests.window) == \
+        (100, 50, 5, 10)
+
+
+@pytest.mark.parametrize("headers,seconds", [
+    ({"retry-after-ms": "1500", "retry-after": "2"}, 1.5),  # Azure: ms wins
+    ({"retry-after": "3"}, 3.0),
+    ({"retry-after": "5.289"}, 5.289),
+    ({"retry-after": "Thu, 03 Dec 2026 10:00:07 GMT", "date": DATE}, 7.0),  # RFC 9110 date
+    ({"retry-after": "Thu, 03 Dec 2026 09:59:00 GMT", "date": DATE}, 0.0),  # in the past
+    ({"retry-after": "whenever"}, None),
+    ({}, None),
+])
+def test_retry_after_forms(headers, seconds):
+    assert hint(headers).retry_after == seconds
+
+
+@pytest.mark.parametrize("message,seconds", [
+    ("Rate limit reached for gpt-4o on tokens per min (TPM): Limit 10000, Used 8554, "
+     "Requested 3082. Please try again in 9.816s. Visit https://platform.openai.com", 9.816),
+    ("... Please try again in 644ms.", 0.644),
+    ("... Please try again in 1m47.5854s. Visit", 107.5854),
+    ("Please retry after 37 seconds.", 37.0),
+    ("Rate limit reached. Slow down.", None),
+])
+def test_try_again_in_the_message(message, seconds):
+    assert retry_hint_in_message(message) == (pytest.approx(seconds) if seconds else None)
+    body = ('{"error": {"message": "%s", "code": "rate_limit_exceeded"}}' % message).encode()
+    assert hint({}, body).retry_after == (pytest.approx(seconds) if seconds else None)
+
+
+def test_a_header_wins_over_the_message():
+    assert hint({"retry-after": "2"}, b"Please try again in 9s").retry_after == 2.0
