@@ -143,7 +143,7 @@ def test_a_429_with_a_token_pacer_first_withdraws_the_refunds():
     limits = Limits(max_in_flight=None, tpm=60_000, now=0.0)
     t = limits.consume(1200, 0.0, prompt=200)
     limits.rate_limited(t, 0.1)
-    assert limits.refund_share == 0.5
+    assert not limits.refunds
     assert limits.learner.rate is None  # the refunds, not a hidden request limit, were wrong
 
 
@@ -153,10 +153,10 @@ def test_isolated_429_cuts_a_little_and_a_storm_pauses_everyone():
     limits.completed(first, 0.1, RateLimitHint(), 1, 0)
     assert limits.learner.ramping
     now, sent = 0.1, []
-    while now < 2.0:  # sending at the ramp's pace, each answered at once
+    while now < 0.6:  # sending at the ramp's pace, each answered at once
         now += max(limits.wait_time(1, now), 0.001)
         limits.completed(limits.consume(1, now), now, RateLimitHint(), 1, 0)
-    assert limits.learner.rate >= 4 * 2**6  # it doubled every quarter of a second
+    assert limits.learner.rate >= 4 * 2**3  # it doubled (every tenth of a second at most)
     sent = [limits.consume(1, now) for _ in range(3)]
     t = sent[-1]
     assert limits.rate_limited(t, now) is None  # isolated: only that request waits
@@ -220,7 +220,7 @@ def test_a_server_that_keeps_what_was_reserved_is_learnt_from_few_429s():
                            used=300, tpm=150_000)
     assert run.held(150_000 / 60 / 1224, start=60) >= 0.9
     assert run.refused_share() <= 0.03
-    assert limits.refund_share < 0.5
+    assert not limits.refunds
 
 
 @pytest.mark.parametrize("mode", ["bucket", "fixed 1 s", "sliding 60 s", "gcra"])
