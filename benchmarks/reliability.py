@@ -248,6 +248,8 @@ def verify_file(output: Path, target: int, exemplar: dict[str, Any] | None) -> d
         elif key in seen:
             dups += 1
         seen.add(key)
+        if isinstance(label, bool):  # yes/no: a JSON boolean, as in the human data
+            label = "True" if label else "False"
         if label not in opts:
             bad_label += 1
         if n_opts is not None and len(opts) != n_opts:

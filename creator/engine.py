@@ -24,8 +24,8 @@ from .parse import parse_reply, question_key
 from .ratelimit import RetryPolicy
 from .sink import JsonlSink, read_summary, scan_output, summary_path, write_json_atomic
 from .strategy import ROOT_ID, Job, Node, Strategy, make_strategy
+from .records import Record
 from .task import (
-    Record,
     TaskError,
     TaskFormat,
     detect_format,

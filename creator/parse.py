@@ -14,7 +14,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
-from .task import Record, TaskFormat
+from .records import YES_NO_OPTIONS, Record, is_yes_no, yes_no_label
+from .task import TaskFormat
 
 _decoder = json.JSONDecoder(strict=False)  # models put raw newlines and tabs inside strings
 _SPACE = re.compile(r"\s+")
@@ -111,8 +112,17 @@ def validate(obj: dict[str, Any], fmt: TaskFormat) -> Record | str:
     options_text = [_answer_text(o) or "" for o in options]
     if len(options_text) != fmt.num_options or not all(options_text):
         return OPTIONS_COUNT
-    if fmt.fixed_options is not None and tuple(options_text) != fmt.fixed_options:
-        return OPTIONS_CHANGED
+    context = _field(obj, "Context") if fmt.has_context else None
+    if context is not None and not isinstance(context, str):
+        return BAD_TYPE
+    context = (context or "").strip() or None
+    if fmt.yes_no:  # the records module's yes/no rule: True and False, any case or order
+        if not is_yes_no(options_text):
+            return OPTIONS_CHANGED
+        label = yes_no_label(answer if isinstance(answer, bool) else _answer_text(answer))
+        if label is None:
+            return ANSWER_NOT_IN_OPTIONS if _answer_text(answer) is not None else BAD_TYPE
+        return Record(question.strip(), context, YES_NO_OPTIONS, label)
     answer_text = _answer_text(answer)
     if answer_text is None:
         return BAD_TYPE
@@ -121,10 +131,7 @@ def validate(obj: dict[str, Any], fmt: TaskFormat) -> Record | str:
     label = by_key.get(question_key(answer_text))
     if label is None:
         return ANSWER_NOT_IN_OPTIONS
-    context = _field(obj, "Context") if fmt.has_context else None
-    if context is not None and not isinstance(context, str):
-        return BAD_TYPE
-    return Record(question.strip(), (context or "").strip() or None, tuple(options_text), label)
+    return Record(question.strip(), context, tuple(options_text), label)
 
 
 @dataclass

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from .records import record_line
 from .strategy import Node
 from .task import TaskError, record_from_json
 
@@ -29,9 +30,8 @@ def summary_path(output: Path) -> Path:
 
 
 def node_to_line(node: Node) -> bytes:
-    obj = node.record.to_json()
-    obj["meta"] = {"id": node.id, "parent": node.parent, "depth": node.depth, "chain": node.chain}
-    return orjson.dumps(obj) + b"\n"
+    meta = {"id": node.id, "parent": node.parent, "depth": node.depth, "chain": node.chain}
+    return record_line(node.record, meta)
 
 
 def _meta_int(meta: dict[str, Any], key: str, default: int | None, where: str) -> int | None:

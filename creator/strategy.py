@@ -16,7 +16,7 @@ from typing import Awaitable, Callable, Sequence
 
 import numpy as np
 
-from .task import Record
+from .records import Record
 
 SETTINGS = ("naive", "random", "diverse", "similar", "tree")
 ROOT_ID = 0  # the original exemplar; created records are numbered from 1

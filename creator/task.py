@@ -14,29 +14,12 @@ from typing import Any
 
 import orjson
 
-YES_NO_OPTIONS = ("True", "False")
+from . import records
+from .records import YES_NO_OPTIONS, Record, RecordError
 
 
 class TaskError(ValueError):
     """Bad input data: the message is shown to the user as it is."""
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One example, in the schema of the input data."""
-
-    question: str
-    context: str | None
-    options: tuple[str, ...]
-    label: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "question": self.question,
-            "context": self.context,
-            "options": list(self.options),
-            "label": self.label,
-        }
 
 
 @dataclass(frozen=True)
@@ -52,45 +35,17 @@ class TaskFormat:
         return YES_NO_OPTIONS if self.yes_no else None
 
 
-def label_text(label: Any) -> str:
-    """Labels are JSON booleans in human yes/no files and strings in created ones: accept both."""
-    if isinstance(label, bool):
-        return "True" if label else "False"
-    if isinstance(label, str):
-        return label
-    raise TaskError(f"label must be a string or a boolean, got {type(label).__name__}")
-
-
 def record_from_json(obj: Any, where: str) -> Record:
     """Validate one input record (human data or an --exemplar file)."""
-    if not isinstance(obj, dict):
-        raise TaskError(f"{where}: expected a JSON object")
-    missing = [k for k in ("question", "options", "label") if k not in obj]
-    if missing:
-        raise TaskError(f"{where}: missing field(s) {', '.join(missing)}")
-    question, options, context = obj["question"], obj["options"], obj.get("context")
-    if not isinstance(question, str) or not question.strip():
-        raise TaskError(f"{where}: 'question' must be a non-empty string")
-    if (
-        not isinstance(options, list)
-        or len(options) < 2
-        or not all(isinstance(o, str) and o.strip() for o in options)
-    ):
-        raise TaskError(f"{where}: 'options' must be a list of at least 2 non-empty strings")
-    if context is not None and not isinstance(context, str):
-        raise TaskError(f"{where}: 'context' must be a string or null")
     try:
-        label = label_text(obj["label"])
-    except TaskError as exc:
-        raise TaskError(f"{where}: {exc}") from None
-    if label not in options:
-        raise TaskError(f"{where}: label {label!r} is not one of the options {options}")
-    return Record(question, context or None, tuple(options), label)
+        return records.record_from_json(obj, where)
+    except RecordError as exc:
+        raise TaskError(str(exc)) from None
 
 
 def detect_format(exemplar: Record) -> TaskFormat:
     return TaskFormat(
-        yes_no=tuple(exemplar.options) == YES_NO_OPTIONS,
+        yes_no=exemplar.yes_no,
         num_options=len(exemplar.options),
         has_context=bool(exemplar.context),
     )
@@ -98,22 +53,12 @@ def detect_format(exemplar: Record) -> TaskFormat:
 
 def read_records(path: Path, limit: int | None = None) -> list[Record]:
     """Read a JSONL file of records; every line must be valid (bad data is an error, not skipped)."""
-    records = []
     try:
-        with path.open("rb") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    raise TaskError(f"{path}:{lineno}: not valid JSON") from None
-                records.append(record_from_json(obj, f"{path}:{lineno}"))
-                if limit is not None and len(records) >= limit:
-                    break
+        return records.read_records(path, limit)
+    except RecordError as exc:
+        raise TaskError(str(exc)) from None
     except OSError as exc:
         raise TaskError(f"cannot read {path}: {exc.strerror}") from None
-    return records
 
 
 def split_path(data_dir: Path, data_name: str) -> Path:

@@ -306,7 +306,10 @@ def check_records(output: Path, target: int | None = None,
         assert len(opts) == len(ex_options), f"line {n}: {len(opts)} options"
         if yes_no:
             assert opts == YES_NO, f"line {n}: yes/no options changed: {opts}"
-        assert r["label"] in opts, f"line {n}: label {r['label']!r} not in {opts}"
+        if yes_no:  # a yes/no label is a JSON boolean, as in the human data
+            assert isinstance(r["label"], bool), f"line {n}: yes/no label {r['label']!r}"
+        else:
+            assert r["label"] in opts, f"line {n}: label {r['label']!r} not in {opts}"
         assert r["context"] is None or isinstance(r["context"], str), f"line {n}"
         if exemplar.get("context"):
             assert r["context"], f"line {n}: the exemplar has a context, the record none"

@@ -53,7 +53,8 @@ def test_create_on_the_embedded_default_writes_valid_records(tmp_path):
     assert "llama.cpp server" in proc.stderr and "127.0.0.1" in proc.stderr
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(records) == 5
-    assert all(r["options"] == ["True", "False"] and r["label"] in r["options"] for r in records)
+    assert all(r["options"] == ["True", "False"] and isinstance(r["label"], bool)
+               for r in records)
     summary = json.loads((tmp_path / "train_tree.summary.json").read_text())
     assert summary["status"] == "completed" and summary["accepted"] == 5
     assert summary["config"]["json_schema"] is True  # the better mode is the embedded default
