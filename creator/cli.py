@@ -14,11 +14,21 @@ import signal
 import stat
 import sys
 from pathlib import Path
-from typing import NoReturn
 
 import orjson
 
 from .client import FatalAPIError, redact
+from .clitools import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    OneLineParser,
+    positive_float,
+    positive_int,
+    temperature,
+    unit_float,
+)
 from .config import RunConfig
 from .endpoints import Endpoint, EndpointsError, load_endpoints
 from .sink import SinkError, summary_path
@@ -27,64 +37,6 @@ from .task import TaskError
 
 OPENAI_URL = "https://api.openai.com/v1"
 OPENAI_DEFAULT_MODEL = "gpt-4o-mini"
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a refusal is one line on stderr (exit 2) that points to --help, not the
-    usage block: bad input reads the same wherever it is caught."""
-
-    def error(self, message: str, prog: str | None = None) -> NoReturn:
-        prog = prog or self.prog
-        self.exit(EXIT_USAGE, f"{prog}: error: {message} (see {prog} --help)\n")
-
-    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
-        # argparse reports a subcommand's unknown options as the top level's; name the subcommand
-        parsed, unknown = self.parse_known_args(args, namespace)
-        if unknown:
-            command = getattr(parsed, "command", None)
-            self.error(f"unrecognized arguments: {' '.join(unknown)}",
-                       f"{self.prog} {command}" if command else None)
-        return parsed
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
-    return value
-
-
-def _unit_float(text: str) -> float:
-    value = _positive_float(text)
-    if value > 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
-    return value
-
-
-def _temperature(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 <= value <= 2:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 2, got {text}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(  # its subcommands' parsers are of the same class
         prog="creator",
@@ -102,11 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
                       "gives the exemplar")
     data.add_argument("--setting", required=True, choices=SETTINGS,
                       help="how the next exemplar is chosen")
-    data.add_argument("--num_examples", type=_positive_int, default=5,
+    data.add_argument("--num_examples", type=positive_int, default=5,
                       help="examples asked for per request (default 5)")
     data.add_argument("--seed", type=int, default=42,
                       help="draws the exemplar and drives the settings' choices (default 42)")
-    data.add_argument("--target", type=_positive_int,
+    data.add_argument("--target", type=positive_int,
                       help="examples to create (default: size of the train split)")
     data.add_argument("--output", type=Path,
                       help="JSONL to write (default {data_dir}/{data_name}/train_{setting}.jsonl)")
@@ -130,9 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the original code's key file, read when OPENAI_API_KEY is unset")
     api.add_argument("--model_path", type=Path,
                      help="GGUF file for the embedded server (default: SmolLM2-135M-Instruct)")
-    api.add_argument("--temperature", type=_temperature, default=1.0, help="default 1")
-    api.add_argument("--top_p", type=_unit_float, default=1.0, help="default 1")
-    api.add_argument("--max_tokens", type=_positive_int, default=1024,
+    api.add_argument("--temperature", type=temperature, default=1.0, help="default 1")
+    api.add_argument("--top_p", type=unit_float, default=1.0, help="default 1")
+    api.add_argument("--max_tokens", type=positive_int, default=1024,
                      help="completion tokens per request (default 1024)")
     api.add_argument("--json_schema", action=argparse.BooleanOptionalAction,
                      help="ask for structured output with a JSON schema of k examples "
@@ -148,23 +100,23 @@ def build_parser() -> argparse.ArgumentParser:
                      help="USD per 1M completion tokens, for the estimate")
 
     load = create.add_argument_group("load")
-    load.add_argument("--concurrency", type=_positive_int,
+    load.add_argument("--concurrency", type=positive_int,
                       help="max requests in flight (default 16; 2 on the embedded server, which "
                       "answers one request at a time)")
-    load.add_argument("--chains", type=_positive_int,
+    load.add_argument("--chains", type=positive_int,
                       help="independent chains for random/diverse/similar (default --concurrency)")
-    load.add_argument("--rpm", type=_positive_float,
+    load.add_argument("--rpm", type=positive_float,
                       help="requests per minute allowed, per endpoint (default: what the server "
                       "states in its headers, else learnt from its 429s)")
-    load.add_argument("--tpm", type=_positive_float,
+    load.add_argument("--tpm", type=positive_float,
                       help="tokens per minute allowed, per endpoint (prompt + --max_tokens are "
                       "reserved per request, the unused part refunded)")
-    load.add_argument("--timeout", type=_positive_float, default=120.0,
+    load.add_argument("--timeout", type=positive_float, default=120.0,
                       help="seconds per request (default 120)")
     load.add_argument("--max_retries", type=int, default=8,
                       help="retries per request on 429/5xx/timeouts (default 8)")
-    load.add_argument("--max_requests", type=_positive_int, help="stop after this many requests")
-    load.add_argument("--patience", type=_positive_int,
+    load.add_argument("--max_requests", type=positive_int, help="stop after this many requests")
+    load.add_argument("--patience", type=positive_int,
                       help="stop when this many requests in a row add nothing "
                       "(default max(100, 4 x concurrency))")
     load.add_argument("--encoder", help="sentence encoder for diverse/similar "
@@ -175,8 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--model_path", type=Path, help="GGUF file (default SmolLM2-135M-Instruct)")
-    serve.add_argument("--n_ctx", type=_positive_int, default=2048)
-    serve.add_argument("--n_threads", type=_positive_int)
+    serve.add_argument("--n_ctx", type=positive_int, default=2048)
+    serve.add_argument("--n_threads", type=positive_int)
 
     from .report import add_report_arguments
 

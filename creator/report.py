@@ -693,7 +693,7 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
 
 
 def build_report_parser(prog: str = "creator report") -> argparse.ArgumentParser:
-    from .cli import OneLineParser
+    from .clitools import OneLineParser
 
     return add_report_arguments(OneLineParser(
         prog=prog, description="Quality report of a created data set (JSONL)."))
