@@ -19,11 +19,12 @@ import aiohttp
 import orjson
 
 from .endpoints import Endpoint, NoEndpointLeft, Route, Router
+from .errors import APIError
 from .ratehints import RateLimitHint
 from .ratelimit import Clock, RetryPolicy, Ticket
 
 
-class FatalAPIError(RuntimeError):
+class FatalAPIError(APIError):
     """Retrying cannot help (bad key, no quota, bad request): the run stops with this message."""
 
 

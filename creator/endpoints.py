@@ -26,11 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from .errors import InputError
 from .ratehints import RateLimitHint
 from .ratelimit import Clock, Limits, Ticket
 
 
-class EndpointsError(ValueError):
+class EndpointsError(InputError):
     """A bad endpoints file or endpoint setting: the message names the file and the entry."""
 
 

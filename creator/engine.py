@@ -9,7 +9,7 @@ counters, the file) runs between awaits on the one event loop, so no locks are n
 from __future__ import annotations
 
 import asyncio
-import signal
+import logging
 import sys
 import time
 from collections import Counter, deque
@@ -23,6 +23,7 @@ from .config import RunConfig
 from .parse import parse_reply, question_key
 from .ratelimit import RetryPolicy
 from .sink import JsonlSink, read_summary, scan_output, summary_path, write_json_atomic
+from .summary import COUNTERS, RunSummary
 from .strategy import ROOT_ID, Job, Node, Strategy, make_strategy
 from .records import Record
 from .task import (
@@ -35,12 +36,8 @@ from .task import (
     split_path,
 )
 
+log = logging.getLogger("creator")  # the CLI shows these on stderr; the library sets no handler
 SUMMARY_EVERY_S = 2.0
-COUNTERS = (
-    "requests", "completions", "retries", "rate_limited", "server_errors", "timeouts",
-    "connection_errors", "failed_requests", "prompt_tokens", "completion_tokens", "over_target",
-    "unproductive_requests",
-)  # fmt: skip
 
 
 class Stopped(Exception):
@@ -56,8 +53,21 @@ class RunResult:
     status: str  # completed | interrupted | stalled | failed
     accepted: int
     target: int
-    summary: dict[str, Any]
+    summary: RunSummary
     message: str = ""
+
+
+class StopSignal:
+    """Asks a run to stop cleanly (the CLI sets it from SIGINT/SIGTERM; the library installs no
+    signal handlers of its own)."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.reason = ""
+
+    def set(self, reason: str) -> None:
+        self.reason = self.reason or reason
+        self.event.set()
 
 
 def run_identity(cfg: RunConfig, exemplar: Record, fmt: TaskFormat) -> dict[str, Any]:
@@ -203,20 +213,16 @@ class Engine:
 
     # --- the scheduler --------------------------------------------------------------------------
 
-    async def run(self) -> None:
+    async def run(self, stop: StopSignal | None = None) -> None:
         """Send until the target is reached; raise Stopped or FatalAPIError otherwise."""
         self.progress = Progress(self.target, self.accepted, self.cfg.progress)
         finished: asyncio.Queue[asyncio.Task[None] | None] = asyncio.Queue()
         tasks: set[asyncio.Task[None]] = set()
-        stop: list[str] = []
         loop = asyncio.get_running_loop()
-
-        def on_signal(name: str) -> None:
-            stop.append(name)
-            finished.put_nowait(None)  # wake the scheduler
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, on_signal, sig.name)
+        watcher = None
+        if stop is not None:  # wake the scheduler when asked to stop
+            watcher = loop.create_task(stop.event.wait())
+            watcher.add_done_callback(lambda _: finished.put_nowait(None))
         last_summary = time.monotonic()
         try:
             while self.accepted < self.target:
@@ -239,8 +245,8 @@ class Engine:
                     tasks.discard(task)
                     if not task.cancelled() and task.exception() is not None:
                         raise task.exception()  # type: ignore[misc]  # fatal: bad key, disk full
-                if stop:
-                    raise Stopped("interrupted", f"stopped by {stop[0]}")
+                if stop is not None and stop.event.is_set():
+                    raise Stopped("interrupted", f"stopped by {stop.reason}")
                 if self.unproductive_in_a_row >= self.cfg.stall_limit:
                     raise Stopped(
                         "stalled",
@@ -255,8 +261,8 @@ class Engine:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
+            if watcher is not None:
+                watcher.cancel()
             self.progress.close()
 
     def _more_needed(self, in_flight: int) -> bool:
@@ -271,7 +277,7 @@ class Engine:
 
     # --- the summary ----------------------------------------------------------------------------
 
-    def summary(self, status: str, error: str | None = None) -> dict[str, Any]:
+    def summary(self, status: str, error: str | None = None) -> RunSummary:
         stats = self.client.stats
         now_counts = {
             "requests": stats.requests,
@@ -297,31 +303,25 @@ class Engine:
         price_in, price_out = self.cfg.prices()
         cost = (totals["prompt_tokens"] * price_in + totals["completion_tokens"] * price_out) / 1e6
         latencies = list(self.latencies)
-        return {
-            "status": status,
-            "error": error,
-            "output": str(self.cfg.output),
-            "target": self.target,
-            "accepted": self.accepted,
-            **totals,
-            "rejected": dict(sorted(rejected.items())),
-            "failed": dict(sorted(failed.items())),
-            "estimated_cost_usd": round(cost, 6),
-            "price_per_1m_tokens_usd": {"input": price_in, "output": price_out},
-            "duration_s": round(float(prev.get("duration_s", 0.0)) + duration, 3),
-            "sessions": int(prev.get("sessions", 0)) + 1,
-            "this_session": {
+        return RunSummary(
+            status=status, error=error, output=str(self.cfg.output), target=self.target,
+            accepted=self.accepted, **totals,
+            rejected=dict(sorted(rejected.items())), failed=dict(sorted(failed.items())),
+            estimated_cost_usd=round(cost, 6),
+            price_per_1m_tokens_usd={"input": price_in, "output": price_out},
+            duration_s=round(float(prev.get("duration_s", 0.0)) + duration, 3),
+            sessions=int(prev.get("sessions", 0)) + 1,
+            this_session={
                 "duration_s": round(duration, 3),
                 "requests": stats.requests,
                 "requests_per_s": round(stats.requests / max(duration, 1e-9), 3),
                 "accepted_per_s": round(
-                    (self.accepted - self.initial_accepted) / max(duration, 1e-9), 3
-                ),
+                    (self.accepted - self.initial_accepted) / max(duration, 1e-9), 3),
                 "latency_p50_s": _percentile(latencies, 0.50),
                 "latency_p99_s": _percentile(latencies, 0.99),
             },
-            "identity": self.identity,
-            "config": {
+            identity=self.identity,
+            config={
                 "data_dir": str(self.cfg.data_dir),
                 "data_name": self.cfg.data_name,
                 "model": self.cfg.model,
@@ -338,15 +338,15 @@ class Engine:
                 "json_schema": self.cfg.json_schema,
                 "schema_style": self.cfg.schema_style,
             },
-        }
+        )  # fmt: skip
 
-    def write_summary(self, status: str, error: str | None = None) -> dict[str, Any]:
-        data = self.summary(status, error)
+    def write_summary(self, status: str, error: str | None = None) -> RunSummary:
+        summary = self.summary(status, error)
         try:
-            write_json_atomic(summary_path(self.cfg.output), data)
+            write_json_atomic(summary_path(self.cfg.output), summary.to_json())
         except OSError:
             pass  # the records are what matters; a full disk is reported by the sink
-        return data
+        return summary
 
 
 @dataclass
@@ -436,14 +436,15 @@ def _open_sink(engine: Engine, plan: RunPlan) -> None:
     truncate_to = None
     if plan.torn_bytes:
         truncate_to = cfg.output.stat().st_size - plan.torn_bytes
-        print(f"creator: discarded a torn last line ({plan.torn_bytes} bytes) of {cfg.output}",
-              file=sys.stderr)
+        log.warning("discarded a torn last line (%d bytes) of %s", plan.torn_bytes, cfg.output)
     engine.sink.open(truncate_to=truncate_to, overwrite=cfg.overwrite and not cfg.resume)
 
 
-async def create(cfg: RunConfig, encoder: Any = None, plan: RunPlan | None = None) -> RunResult:
+async def create(cfg: RunConfig, encoder: Any = None, plan: RunPlan | None = None,
+                 stop: StopSignal | None = None) -> RunResult:
     """Run one data-creation job to its target (or until stopped). Raises TaskError on bad input
-    and FatalAPIError when the API refuses us for good; both leave the file resumable."""
+    and FatalAPIError when the API refuses us for good; both leave the file resumable. A
+    cancelled run (Ctrl-C in a script) is recorded as interrupted."""
     plan = plan or plan_run(cfg)
     engine = await _build_engine(cfg, plan, encoder)
     if engine.accepted >= engine.target:
@@ -456,10 +457,14 @@ async def create(cfg: RunConfig, encoder: Any = None, plan: RunPlan | None = Non
             _open_sink(engine, plan)
             engine.write_summary("running")
             try:
-                await engine.run()
-            except Stopped as stop:
-                data = engine.write_summary(stop.status, str(stop))
-                return RunResult(stop.status, engine.accepted, engine.target, data, str(stop))
+                await engine.run(stop)
+            except Stopped as stopped:
+                data = engine.write_summary(stopped.status, str(stopped))
+                return RunResult(stopped.status, engine.accepted, engine.target, data,
+                                 str(stopped))
+            except (asyncio.CancelledError, KeyboardInterrupt):
+                engine.write_summary("interrupted", "cancelled")
+                raise
             except BaseException as exc:
                 engine.write_summary("failed", str(exc) or type(exc).__name__)
                 raise

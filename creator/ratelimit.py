@@ -29,10 +29,8 @@ counts requests only and can neither weigh nor refund tokens, hence these small 
 
 from __future__ import annotations
 
-import asyncio
 import math
 import random
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable

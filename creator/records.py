@@ -20,6 +20,8 @@ from typing import Any, Iterator
 
 import orjson
 
+from .errors import InputError
+
 YES_NO_OPTIONS = ("True", "False")
 
 # why a record (a line of a JSONL file) is not valid input
@@ -35,7 +37,7 @@ REASONS = (NOT_JSON, NOT_AN_OBJECT, MISSING_FIELD, BAD_QUESTION, BAD_OPTIONS, BA
            BAD_LABEL, LABEL_NOT_IN_OPTIONS)
 
 
-class RecordError(ValueError):
+class RecordError(InputError):
     """An invalid record where one is required: `reason` is the code, the message says where
     and what."""
 

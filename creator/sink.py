@@ -16,12 +16,13 @@ from typing import Any
 
 import orjson
 
+from .errors import OutputError
 from .records import record_line
 from .strategy import Node
 from .task import TaskError, record_from_json
 
 
-class SinkError(RuntimeError):
+class SinkError(OutputError):
     pass
 
 

@@ -15,10 +15,11 @@ from typing import Any
 import orjson
 
 from . import records
+from .errors import InputError
 from .records import YES_NO_OPTIONS, Record, RecordError
 
 
-class TaskError(ValueError):
+class TaskError(InputError):
     """Bad input data: the message is shown to the user as it is."""
 
 

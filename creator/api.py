@@ -1,0 +1,327 @@
+"""The creator's Python API: `create`, `create_async`, `read_dataset`.
+
+    import creator
+    result = creator.create(data_dir="data/yesno_close", data_name="example",
+                            setting="tree", target=50, output="out/train_tree.jsonl")
+    result.status, result.accepted, result.estimated_cost_usd
+    dataset = result.to_dataset()          # a datasets.Dataset
+
+Keyword arguments are named as the command line's flags and have the same defaults and the same
+refusals (creator/options.py is the one table both are built from). With no endpoint and no key
+the call starts the embedded llama.cpp server and stops it when done. `create` works in a plain
+script and inside a running event loop (Jupyter): there it runs the job in a thread of its own.
+The library installs no signal handlers and sets no process-wide environment; bad input raises
+InputError before anything is sent or written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import stat
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .config import RunConfig
+from .endpoints import Endpoint, EndpointsError, load_endpoints
+from .errors import InputError, ServerError, option
+from .options import BY_NAME, OPENAI_DEFAULT_MODEL, OPENAI_URL, check
+from .records import Record, read_records
+from .summary import RunSummary
+
+log = logging.getLogger("creator")
+
+
+@dataclass(frozen=True)
+class CreateResult:
+    """What a run did. `status` is completed, interrupted, stalled or failed (an APIError is
+    raised instead for a refused key or no quota); the figures are the output's, cumulative
+    over resumed sessions."""
+
+    status: str
+    accepted: int
+    target: int
+    output: Path
+    summary_path: Path
+    model: str
+    requests: int
+    rate_limited: int
+    retries: int
+    failed_requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    estimated_cost_usd: float
+    duration_s: float
+    message: str
+    summary: RunSummary = field(repr=False)
+
+    @property
+    def completed(self) -> bool:
+        return self.status == "completed"
+
+    def records(self) -> list[Record]:
+        return read_records(self.output)
+
+    def to_dataset(self) -> Any:
+        """The created records as a datasets.Dataset (see read_dataset)."""
+        return read_dataset(self.output)
+
+
+@dataclass
+class Prepared:
+    """A run checked and planned: nothing sent, nothing written yet."""
+
+    cfg: RunConfig
+    plan: Any  # engine.RunPlan
+    embedded: bool  # no endpoint: start the embedded llama.cpp server
+    model_path: Path | None
+    notices: list[str] = field(default_factory=list)  # one-line messages for the user
+
+
+# --- checking the arguments -------------------------------------------------------------------
+
+
+def read_api_key(config_file: Path) -> str | None:
+    """OPENAI_API_KEY, or the original code's openai_config.json."""
+    key = os.environ.get("OPENAI_API_KEY", "").strip()
+    if key:
+        return key
+    if config_file.is_file():
+        try:
+            data = orjson.loads(config_file.read_bytes())
+        except OSError as exc:
+            raise InputError(f"cannot read {config_file}: {exc.strerror}") from None
+        except orjson.JSONDecodeError:
+            raise InputError(f"{config_file} is not valid JSON") from None
+        value = data.get("openai_api_key") if isinstance(data, dict) else None
+        return value.strip() or None if isinstance(value, str) else None
+    return None
+
+
+def _writable_dir(folder: Path) -> bool:
+    """The data folders may be read-only by their mode even for root, who may write anywhere."""
+    try:
+        mode = folder.stat().st_mode
+    except OSError:
+        return False
+    return os.access(folder, os.W_OK) and bool(mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+
+
+def default_output(data_dir: Path, data_name: str, setting: str) -> tuple[Path, str | None]:
+    """The paper's layout, beside the data; a local folder when the data folder is read-only
+    (created when the run starts, not before). Returns the path and a notice when it moved."""
+    beside = data_dir / data_name / f"train_{setting}.jsonl"
+    if not beside.parent.is_dir() or _writable_dir(beside.parent):
+        return beside, None
+    fallback = Path("created") / data_dir.name / data_name / f"train_{setting}.jsonl"
+    return fallback, f"{beside.parent} is read-only; writing to {fallback}"
+
+
+def _check_output(output: Path, chosen: bool) -> None:
+    if chosen and not output.parent.is_dir():
+        raise InputError(f"the folder of {option('output', output)} does not exist: "
+                         f"{output.parent}")
+    if output.is_dir():
+        raise InputError(f"{option('output', output)} is a folder")
+
+
+def _endpoints(opts: dict[str, Any]) -> list[Endpoint] | None:
+    """The endpoints file, with rpm/tpm as the limits of endpoints that state none."""
+    given = opts["endpoints"]
+    if given is None:
+        return None
+    if opts["base_url"]:
+        raise InputError(f"{option('endpoints', 'FILE')} and {option('base_url', 'URL')} both "
+                         "say where to send requests: list every base URL in the endpoints file, "
+                         "or give base URLs alone")
+    try:
+        endpoints = load_endpoints(given)
+    except EndpointsError as exc:
+        raise InputError(str(exc)) from None
+    return [replace(e, rpm=e.rpm or opts["rpm"], tpm=e.tpm or opts["tpm"]) for e in endpoints]
+
+
+def prepare(api_key: str | None = None, **options: Any) -> Prepared:
+    """Check every argument and plan the run: no network, no writes. Raises InputError."""
+    unknown = sorted(set(options) - set(BY_NAME))
+    if unknown:
+        raise InputError(f"unknown argument(s) {', '.join(unknown)} (the names are the "
+                         "creator create flags without dashes: data_dir, setting, target, ...)")
+    opts = {name: check(name, options.get(name)) for name in BY_NAME}
+    if opts["resume"] and opts["overwrite"]:
+        raise InputError(f"{option('resume')} and {option('overwrite')} contradict each other: "
+                         "pick one")
+    notices: list[str] = []
+    output = opts["output"]
+    if output is None:
+        output, moved = default_output(opts["data_dir"], opts["data_name"], opts["setting"])
+        if moved:
+            notices.append(moved)
+    _check_output(output, chosen=opts["output"] is not None)
+    api_key = api_key or read_api_key(opts["openai_config"])
+    endpoints = _endpoints(opts)
+    base_urls = [e.base_url for e in endpoints] if endpoints else \
+        opts["base_url"] or ([OPENAI_URL] if api_key else [])
+    embedded = not base_urls
+    cfg = RunConfig(
+        data_dir=opts["data_dir"], data_name=opts["data_name"], setting=opts["setting"],
+        output=output, model=opts["model"] or "", base_urls=base_urls, api_key=api_key,
+        endpoints=endpoints, num_examples=opts["num_examples"], seed=opts["seed"],
+        target=opts["target"], exemplar_file=opts["exemplar"],
+        concurrency=opts["concurrency"] or (2 if embedded else 16), chains=opts["chains"],
+        rpm=opts["rpm"], tpm=opts["tpm"], temperature=opts["temperature"],
+        top_p=opts["top_p"], max_tokens=opts["max_tokens"],
+        json_schema=opts["json_schema"] if opts["json_schema"] is not None else embedded,
+        schema_style=opts["schema_style"] or ("llamacpp" if embedded else "openai"),
+        timeout=opts["timeout"], max_retries=opts["max_retries"],
+        max_requests=opts["max_requests"], patience=opts["patience"], resume=opts["resume"],
+        overwrite=opts["overwrite"], encoder=opts["encoder"], price_in=opts["price_in"],
+        price_out=opts["price_out"], progress=not opts["quiet"],
+    )  # fmt: skip
+    from .engine import plan_run
+
+    plan = plan_run(cfg)  # bad input is refused before any server starts or file is touched
+    if not embedded:
+        cfg.model = cfg.model or (OPENAI_DEFAULT_MODEL if base_urls == [OPENAI_URL] else "default")
+    return Prepared(cfg, plan, embedded, opts["model_path"], notices)
+
+
+# --- running -----------------------------------------------------------------------------------
+
+
+class Resources:
+    """What a run needs beside the event loop: the sentence encoder (diverse/similar) and, with
+    no endpoint, the embedded server. Loaded in the calling thread (the encoder first: a missing
+    one is bad input, found before a server starts); released on exit, whatever happened."""
+
+    def __init__(self, prepared: Prepared) -> None:
+        self.prepared = prepared
+        self.encoder: Any = None
+        self.server: Any = None
+
+    def __enter__(self) -> "Resources":
+        cfg = self.prepared.cfg
+        try:
+            if cfg.setting in ("diverse", "similar"):
+                from .embed import EncoderError, SentenceEncoder
+
+                try:
+                    self.encoder = SentenceEncoder(cfg.encoder)
+                except EncoderError as exc:
+                    raise InputError(str(exc)) from None
+            if self.prepared.embedded:
+                from .local import LocalServer, LocalServerError
+
+                self.server = LocalServer(model_path=self.prepared.model_path)
+                try:
+                    self.server.start()
+                except LocalServerError as exc:
+                    raise ServerError(f"the embedded server did not start: {exc}") from None
+                cfg.base_urls = [self.server.base_url]
+                cfg.model = cfg.model or self.server.model
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.encoder is not None:
+            self.encoder.close()
+        if self.server is not None:
+            self.server.stop()  # on success, errors, Ctrl-C and SIGTERM alike
+
+
+async def run(prepared: Prepared, resources: Resources, stop: Any = None) -> CreateResult:
+    """Run a prepared job with its resources loaded; `stop` (engine.StopSignal) ends it cleanly."""
+    from .engine import create as run_engine
+
+    cfg = prepared.cfg
+    cfg.output.parent.mkdir(parents=True, exist_ok=True)  # the read-only data's fallback folder
+    outcome = await run_engine(cfg, resources.encoder, prepared.plan, stop)
+    s = outcome.summary
+    return CreateResult(
+        status=outcome.status, accepted=outcome.accepted, target=outcome.target,
+        output=cfg.output, summary_path=summary_path(cfg.output), model=cfg.model,
+        requests=s.requests, rate_limited=s.rate_limited, retries=s.retries,
+        failed_requests=s.failed_requests, prompt_tokens=s.prompt_tokens,
+        completion_tokens=s.completion_tokens, estimated_cost_usd=s.estimated_cost_usd,
+        duration_s=s.duration_s, message=outcome.message, summary=s,
+    )  # fmt: skip
+
+
+def summary_path(output: Path) -> Path:
+    return output.with_name(output.stem + ".summary.json")
+
+
+def _announce(prepared: Prepared) -> None:
+    for notice in prepared.notices:
+        log.warning("%s", notice)
+
+
+def create(data_dir: str | os.PathLike | None = None, data_name: str | None = None,
+           setting: str | None = None, **options: Any) -> CreateResult:
+    """Create a training set from one exemplar: `creator create` from Python.
+
+    Arguments are the command line's flags without dashes (data_dir, data_name, setting, target,
+    output, base_url, model, rpm, ...), with the same defaults; `api_key` may be given instead of
+    OPENAI_API_KEY. Returns a CreateResult; raises InputError for bad arguments or data (nothing
+    sent or written), APIError when the API refuses us for good, ServerError when the embedded
+    server does not start, OutputError when the output cannot be written."""
+    prepared = prepare(data_dir=data_dir, data_name=data_name, setting=setting, **options)
+    _announce(prepared)
+    with Resources(prepared) as resources:
+        job = run(prepared, resources)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(job)
+        # an event loop runs in this thread (Jupyter, an async app): ours gets a thread of its own
+        with ThreadPoolExecutor(1, thread_name_prefix="creator") as pool:
+            return pool.submit(asyncio.run, job).result()
+
+
+async def create_async(data_dir: str | os.PathLike | None = None, data_name: str | None = None,
+                       setting: str | None = None, **options: Any) -> CreateResult:
+    """`create` for a caller that is itself a coroutine: the job runs on the caller's loop; the
+    encoder and the embedded server are loaded in a worker thread so the loop is not blocked."""
+    prepared = prepare(data_dir=data_dir, data_name=data_name, setting=setting, **options)
+    _announce(prepared)
+    resources = Resources(prepared)
+    await asyncio.to_thread(resources.__enter__)
+    try:
+        return await run(prepared, resources)
+    finally:
+        await asyncio.to_thread(resources.__exit__)
+
+
+# --- reading what was created ------------------------------------------------------------------
+
+
+def read_dataset(path: str | os.PathLike) -> Any:
+    """A JSONL file of records (human or created, old or new) as a datasets.Dataset with the
+    columns question, context, options (a sequence of strings) and label: a ClassLabel
+    (False, True) for yes/no, the option's text for multiple choice. Files of one format read
+    this way concatenate with datasets.concatenate_datasets, with no cast."""
+    try:
+        import datasets
+    except ImportError:
+        raise InputError("read_dataset needs the datasets package: "
+                         "pip install 'llm-data-creator[datasets]'") from None
+    records = read_records(Path(path))
+    yes_no = bool(records) and all(r.yes_no for r in records)
+    label = datasets.ClassLabel(names=["False", "True"]) if yes_no else datasets.Value("string")
+    features = datasets.Features({
+        "question": datasets.Value("string"), "context": datasets.Value("string"),
+        "options": datasets.Sequence(datasets.Value("string")), "label": label,
+    })
+    columns = {
+        "question": [r.question for r in records], "context": [r.context for r in records],
+        "options": [list(r.options) for r in records],
+        "label": [int(r.label == "True") if yes_no else r.label for r in records],
+    }
+    return datasets.Dataset.from_dict(columns, features=features)
