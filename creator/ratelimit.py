@@ -203,6 +203,7 @@ class Learner:
         self.rate: float | None = None
         self.ramping = False
         self.probes = 0  # steps above the estimate without a 429
+        self.wall_hits = 0  # 429s in a row at the same estimate
         self.ceiling: float | None = None
         self.epoch = 0
         self.last_change = -math.inf  # any change: the rate rises a step after it
@@ -244,11 +245,19 @@ class Learner:
         if ticket.epoch < self.epoch or ticket.sent_at < self.last_cut + self.SETTLE_S:
             return
         assert self.first_send is not None
-        span = max(0.1, min(1.0, now - self.first_send))
+        # a second at least (the shortest window), and long enough to hold ten requests
+        sending = self.sending_rate(now)
+        span = min(10.0, max(1.0, 10 / sending if sending > 0 else 10.0))
+        span = max(0.1, min(span, now - self.first_send))
         through = self.admitted(now - span, now) / span
         if self.rate is not None:
             through = min(through, self.rate)
+        # the same wall again (a 429 within 10% of the last estimate): the limit is where we
+        # thought, so wait longer before probing above it (a probe costs a 429 each time)
+        previous = self.ceiling
         self._set(self.EDGE * through, through, now)
+        same_wall = previous is not None and abs(through - previous) <= 0.1 * previous
+        self.wall_hits = self.wall_hits + 1 if same_wall else 0
 
     def storm_began(self, now: float) -> float:
         """Returns when the storm began: now, or, if it is the last one come back (a window not
@@ -311,6 +320,8 @@ class Learner:
         target = self.RECOVERED * (self.ceiling or self.rate)
         if self.rate < target:
             self.rate = min(target, self.rate * self.RECOVER)
+        elif now - self.last_cut < self.STEP_S * min(60.0, 2.0 ** self.wall_hits):
+            return  # hit the same wall again and again: probe above it less and less often
         else:
             # above the estimate slowly, faster the longer no 429 comes (the estimate may have
             # been low): 1% a step, then 2% after five steps, 4% after ten ... but never faster
@@ -344,9 +355,11 @@ class Limits:
         self.replies = 0
         self.first_sent: float | None = None
         self.storm_began: float | None = None  # three 429s in a row: nothing gets through
-        self.refused_in_a_row = 0
+        self.refused_in_a_row = 0  # 429s with no success since, of a request sent after the first
+        self.refused_since = math.inf
         self.storm_pause = 0.0
         self.refunds = True  # of unused tokens; off once the server shows it keeps them
+        self.refusals: deque[float] = deque()  # isolated 429s of the last minute
         for kind in KINDS:
             self._repace(kind, now)
 
@@ -410,7 +423,8 @@ class Limits:
         failed request) keeps the whole reservation spent, the safe guess."""
         self._ended(ticket, now, hint)
         ticket.record[1] = True
-        self.refused_in_a_row = 0
+        if ticket.sent_at >= self.refused_since:  # replies to older requests prove nothing
+            self.refused_in_a_row, self.refused_since = 0, math.inf
         if self.storm_began is not None and ticket.sent_at >= self.storm_began:
             self.learner.storm_ended(self.storm_began, now, self.storm_pause)
             self.storm_began, self.storm_pause = None, 0.0
@@ -429,6 +443,7 @@ class Limits:
         self._ended(ticket, now, hint)
         ticket.record[1] = False
         self.refused_in_a_row += 1
+        self.refused_since = min(self.refused_since, ticket.sent_at)
         probe_refused = self.storm_began is not None and ticket.sent_at >= self.storm_began
         if self.storm_began is None and self.refused_in_a_row >= 3:
             # storms teach even where the server states limits: if we pace by what it states
@@ -443,19 +458,29 @@ class Limits:
             # refund). Stop refunding: one 429 instead of one every few seconds. (Probing
             # refunds back up would cost a 429 each time against such a server.)
             self.refunds = False
-        elif self.storm_began is None and not self.stated and self.learn:
-            # a server that states its limits has counted differently from us by a little (its
-            # next reply's count corrects ours); one that does not has a limit to learn
+        elif self.storm_began is None and self.learn and self._learns_from(now):
+            # a server that states its limits has counted differently from us by a little on a
+            # first 429 (its next reply's count corrects ours); 429s that keep coming, or a
+            # server that states nothing, mean a limit to learn (one enforced per second on
+            # tokens, say, that the per-minute figures hide)
             self.learner.edge(ticket, now)
         self._follow_learner(now)
         if not probe_refused:
             return None  # (a 429 to a request sent before the storm began says nothing new)
         # a storm: one request probes, everybody else waits as long as the server says or,
         # if it says nothing, for a backoff that doubles while the storm lasts
-        self.storm_pause = min(STORM_PAUSE_MAX_S, max(0.5, self.storm_pause * 2))
+        # (up to 2 s at first, up to 8 s in a storm that has lasted long: a long window)
+        longest = min(8.0, max(STORM_PAUSE_MAX_S, (now - self.storm_began) / 5))
+        self.storm_pause = min(longest, max(0.5, self.storm_pause * 2))
         wait = hint.retry_after if hint.retry_after is not None else self.storm_pause
         self.pause(now + wait)
         return wait
+
+    def _learns_from(self, now: float) -> bool:
+        self.refusals.append(now)
+        while self.refusals and self.refusals[0] < now - MINUTE:
+            self.refusals.popleft()
+        return not self.stated or len(self.refusals) >= 2
 
     def _ended(self, ticket: Ticket, now: float, hint: RateLimitHint) -> None:
         self.in_flight -= 1
