@@ -138,7 +138,7 @@ def test_endpoints_and_base_url_together_are_refused(tmp_path):
     r = run_creator(*YESNO, "--setting", "naive", "--target", "5", "--endpoints", str(path),
                     "--base_url", "http://127.0.0.1:9/v1", "--output", str(tmp_path / "o.jsonl"),
                     cwd=tmp_path)
-    assert_usage_error(r, "--endpoints and --base_url")
+    assert_usage_error(r, "--endpoints FILE and --base_url URL")
 
 
 def test_a_missing_key_variable_is_refused_before_anything_is_sent(tmp_path):
