@@ -20,10 +20,11 @@ from .records import Record, read_records
 
 __all__ = [
     "APIError", "CreateResult", "CreatorError", "InputError", "OutputError", "Record",
-    "ServerError", "create", "create_async", "read_dataset", "read_records",
+    "ServerError", "create", "create_async", "export", "read_dataset", "read_records",
 ]
 
-_LAZY = {"create": "api", "create_async": "api", "CreateResult": "api", "read_dataset": "api"}
+_LAZY = {"create": "api", "create_async": "api", "CreateResult": "api", "read_dataset": "api",
+         "export": "hubexport"}
 
 
 def __getattr__(name: str) -> Any:

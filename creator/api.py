@@ -186,8 +186,9 @@ def prepare(api_key: str | None = None, **options: Any) -> Prepared:
     from .engine import plan_run
 
     plan = plan_run(cfg)  # bad input is refused before any server starts or file is touched
-    if not embedded:
-        cfg.model = cfg.model or (OPENAI_DEFAULT_MODEL if base_urls == [OPENAI_URL] else "default")
+    if not embedded and base_urls == [OPENAI_URL]:
+        cfg.model = cfg.model or OPENAI_DEFAULT_MODEL
+    # elsewhere, with no model given, the run asks the server which model it serves
     return Prepared(cfg, plan, embedded, opts["model_path"], notices)
 
 

@@ -47,6 +47,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--n_ctx", type=positive_int, default=2048)
     serve.add_argument("--n_threads", type=positive_int)
 
+    export = sub.add_parser("export", help="a created JSONL file as a dataset folder ready for "
+                            "push_to_hub (data file + dataset card)",
+                            description="Write DIR/data/train.jsonl and DIR/README.md, a dataset "
+                            "card with the hub's YAML metadata and how the data was made.")
+    export.add_argument("created", type=Path, help="the created JSONL file")
+    export.add_argument("--to", required=True, type=Path, metavar="DIR", dest="folder",
+                        help="the dataset folder to write")
+    export.add_argument("--name", help="the dataset's name in the card (default: from the file)")
+    export.add_argument("--overwrite", action="store_true", help="replace a non-empty DIR")
+
     from .report import add_report_arguments
 
     report = sub.add_parser("report", help="quality report of a created data set "
@@ -135,6 +145,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return run_serve(args)
+        if args.command == "export":
+            from .hubexport import export
+
+            done = export(args.created, args.folder, name=args.name, overwrite=args.overwrite)
+            print(f"creator: wrote {done.records} records to {done.data_file} and the card "
+                  f"{done.card}", file=sys.stderr)
+            return EXIT_OK
         if args.command == "report":
             from .report import run_report
 

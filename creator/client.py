@@ -43,6 +43,7 @@ class Completion:
     completion_tokens: int
     latency: float
     finish_reason: str | None = None
+    model: str | None = None  # the model that answered, as the reply names it
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,15 @@ def _error_info(body: bytes) -> tuple[str, str]:
         return "", body[:300].decode("utf-8", "replace")
 
 
+def _model_ids(body: bytes) -> list[str]:
+    """The model names a GET /models lists (OpenAI's {"data": [{"id": ...}]})."""
+    try:
+        data = orjson.loads(body)
+        return [m["id"] for m in data.get("data", []) if isinstance(m.get("id"), str)]
+    except (orjson.JSONDecodeError, AttributeError, TypeError, KeyError):
+        return []
+
+
 def _is_context_overflow(message: str) -> bool:
     lowered = message.lower()
     return "context" in lowered and ("length" in lowered or "window" in lowered or "exceed" in lowered)
@@ -116,6 +126,7 @@ class ChatClient:
         self.stats = ClientStats()
         self._rng = random.Random(seed)
         self._secrets = [e.api_key for e in endpoints if e.api_key]
+        self.served: dict[str, list[str]] = {}  # base URL -> the models its /models lists
         self._prompt_scale = 1.0  # usage's prompt tokens / our estimate (see _calibrate)
         self._calibrated = 0
         self._session: aiohttp.ClientSession | None = None
@@ -164,6 +175,8 @@ class ChatClient:
                                 f"{url} refused the API key (HTTP {resp.status}): {msg} "
                                 f"-- check {endpoint.api_key_env or 'OPENAI_API_KEY'}"
                             )
+                        if resp.status == 200:
+                            self.served[url] = _model_ids(body)
                         break  # any other answer: the server is there
                 except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
                     last = str(exc) or type(exc).__name__
@@ -264,7 +277,9 @@ class ChatClient:
         self.stats.completions += 1
         self.stats.prompt_tokens += prompt_tokens
         self.stats.completion_tokens += completion_tokens
-        return Completion(text, prompt_tokens, completion_tokens, latency, choice.get("finish_reason"))
+        model = data.get("model") if isinstance(data.get("model"), str) else None
+        return Completion(text, prompt_tokens, completion_tokens, latency,
+                          choice.get("finish_reason"), model)
 
     def _classify(self, status: int, raw: bytes, hint: RateLimitHint, route: Route,
                   ticket: Ticket) -> Retryable:

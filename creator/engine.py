@@ -135,6 +135,7 @@ class Engine:
     rejected: Counter[str] = field(default_factory=Counter)
     failed: Counter[str] = field(default_factory=Counter)
     over_target: int = 0
+    answered_by: Counter[str] = field(default_factory=Counter)  # models named by the replies
     unproductive_in_a_row: int = 0
     unproductive: int = 0
     answered: int = 0  # replies parsed this session
@@ -175,6 +176,8 @@ class Engine:
             self.strategy.on_failure(job)
             return
         self.latencies.append(completion.latency)
+        if completion.model:
+            self.answered_by[completion.model] += 1
         echoes = {question_key(self.exemplar.question), question_key(job.exemplar.record.question)}
         result = parse_reply(completion.text, self.fmt, self.seen, echoes)
         self.rejected.update(result.rejected)
@@ -324,7 +327,10 @@ class Engine:
             config={
                 "data_dir": str(self.cfg.data_dir),
                 "data_name": self.cfg.data_name,
-                "model": self.cfg.model,
+                # the model that answered (the replies name it), else the one asked for
+                "model": (self.answered_by.most_common(1)[0][0] if self.answered_by
+                          else (self.previous.get("config") or {}).get("model") or self.cfg.model),
+                "requested_model": self.cfg.model,
                 "base_urls": [e.base_url for e in self.cfg.endpoint_list()],
                 "endpoints": [route.summary() for route in self.client.router.routes],
                 "seed": self.cfg.seed,
@@ -454,6 +460,9 @@ async def create(cfg: RunConfig, encoder: Any = None, plan: RunPlan | None = Non
     try:
         async with engine.client:
             await engine.client.check_servers()
+            if not cfg.model:  # none given: the model the (first) server says it serves
+                served = [m for models in engine.client.served.values() for m in models]
+                cfg.model = engine.client.model = served[0] if served else "default"
             _open_sink(engine, plan)
             engine.write_summary("running")
             try:

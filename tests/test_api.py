@@ -143,3 +143,31 @@ def test_importing_creator_is_light():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60, env=creatorproc.creator_env())
     assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr
+
+
+# --- export: a dataset folder for the hub ----------------------------------------------------
+
+
+def test_export_writes_a_dataset_folder_with_a_card(tmp_path):
+    import datasets
+
+    out = tmp_path / "train_tree.jsonl"
+    with start_simulator(seed=6) as sim:
+        creator.create(**YESNO, setting="tree", target=25, output=out, base_url=sim.base_url,
+                       seed=7)
+    folder = tmp_path / "hub"
+    done = creator.export(out, folder, headline={"duplicate questions": "0%"})
+    assert done.records == 25 and done.data_file == folder / "data" / "train.jsonl"
+    loaded = datasets.load_dataset(str(folder), split="train")
+    assert len(loaded) == 25 and loaded.features == creator.read_dataset(out).features
+    card = (folder / "README.md").read_text()
+    assert card.startswith("---\n") and "task_categories:\n- text-classification" in card
+    for needle in ("sim-model", "`tree`", "seed 7", "penguin", "duplicate questions: 0%",
+                   "25 yes/no examples"):
+        assert needle in card, needle
+    with pytest.raises(creator.InputError, match="not empty"):
+        creator.export(out, folder)
+    proc = subprocess.run([sys.executable, "-m", "creator", "export", str(out), "--to",
+                           str(tmp_path / "cli")], capture_output=True, text=True, timeout=60,
+                          env=creatorproc.creator_env())
+    assert proc.returncode == 0 and (tmp_path / "cli" / "README.md").is_file(), proc.stderr
