@@ -7,13 +7,13 @@ vectors as sentence-transformers without that dependency.
 How an embedding is made (the measurements behind each choice: benchmarks/README.md, embed_cost):
 
 - Backend. On a CPU, `ct2`: CTranslate2 runs the model in fp32 (today's vectors: cosine 1.0000,
-  the same choice of next exemplar in every case measured) at 1.8x transformers' speed on one
-  reply's 5 questions and 1.2x in the engine, as its forward pass is C++ and releases the GIL.
+  the same choice of next exemplar in every case measured) at 1.6x transformers' speed on one
+  reply's 5 questions and 1.35-1.4x in the engine, as its forward pass is C++ and releases the GIL.
   fp32 MiniLM is compute-bound on such a CPU (torch, ONNX Runtime, OpenVINO and CTranslate2 all
   encode a sorted list at the same rate), so only int8 is faster: `ct2-int8` (int8 weights per
-  channel, int8 activations per token) is 1.5x faster at cosine >= 0.99 for every sentence, but
-  near-ties between replies flip the choice of next exemplar in about 6% of cases, which misses the
-  99% bar: it is there for those who accept that (CREATOR_ENCODER_BACKEND=ct2-int8). The model
+  channel, int8 activations per token) is 1.5-1.6x faster at cosine >= 0.99 for every sentence,
+  but near-ties between replies change the choice of next exemplar in 5-6% of cases, which misses
+  the 99% bar: it is there for those who accept that (CREATOR_ENCODER_BACKEND=ct2-int8). The model
   folder is converted once (a few seconds, with transformers) and the converted copy is kept in
   the user's cache folder. `torch` is transformers' model in fp32: the backend on a GPU that torch
   sees, and the fallback without CTranslate2.
