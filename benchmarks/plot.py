@@ -180,33 +180,54 @@ def scale(plt: Any, d: dict[str, Any]) -> Any:
 
 
 def embed_cost(plt: Any, d: dict[str, Any]) -> Any:
-    rows = [r for r in d["runs"] if r["extra"].get("encoded")]
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
-    fig.suptitle("sentence-encoder cost of the diverse / similar settings")
-    names = [f"{r['name'].split(',')[0]}\n({r['extra'].get('torch_threads')} torch threads)"
-             for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(17, 5.6), gridspec_kw={"width_ratios": [1, 1, 1.3]})
+    fig.suptitle("the sentence encoder of diverse / similar: backends and engine speed")
+    # (a) encoder speed per backend, (b) agreement with today's vectors, (c) engine requests/s
+    ok = [b for b in d["backends"] if "error" not in b]
+    names = [b["backend"] for b in ok]
+    x = range(len(ok))
     ax = axes[0]
-    once = [(r["extra"]["encoded"] - r["extra"]["repeat_encodes"]) / r["accepted"] for r in rows]
-    again = [r["extra"]["repeat_encodes"] / r["accepted"] for r in rows]
-    ax.bar(names, once, color="C0", label="distinct questions encoded (once each)")
-    ax.bar(names, again, bottom=once, color="C3", label="repeat encodes (the exemplar, per chain)")
-    ax.axhline(1.0, color="k", ls="--", lw=1, label="one encode per record kept")
-    ax.set_ylabel("questions encoded per record kept")
-    ax.set_title("encodes per record (records kept at the very end\nare not encoded: the run stops)",
-                 fontsize=9)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.bar([i - 0.2 for i in x], [b["bulk_records_per_s"] for b in ok], 0.4, color="C0",
+           label="whole list (report), all workers")
+    ax.bar([i + 0.2 for i in x], [b["per_reply_records_per_s"] for b in ok], 0.4, color="C1",
+           label="reply by reply, 1 worker")
+    ax.set_xticks(list(x), names, fontsize=8, rotation=20)
+    ax.set_ylabel("records (questions) encoded per second")
+    ax.set_title("(a) encoder speed", fontsize=9)
+    ax.legend(fontsize=7)
     ax.grid(True, axis="y", alpha=0.3)
     ax = axes[1]
-    bars = [(n, r["extra"]["encode_s_per_1k"]) for n, r in zip(names, rows)]
-    for threads, value in (d.get("batch_encode_s_per_1k_by_threads") or {}).items():
-        bars.append((f"encoder alone,\nbatches of 64\n({threads} torch threads)", value))
-    ax.bar([b[0] for b in bars], [b[1] for b in bars],
-           color=["C1"] * len(rows) + ["C2"] * (len(bars) - len(rows)))
-    ax.set_yscale("log")
-    ax.set_ylabel("encoder seconds per 1,000 questions (log)")
-    ax.set_title("encoder time per question: in the engine (batches of ~5) vs alone", fontsize=9)
-    ax.tick_params(axis="x", labelsize=7)
-    axes[0].tick_params(axis="x", labelsize=7)
-    ax.grid(True, axis="y", which="both", alpha=0.3)
+    for k, color in (("real", "C2"), ("run", "C4")):
+        vals = [(b.get(f"choice_{k}") or {}).get("same_both") for b in ok]
+        if any(v is not None for v in vals):
+            ax.plot(names, [100 * (v or 0) for v in vals], "o", ms=8, color=color,
+                    label=f"same next exemplar, % ({k} groups)")
+    ax.plot(names, [100 * b["cosine_min"] for b in ok], "s", ms=7, color="C3",
+            label="min cosine to today's vector (x100)")
+    ax.axhline(99, color="k", ls=":", lw=1, label="99: the bar for both")
+    lows = [100 * b["cosine_min"] for b in ok] + [
+        100 * (b.get(f"choice_{k}") or {}).get("same_both", 1) for b in ok for k in ("real", "run")]
+    ax.set_ylim(min([90, *lows]) - 2, 100.8)
+    ax.set_title("(b) agreement with today's vectors", fontsize=9)
+    ax.tick_params(axis="x", labelsize=8, rotation=20)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(True, alpha=0.3)
+    ax = axes[2]
+    runs = [(r["name"], r["requests_per_s"], "C0") for r in d["runs"]] + \
+        [(f"{r['name']} @rpm", r["requests_per_s"], "C1") for r in d["rpm_runs"]]
+    ax.barh([r[0] for r in runs][::-1], [r[1] for r in runs][::-1],
+            color=[r[2] for r in runs][::-1])
+    tree = next((r for r in d["runs"] if r["setting"] == "tree"), None)
+    if tree:
+        ax.axvline(0.8 * tree["requests_per_s"], color="C0", ls="--", lw=1,
+                   label="80% of tree (no limit)")
+    rpm = d["params"]["rpm"] / 60
+    ax.axvline(0.9 * rpm, color="C1", ls="--", lw=1, label=f"90% of --rpm {d['params']['rpm']:g}")
+    ax.set_xlabel("requests/s")
+    ax.set_title(f"(c) engine, c={d['params']['concurrency']}, {d['params']['latency_s']:g} s "
+                 "latency", fontsize=9)
+    ax.tick_params(axis="y", labelsize=7)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(True, axis="x", alpha=0.3)
     fig.tight_layout(rect=(0, 0.04, 1, 0.94))
     return fig

@@ -412,11 +412,16 @@ def analyse(
         ref = read_jsonl(reference)
         if not ref.records:
             raise ReportError(f"{reference}: no valid record in {_why(ref)} (--reference)")
-    if encoder is None:
+    own = encoder is None
+    if own:
         encoder = load_encoder(encoder_model)
     questions = [r.question for r in created.records]
     ref_questions = [r.question for r in ref.records] if ref else []
-    (emb, ref_emb), encoded = encode_questions(encoder, questions, ref_questions)
+    try:
+        (emb, ref_emb), encoded = encode_questions(encoder, questions, ref_questions)
+    finally:
+        if own:
+            encoder.close()  # type: ignore[union-attr]
     report: dict[str, Any] = {
         "file": str(path),
         "reference": str(reference) if reference is not None else None,
@@ -448,6 +453,8 @@ def build_report(
 
 
 def load_encoder(model: str | None):
+    """The engine's SentenceEncoder (same backend, same vectors); its `encode` spreads a long
+    list over every core in batches sorted by length."""
     from .embed import EncoderError, SentenceEncoder
 
     try:

@@ -166,15 +166,31 @@ def test_embed_cost(results):
     if not data.get("available", False):
         pytest.skip(f"no sentence encoder here: {data.get('reason')}")
     data = _ok(results, "embed_cost")
-    by_name = {r["name"]: r for r in data["runs"]}
-    assert by_name["naive"]["extra"]["encoded"] == 0
-    for name in ("diverse", "diverse, torch's default threads"):
-        r = by_name[name]
+    records = data["params"]["records"]
+    runs = data["runs"] + data["rpm_runs"]
+    assert {r["setting"] for r in data["runs"]} >= {"tree", "diverse", "similar"}
+    for r in runs:
         e = r["extra"]
-        assert r["accepted"] == data["params"]["target"] and e["status"] == "completed"
-        assert e["encoded"] > 0 and e["encode_s_per_1k"] > 0
-        # each created question once, and the exemplar once for all chains (the figure is
-        # encodes finished - distinct texts asked for: negative when the run ends mid-encode)
-        assert e["repeat_encodes"] <= 0
-        assert e["encoded"] <= r["accepted"] + 1
-    assert data["batch_encode_s_per_1k"] > 0
+        assert r["accepted"] == records and e["status"] == "completed" and r["failed_requests"] == 0
+        assert r["requests_per_s"] > 0 and r["physical_limit_rps"] > 0
+        if r["setting"] in ("diverse", "similar"):
+            # every question once: no text twice, no more than the records kept + the exemplar
+            assert e["repeat_encodes"] == 0 and e["one_encode_per_record"] is True
+            assert 0 < e["encoded"] <= r["accepted"] + 1
+            assert e["batches"] >= 1 and e["mean_batch"] >= 1
+        else:
+            assert "encoded" not in e
+    for b in data["backends"]:
+        if "error" in b:
+            continue
+        assert b["bulk_records_per_s"] > 0 and b["per_reply_records_per_s"] > 0
+        assert -1 <= b["cosine_min"] <= b["cosine_mean"] <= 1.0001
+        for k in ("real", "run"):
+            if f"choice_{k}" in b:
+                assert 0 <= b[f"choice_{k}"]["same_both"] <= 1 and b[f"choice_{k}"]["groups"] > 0
+    ct2 = next(b for b in data["backends"] if b["backend"] == "ct2")
+    assert ct2["cosine_min"] > 0.9999  # fp32: today's vectors
+    assert [r["exit"] for r in data["report"]] == [0] * len(data["report"])
+    assert all(r["encoded_questions"] >= data["params"]["report_records"] * 0.9
+               for r in data["report"])
+    assert data["targets"]
