@@ -204,7 +204,8 @@ def prepare(api_key: str | None = None, **options: Any) -> Prepared:
         schema_style=opts["schema_style"] or ("llamacpp" if embedded else "openai"),
         timeout=opts["timeout"], max_retries=opts["max_retries"],
         max_requests=opts["max_requests"], patience=opts["patience"], resume=opts["resume"],
-        overwrite=opts["overwrite"], encoder=opts["encoder"], price_in=opts["price_in"],
+        overwrite=opts["overwrite"], encoder=opts["encoder"],
+        encoder_backend=opts["encoder_backend"], price_in=opts["price_in"],
         price_out=opts["price_out"], progress=not opts["quiet"],
     )  # fmt: skip
     from .engine import plan_run
@@ -237,7 +238,7 @@ class Resources:
                 from .embed import EncoderError, SentenceEncoder
 
                 try:
-                    self.encoder = SentenceEncoder(cfg.encoder)
+                    self.encoder = SentenceEncoder(cfg.encoder, backend=cfg.encoder_backend)
                 except EncoderError as exc:
                     raise InputError(str(exc)) from None
             if self.prepared.embedded:

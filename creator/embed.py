@@ -49,11 +49,13 @@ from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
+from .errors import InputError
+
 BACKENDS = ("auto", "ct2-int8", "ct2", "torch")
 MAX_LENGTH = 256  # tokens per text, as before (longer texts are truncated)
 
 
-class EncoderError(RuntimeError):
+class EncoderError(InputError):
     pass
 
 
