@@ -65,8 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the dataset folder to write")
     export.add_argument("--name", help="the dataset's name in the card (default: from the file)")
     export.add_argument("--overwrite", action="store_true", help="replace a non-empty DIR")
+    export.add_argument("--report", action="store_true",
+                        help="compute the quality report and put its headline in the card")
+    export.add_argument("--reference", type=Path,
+                        help="with --report: the human split to compare with")
 
-    from .report import add_report_arguments
+    from .quality import add_report_arguments
 
     report = sub.add_parser("report", help="quality report of a created data set "
                             "(see creator report --help)")
@@ -181,12 +185,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "export":
             from .hubexport import export
 
-            done = export(args.created, args.folder, name=args.name, overwrite=args.overwrite)
+            quality = None
+            if args.report:
+                from .quality import report
+
+                quality = report(args.created, args.reference)
+            done = export(args.created, args.folder, name=args.name, report=quality,
+                          overwrite=args.overwrite)
             print(f"creator: wrote {done.records} records to {done.data_file} and the card "
                   f"{done.card}", file=sys.stderr)
             return EXIT_OK
         if args.command == "report":
-            from .report import run_report
+            from .quality import run_report
 
             return run_report(args)
         return run_create(args)
