@@ -563,8 +563,9 @@ def _lens(s: dict[str, Any]) -> str:
 
 
 def format_table(report: dict[str, Any]) -> str:
-    """A plain-text table: one row per figure, the created data beside the human data."""
-    sides = [("created", report["created"])]
+    """A plain-text table: one row per figure, the created data beside the human data (a file
+    reported alone is just "this file": it may well be human data)."""
+    sides = [("created" if report.get("human") else "this file", report["created"])]
     if report.get("human"):
         sides.append(("human", report["human"]))
     rows: list[tuple[str, ...]] = []
@@ -706,18 +707,26 @@ def plot_report(
     fig, (ax_a, ax_b) = plt.subplots(1, 2, figsize=(13, 5.5))
     try:
         n_created = len(parts[0])
-        if len(parts) > 1:
-            ax_a.scatter(proj[n_created:, 0], proj[n_created:, 1], s=6, alpha=0.4,
-                         color="tab:orange", label=f"human ({len(parts[1])})")
-        ax_a.scatter(proj[:n_created, 0], proj[:n_created, 1], s=6, alpha=0.4,
-                     color="tab:blue", label=f"created ({n_created})")
-        sampled = " (random sample)" if len(created_rows) < len(embeddings) else ""
-        ax_a.set_title(f"(a) question embeddings, PCA 2-D{sampled}")
+        alone = len(parts) == 1
+        if not alone:  # human first, small and faint, so the created points show on top
+            n_ref = len(reference_embeddings)  # type: ignore[arg-type]
+            shown = f"{len(parts[1]):,} of {n_ref:,}, a random sample" \
+                if len(parts[1]) < n_ref else f"{n_ref:,}"
+            ax_a.scatter(proj[n_created:, 0], proj[n_created:, 1], s=4, alpha=0.25,
+                         color="tab:orange", linewidths=0, label=f"human ({shown})",
+                         zorder=1)
+        shown = f"{n_created:,} of {len(embeddings):,}, a random sample" \
+            if n_created < len(embeddings) else f"{n_created:,}"
+        ax_a.scatter(proj[:n_created, 0], proj[:n_created, 1], s=16, alpha=0.85,
+                     color="tab:blue", edgecolors="white", linewidths=0.3,
+                     label=f"{'this file' if alone else 'created'} ({shown})", zorder=2)
+        ax_a.set_title("(a) question embeddings, PCA 2-D")
         ax_a.set_xlabel("PC 1")
         ax_a.set_ylabel("PC 2")
         ax_a.legend(loc="best")
 
-        sides = [("created", report["created"], "tab:blue")]
+        sides = [("created" if report.get("human") else "this file", report["created"],
+                  "tab:blue")]
         if report.get("human"):
             sides.append(("human", report["human"], "tab:orange"))
         by_position = any(s["answer_positions"] for _, s, _ in sides)

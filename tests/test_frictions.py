@@ -124,3 +124,34 @@ def test_serve_help_describes_itself_and_its_flags():
                             ("--model_path", "GGUF file"), ("--n_ctx", "context length"),
                             ("--n_threads", "CPU threads")):
         assert flag in text and help_text in text, flag
+
+
+def test_a_report_on_a_file_alone_does_not_call_it_created(tmp_path, shared_data):
+    human = shared_data / "yesno_close" / "strategyqa" / "dev.jsonl"
+    proc = subprocess.run([sys.executable, "-m", "creator", "report", str(human)],
+                          capture_output=True, text=True, timeout=300,
+                          env=creatorproc.creator_env())
+    assert proc.returncode == 0, proc.stderr
+    header = next(ln for ln in proc.stdout.splitlines() if "this file" in ln or "created" in ln)
+    assert "this file" in header and "created" not in header
+
+
+def test_the_plot_draws_created_on_top_and_says_when_it_samples(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from creator.quality import plot_report
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)  # keep the figure to look at it
+    side = {"labels": {"fractions": {"True": 0.5, "False": 0.5}}, "answer_positions": None}
+    report = {"file": "x.jsonl", "created": side, "human": side}
+    rng = np.random.default_rng(0)
+    plot_report(report, rng.normal(size=(30, 8)), rng.normal(size=(500, 8)),
+                tmp_path / "r.png", max_points=100)
+    scatter = figures[0].axes[0]
+    created, human = (c for c in sorted(scatter.collections, key=lambda c: -c.get_zorder()))
+    assert created.get_zorder() > human.get_zorder()
+    assert created.get_sizes()[0] > human.get_sizes()[0]
+    labels = [t.get_text() for t in scatter.get_legend().get_texts()]
+    assert "human (100 of 500, a random sample)" in labels and "created (30)" in labels
