@@ -9,14 +9,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from trainer.errors import InputError  # noqa: F401 - re-exported
+
 SETTINGS = ("original", "naive", "random", "diverse", "similar", "tree")
 
 # The paper sweeps these learning rates and keeps the run with the best dev accuracy.
 PAPER_LEARNING_RATES = (5e-6, 1e-5, 2e-5)
-
-
-class InputError(ValueError):
-    """Bad input from the user (missing file, malformed record, unknown model): exit code 2."""
 
 
 @dataclass(frozen=True)
