@@ -29,6 +29,7 @@ from trainer.data import (
 )
 from trainer.errors import InputError
 from trainer.metrics import accuracy, build_metrics, prediction_rows
+from trainer.results import TrainResult
 
 
 def yes_no(question="Is water wet?", label=True, context=None, options=("True", "False")):
@@ -279,7 +280,8 @@ def test_metrics_have_the_promised_keys(tmp_path):
         device="cpu",
         mixed_precision="no",
     )
-    metrics = result
+    assert isinstance(result, TrainResult) and result.examples_per_second == 5.0
+    metrics = result.to_json()
     for key in (
         "dev_acc",
         "test_acc",
@@ -290,7 +292,9 @@ def test_metrics_have_the_promised_keys(tmp_path):
     ):
         assert key in metrics
     assert metrics["test_acc"] is None and metrics["examples_per_second"] == 5.0
-    json.dumps(metrics)  # serialisable
+    assert metrics["config"]["data_dir"] == str(tmp_path)
+    # serialisable, and back again
+    assert TrainResult.from_json(json.loads(json.dumps(metrics))) == result
 
 
 def test_only_complete_checkpoints_are_resumed(tmp_path):
