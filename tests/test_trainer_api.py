@@ -19,7 +19,15 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 
 import pytest
-from trainer_helpers import DATA, REPO, data_dir, read_jsonl, require_default_model, write_jsonl
+from trainer_helpers import (
+    DATA,
+    REPO,
+    data_dir,
+    read_jsonl,
+    require_default_model,
+    run_trainer,
+    write_jsonl,
+)
 
 import trainer
 from trainer.cli import build_evaluate_parser, build_parser, build_sweep_parser, parse_config
@@ -311,3 +319,36 @@ def test_sweep_in_process_returns_its_table_and_reruns_nothing(real_data_workdir
         again = trainer.sweep(output_dir="sweep", learning_rates=[1e-4, 3e-5], **options)
     assert again == result
     assert sum("already done" in record.getMessage() for record in caplog.records) == 2
+
+
+TWO_CALLS = """
+import os, sys
+import trainer
+
+data = dict(data_dir=sys.argv[1], data_name="strategyqa")
+run = trainer.train(**data, output_dir=sys.argv[2], max_train_examples=16, max_eval_examples=9,
+                    max_seq_length=32, num_train_epochs=1, per_device_train_batch_size=4,
+                    gradient_accumulation_steps=1, warmup_steps=0)
+dev = trainer.evaluate(run_dir=sys.argv[2]).datasets["strategyqa"]["dev"]
+print("rank", os.environ["RANK"], run.num_processes, run.distributed_type, run.dev_acc,
+      dev.acc, dev.examples, flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_train_then_evaluate_in_one_script_under_torchrun(tmp_path):
+    """Each call creates and clears accelerate's process-wide state, so the second call of the
+    script starts a process group again; 9 dev examples do not split evenly in two."""
+    require_default_model()
+    script = tmp_path / "two_calls.py"
+    script.write_text(TWO_CALLS)
+    yesno = data_dir("yesno_close", "strategyqa")
+    result = run_trainer([str(yesno), str(tmp_path / "out")], processes=2, threads=1,
+                         script=script, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = sorted(line.split() for line in result.stdout.splitlines() if line.startswith("rank "))
+    assert [line[1] for line in lines] == ["0", "1"], result.stdout
+    for line in lines:
+        _, _, processes, distributed, train_acc, evaluate_acc, examples = line
+        assert (processes, distributed, examples) == ("2", "MULTI_CPU", "9")
+        assert train_acc == evaluate_acc  # the evaluation gives back the run's own figure
