@@ -24,7 +24,7 @@ def plot(name: str, data: dict[str, Any], path: Path) -> Path | None:
     except ImportError:
         return None  # matplotlib is in the bench extra; the JSON is the result either way
     fig = {"throughput": throughput, "transports": transports, "scale": scale,
-           "embed_cost": embed_cost}[name](plt, data)
+           "embed_cost": embed_cost, "limits": limits}[name](plt, data)
     fig.text(0.01, 0.005, f"{data.get('command', '')}  |  {data['machine']['cpu']}, "
              f"{data['machine']['cores']} cores, {data['machine']['date'][:10]}",
              fontsize=7, color="gray")
@@ -230,4 +230,62 @@ def embed_cost(plt: Any, d: dict[str, Any]) -> Any:
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(True, axis="x", alpha=0.3)
     fig.tight_layout(rect=(0, 0.04, 1, 0.94))
+    return fig
+
+
+KNOWLEDGE_COLOURS = {"given": "C0", "headers": "C2", "retry-after": "C4", "nothing": "C1"}
+
+
+def limits(plt: Any, d: dict[str, Any]) -> Any:
+    """Small multiples: the units the server admitted per second over time (thin), their 5-s
+    average (thick, coloured by what the client knew), 429s per second (red, request limits
+    only), and the limit (dashed)."""
+    cases = [c for c in d["cases"] if c.get("series")]
+    cols = 6 if len(cases) > 12 else min(4, max(1, len(cases)))
+    rows = max(1, -(-len(cases) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.5 * rows + 0.8), squeeze=False)
+    fig.suptitle("limits: what the server admitted per second, from the first request (thin: each "
+                 "second; thick: 5-s average; red: 429s per second (RPM panels); dashed: the "
+                 "limit; dotted: SIGINT)\ncolour: what the client knew - given (blue), headers "
+                 "(green), Retry-After only (purple), nothing (orange); AsyncOpenAI baselines "
+                 "by the same colours", fontsize=10)
+    for ax, c in zip([a for row in axes for a in row], cases):
+        s = c["series"]
+        limit = c["limit_per_s"]
+        scale = 1.0 if c["limit_units"] == "requests" else 1000.0
+        ts = [t + 0.5 for t in s["t"]]  # the middle of each second
+        units = [u / scale for u in s["units"]]
+        colour = KNOWLEDGE_COLOURS.get(c["knowledge"], "C7")
+        ax.plot(ts, units, "-", color=colour, lw=0.6, alpha=0.45)
+        # the 5-s average over whole seconds (the first second is partial), at each window's end
+        whole = [(t, u) for t, u in zip(s["t"], units) if t >= 0 and t + 1 <= s["sigint_t"]]
+        if len(whole) >= 5:
+            ax.plot([whole[i][0] + 1 for i in range(4, len(whole))],
+                    [sum(u for _, u in whole[i - 4:i + 1]) / 5 for i in range(4, len(whole))],
+                    "-", color=colour, lw=1.6)
+        top = limit / scale * 1.6
+        if c["limit_units"] == "requests":  # (429s are requests: drawn on request panels only)
+            # more 429s per second than the panel shows run along its top edge
+            ax.plot(ts, [min(v, top * 0.99) for v in s["rate_limited"]], "-", color="C3", lw=0.6,
+                    alpha=0.7)
+        ax.axhline(limit / scale, color="k", ls="--", lw=0.9)
+        ax.axvline(s["sigint_t"], color="gray", ls=":", lw=0.8)
+        ax.set_ylim(0, top)
+        ax.set_xlim(left=0)
+        held = c.get("held_whole")
+        steady = c.get("held_steady")
+        label = "" if held is None else f"held {held:.1%}"
+        if steady is not None:
+            label += f", after 60 s {steady:.1%}"
+        if c.get("per_1000_429") is not None:
+            label += f"\n429s/1k {c['per_1000_429']:.1f}, lost {c.get('lost')}"
+        ax.text(0.98, 0.04, label, transform=ax.transAxes, ha="right", va="bottom", fontsize=6.5,
+                bbox={"facecolor": "white", "alpha": 0.8, "lw": 0})
+        ax.set_title(c["name"], fontsize=7.5)
+        ax.tick_params(labelsize=6.5)
+        ax.set_ylabel("requests / s" if scale == 1.0 else "1,000 tokens / s", fontsize=6.5)
+        ax.grid(True, alpha=0.25)
+    for ax in [a for row in axes for a in row][len(cases):]:
+        ax.axis("off")
+    fig.tight_layout(rect=(0, 0.2 / (2.5 * rows + 0.8), 1, 1 - 0.6 / (2.5 * rows + 0.8)))
     return fig

@@ -3,7 +3,8 @@ its JSON (the schema below) and its PNG, and its numbers are sane.
 
 No timing thresholds here: the machine is shared and small, so the figures are noisy; the targets
 are checked and recorded by the benchmarks themselves (see benchmarks/README.md). Two lanes run at
-once to keep this file under two minutes: throughput then scale, and transports then embed_cost.
+once to keep this file under two minutes: throughput then scale, and transports then embed_cost;
+limits (about a minute) runs on its own after them.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-TIMEOUTS = {"throughput": 170, "transports": 90, "scale": 90, "embed_cost": 150}
+TIMEOUTS = {"throughput": 170, "transports": 90, "scale": 90, "embed_cost": 150, "limits": 180}
 METRICS = ("name", "client", "requests", "completions", "accepted", "retries", "rate_limited",
            "failed_requests", "duration_s", "requests_per_s", "accepted_per_s", "latency_p50_s",
            "latency_p99_s", "physical_limit_rps", "achieved_fraction", "cpu_s",
@@ -194,3 +195,53 @@ def test_embed_cost(results):
     assert all(r["encoded_questions"] >= data["params"]["report_records"] * 0.9
                for r in data["report"])
     assert data["targets"]
+
+
+LIMITS_KEYS = ("name", "group", "mode", "knowledge", "bound", "client", "limit_per_s",
+               "held_whole", "held_steady", "ceiling", "per_1000_429", "converge_s", "lost",
+               "server_requests", "server_429s", "figures", "server", "sim_flags", "series")
+
+
+def test_limits(tmp_path):
+    """Issue 15's benchmark in --quick: each case's server timeline is measured from the first
+    request to the SIGINT; the creator loses nothing where the limit is known, holds a per-second
+    limit it is given (generous bound: a busy machine), and the AsyncOpenAI loop without a pacer
+    gets 429s from the same server."""
+    proc, data = _run("limits", tmp_path)
+    data = _ok({"limits": (proc, data, tmp_path)}, "limits")
+    cases = data["cases"]
+    assert len(cases) >= 6
+    for c in cases:
+        assert "error" not in c, c.get("error")
+        for key in LIMITS_KEYS:
+            assert key in c, f"{c['name']}: no {key}"
+        s = c["series"]
+        assert len(s["t"]) == len(s["admitted"]) == len(s["rate_limited"]) == len(s["units"]) > 5
+        assert s["sigint_t"] >= c["duration_s"] - 1
+        assert c["server_requests"] > 0 and 0.3 < c["held_whole"] < 1.5, c["name"]
+        assert c["held_steady"] is None  # quick runs are shorter than 90 s
+        assert c["limit_per_s"] > 0 and 0 < c["ceiling"] <= 1
+        if c["client"] == "creator":
+            f = c["figures"]
+            assert f["exit_code"] == 130 and f["status"] == "interrupted", (c["name"], f)
+            assert f["records_in_file"] == f["accepted"] > 0 and f["torn_lines"] == 0
+            if c["knowledge"] != "nothing":
+                assert c["lost"] == 0, (c["name"], f)
+    by = {(c["group"], c["mode"], c["knowledge"], c["bound"], c["client"]): c for c in cases}
+    given = by[("matrix", "fixed 1s", "given", "rpm", "creator")]
+    assert given["held_whole"] >= 0.85 and given["server_429s"] <= 5, given
+    assert any(c["knowledge"] == "nothing" for c in cases)
+    greedy = by[("baseline", "fixed 1s", "given", "rpm", "aoai")]
+    assert greedy["server_429s"] > 0  # the server did limit
+    assert by[("baseline", "fixed 1s", "given", "rpm", "aoai_paced")]["figures"]["calls"] > 0
+    faults = next(c for c in cases if c["group"] == "faults")
+    assert faults["server"][0]["errors_5xx"] > 0 and faults["server"][0]["truncated"] > 0
+    assert faults["goodput_vs_limit_after_5xx"] > 0.3
+    two = next(c for c in cases if c["group"] == "endpoints")
+    assert len(two["server"]) == 2 and all(s["admitted"] > 0 for s in two["server"])
+    assert two["limit_per_s"] == 30
+    names = " ".join(t["name"] for t in data["targets"])
+    for word in ("given or in headers", "no headers", "faults", "two endpoints"):
+        assert word in names
+    for t in data["targets"]:
+        assert isinstance(t["met"], bool)
