@@ -46,7 +46,9 @@ LATE_SHARE = 0.25  # a request up to this share of its interval late keeps the p
 MINUTE = 60.0
 LONG_PERIOD_S = 600.0  # a limit stated over a longer period (a day) is a budget, not a pace
 PROBE_GIVE_UP_S = 5.0  # the first request is alone until it is answered, or this long
-STORM_PAUSE_MAX_S = 2.0  # the longest pause between probes when the server says nothing
+STORM_PAUSE_MAX_S = 2.0
+REFUND_EVIDENCE = 20  # the last requests whose 429s say whether the server keeps our refunds
+REFUND_MISTAKE_SHARE = 0.25  # the longest pause between probes when the server says nothing
 KINDS = ("requests", "tokens", "input", "output")
 
 
@@ -455,7 +457,7 @@ class Limits:
             self.storm_began = self.learner.storm_began(now) if teach else now
             self.storm_pause = 0.0
             probe_refused = True
-        elif self._tokens_explain(hint):
+        elif self._tokens_explain(hint) and self._refused_share(now) >= REFUND_MISTAKE_SHARE:
             # our token count, refunds included, said there was room: the server keeps what a
             # request reserved (OpenAI and Azure count max_tokens whole, and document no
             # refund). Stop refunding: one 429 instead of one every few seconds. (Probing
@@ -505,6 +507,14 @@ class Limits:
             if amount > 0 and kind in self.pacers:
                 self.pacers[kind].give_back(amount, now)
 
+    def _refused_share(self, now: float) -> float:
+        """The share of the last requests answered 429. Refunds a server does not give make
+        most requests fail at once (we send twice what it allows and more); a server that
+        refunds but counts per short window refuses one now and then: that is a rate to learn,
+        and stopping the refunds would leave most of its limit unused."""
+        recent = list(self.learner.log)[-REFUND_EVIDENCE:]
+        return sum(1 for _, outcome in recent if outcome is False) / max(1, len(recent))
+
     def _tokens_explain(self, hint: RateLimitHint) -> bool:
         """A 429 while we pace tokens with refunds, that says a token limit was reached (or
         says nothing and we pace no requests): the refunds are the likely error."""
@@ -545,7 +555,10 @@ class Limits:
                     self._repace(kind, now)
             if reading.remaining is None:
                 continue
-            later = 0 if ticket is None else self.sent.units(kind) - ticket.sent.units(kind)
+            # (a window that resets at once counted everything it admitted when it wrote the
+            # reply: taking off what we sent since would halve a per-second window)
+            later = 0 if ticket is None or not reading.refills else \
+                self.sent.units(kind) - ticket.sent.units(kind)
             stated = self.stated.get(kind)
             reset = reading.reset if reading.reset is not None else 1.0
             # a bucket refilling as it goes (OpenAI, Anthropic), or a window reset at once
