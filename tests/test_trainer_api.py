@@ -61,7 +61,8 @@ def _parameters(function, skip=()) -> dict:
 ], ids=["train", "evaluate", "sweep"])
 def test_keyword_arguments_are_the_flags_with_their_defaults(function, config_class, parser):
     assert _parameters(function) == _defaults(config_class)
-    flags = {action.dest: action for action in parser._actions if action.dest != "help"}
+    flags = {action.dest: action for action in parser._actions
+             if action.dest not in ("help", "version")}
     assert set(flags) == set(_defaults(config_class))
     for name, default in _defaults(config_class).items():
         assert flags[name].required == (default is MISSING), name

@@ -105,7 +105,7 @@ def test_unknown_model_is_one_line_and_exit_2(tmp_path):
     # a hub name while offline (tests run with HF_HUB_OFFLINE=1)
     assert_one_line_error(
         run_trainer(args + ["--model", "no-such-org/no-such-model"], timeout=120),
-        "cannot load model",
+        "not in the local Hugging Face cache",
     )
 
 

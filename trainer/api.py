@@ -20,11 +20,18 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from trainer.checkpoint import write_json
+from trainer.checkpoint import resolve_resume, write_json
 from trainer.config import PAPER_LEARNING_RATES, EvaluateConfig, SweepConfig, TrainConfig, config_argv
 from trainer.data import load_task, skipped_warnings
 from trainer.errors import InputError, RunFailed
-from trainer.results import EVALUATION_FILE, EvaluationResult, SweepResult, SweepRun, TrainResult
+from trainer.results import (
+    EVALUATION_FILE,
+    METRICS_FILE,
+    EvaluationResult,
+    SweepResult,
+    SweepRun,
+    TrainResult,
+)
 from trainer.runtime import is_main_process
 
 log = logging.getLogger("trainer")
@@ -46,14 +53,69 @@ def resolve_model(model: str | None) -> str:
     """The packaged MiniLM when no model is named; a name written as a path must be a folder."""
     if model is None:
         return default_model()
-    if model.startswith(("/", ".")) and not Path(model).is_dir():
-        raise InputError(f"no model folder: {model}")
+    if model.startswith(("/", ".")) or Path(model).is_dir():
+        if not Path(model).is_dir():
+            raise InputError(f"no model folder: {model}")
+        return model
+    _check_hub_name(model)
     return model
 
 
+def _check_hub_name(name: str) -> None:
+    """A hub name not in the local cache, with the hub out of reach, is one line at once (not a
+    minute of retries)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return
+    try:
+        if isinstance(try_to_load_from_cache(name, "config.json"), str):
+            return  # cached: fine offline too
+    except Exception:  # noqa: BLE001 - a malformed name: let transformers say what is wrong
+        return
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    if not offline:
+        import socket
+
+        try:
+            socket.create_connection(("huggingface.co", 443), timeout=3).close()
+            return
+        except OSError:
+            pass
+    raise InputError(f"model: {name!r} is not in the local Hugging Face cache and the hub "
+                     "cannot be reached; give a local folder, a cached name, or leave model out "
+                     "for the packaged all-MiniLM-L6-v2")
+
+
 def _check_output_dir(path: Path, name: str = "output_dir") -> None:
+    """A folder we can write, or one we can make: every failure one line, before training."""
     if path.exists() and not path.is_dir():
         raise InputError(f"{name}: not a folder: {path}")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.is_file() and existing != path:
+        raise InputError(f"{name}: {existing} is a file, so {path} cannot be made")
+    if not os.access(existing, os.W_OK):
+        raise InputError(f"{name}: cannot write to {existing} (read-only)")
+
+
+def _finished(output_dir: Path) -> bool:
+    try:
+        return TrainResult.read(output_dir).finished
+    except (InputError, OSError, ValueError, KeyError, TypeError):
+        return True  # a metrics.json we cannot read: still not ours to overwrite silently
+
+
+def _check_finished_run(config: TrainConfig) -> None:
+    """A finished run is not trained over by accident (other data, the same folder)."""
+    if config.overwrite_output_dir or config.resume_from_checkpoint is not None:
+        return
+    metrics = config.output_dir / METRICS_FILE
+    if metrics.is_file() and _finished(config.output_dir):
+        raise InputError(f"output_dir: {config.output_dir} holds a finished run ({METRICS_FILE}); "
+                         "choose another output_dir, or overwrite_output_dir "
+                         "(--overwrite_output_dir) to replace it")
 
 
 def train(
@@ -78,6 +140,8 @@ def train(
     mixed_precision: str | None = None,
     resume_from_checkpoint: PathLike | None = None,
     cpu: bool = False,
+    overwrite_output_dir: bool = False,
+    force_learning_rate: bool = False,
 ) -> TrainResult:
     """Fine-tune `model` on {data_dir}/{data_name} and return its metrics (metrics.json).
 
@@ -94,8 +158,10 @@ def train(
     """
     config = TrainConfig(**locals())  # the arguments, exactly: checked as the CLI checks them
     _check_output_dir(config.output_dir)
-    config = replace(config, model=resolve_model(config.model))
+    _check_finished_run(config)
     task = load_task(config)  # bad data fails here, before torch is imported
+    resolve_resume(config.resume_from_checkpoint, config.output_dir)  # checked again at use
+    config = replace(config, model=resolve_model(config.model))  # then the model's name
     if is_main_process():
         for warning in skipped_warnings(task):
             log.warning(warning)
@@ -186,8 +252,8 @@ def sweep(
     # Every run's arguments and data are checked now, not after the first run.
     config = TrainConfig(**train_options, learning_rate=rates[0],
                          output_dir=run_dir(sweep_config.output_dir, rates[0]))
-    resolve_model(config.model)
     load_task(config)
+    resolve_model(config.model)
     trainer_args = config_argv(config, skip=("learning_rate", "output_dir"))
 
     sweep_config.output_dir.mkdir(parents=True, exist_ok=True)

@@ -67,9 +67,19 @@ def build_parser(prog: str = "trainer") -> argparse.ArgumentParser:
         "(one run per learning rate); see their --help.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     groups = {name: parser.add_argument_group(name) for name in (DATA, MODEL, RUN)}
     add_arguments(parser, TrainConfig, groups)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("llm-data-creator")
+    except PackageNotFoundError:
+        return "(not installed)"
 
 
 def parse_config(argv: list[str], prog: str = "trainer") -> TrainConfig:
@@ -149,12 +159,16 @@ def _interrupt(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     command = argv[0] if argv[:1] in (["evaluate"], ["sweep"]) else "train"
-    if command == "train":
-        config = parse_config(argv)
-    elif command == "evaluate":
-        config = EvaluateConfig(**vars(build_evaluate_parser().parse_args(argv[1:])))
-    else:
-        sweep_config, train_options = parse_sweep_args(argv[1:])
+    try:  # the parsers check each flag; the configs check values against each other
+        if command == "train":
+            config = parse_config(argv)
+        elif command == "evaluate":
+            config = EvaluateConfig(**vars(build_evaluate_parser().parse_args(argv[1:])))
+        else:
+            sweep_config, train_options = parse_sweep_args(argv[1:])
+    except InputError as error:
+        say(f"error: {error}")
+        return EXIT_USAGE
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt)
     show_messages()

@@ -32,6 +32,7 @@ PAPER_LEARNING_RATES = (5e-6, 1e-5, 2e-5)
 
 # argparse groups of the train command, in --help order
 DATA, MODEL, RUN = "data", "model and optimisation (defaults from the paper)", "run"
+SANE_LEARNING_RATES = (1e-7, 1e-2)  # outside: a typo, refused unless forced
 
 
 def integer(text: str) -> int:
@@ -51,11 +52,13 @@ def flag(
     nargs: str | None = None,
     group: str | None = None,
     metavar: str | None = None,
+    saved: bool = True,
 ) -> Any:
     """A dataclass field that is also a command-line flag `--{name}`. `parse` is the argparse
-    type (None: a switch, `store_true`); no default: a required flag."""
+    type (None: a switch, `store_true`); no default: a required flag; `saved` False: a switch
+    about this invocation only, left out of the config that metrics.json records."""
     metadata = {"parse": parse, "help": help, "choices": choices, "nargs": nargs, "group": group,
-                "metavar": metavar}
+                "metavar": metavar, "saved": saved}
     if default is MISSING:
         return field(metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -124,7 +127,9 @@ class _Checked:
                 return [plain(item) for item in value]
             return value
 
-        return {key: plain(value) for key, value in asdict(self).items()}  # type: ignore
+        saved = {spec.name for spec in fields(self) if spec.metadata.get("saved", True)}  # type: ignore
+        return {key: plain(value) for key, value in asdict(self).items()  # type: ignore
+                if key in saved}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]):
@@ -150,15 +155,21 @@ class TrainConfig(_Checked):
     setting: str = flag("original", choices=SETTINGS, group=DATA,
                         help="original reads train.jsonl (human data); the others "
                         "train_{setting}.jsonl")
-    learning_rate: float = flag(2e-5, parse=positive_float, group=MODEL)
-    num_train_epochs: int = flag(10, parse=positive_int, group=MODEL)
-    max_seq_length: int = flag(256, parse=positive_int, group=MODEL)
-    per_device_train_batch_size: int = flag(4, parse=positive_int, group=MODEL)
-    per_device_eval_batch_size: int = flag(32, parse=positive_int, group=MODEL)
-    gradient_accumulation_steps: int = flag(16, parse=positive_int, group=MODEL)
-    weight_decay: float = flag(0.01, parse=non_negative_float, group=MODEL)
-    warmup_steps: int = flag(100, parse=non_negative_int, group=MODEL)
-    seed: int = flag(42, parse=integer, group=MODEL)
+    learning_rate: float = flag(2e-5, parse=positive_float, group=MODEL,
+                                help="peak learning rate (the paper swept 5e-6, 1e-5, 2e-5)")
+    num_train_epochs: int = flag(10, parse=positive_int, group=MODEL, help="passes over the data")
+    max_seq_length: int = flag(256, parse=positive_int, group=MODEL,
+                               help="tokens per question + option")
+    per_device_train_batch_size: int = flag(4, parse=positive_int, group=MODEL,
+                                            help="examples per step on each process")
+    per_device_eval_batch_size: int = flag(32, parse=positive_int, group=MODEL,
+                                           help="examples per evaluation step")
+    gradient_accumulation_steps: int = flag(16, parse=positive_int, group=MODEL,
+                                            help="steps per optimizer update")
+    weight_decay: float = flag(0.01, parse=non_negative_float, group=MODEL, help="AdamW's")
+    warmup_steps: int = flag(100, parse=non_negative_int, group=MODEL,
+                             help="linear warm-up, in optimizer updates")
+    seed: int = flag(42, parse=integer, group=MODEL, help="data order and initialisation")
     train_file: Path | None = flag(None, parse=Path, group=DATA,
                                    help="train on this JSONL instead (any created file); dev/test "
                                    "still come from data_dir/data_name")
@@ -173,6 +184,20 @@ class TrainConfig(_Checked):
                                               "newest in output_dir)")
     cpu: bool = flag(False, parse=None, group=RUN,
                      help="train on the CPU even when a GPU is there")
+    overwrite_output_dir: bool = flag(False, parse=None, group=RUN, saved=False,
+                                      help="replace a finished run in output_dir (refused "
+                                      "otherwise)")
+    force_learning_rate: bool = flag(False, parse=None, group=MODEL, saved=False,
+                                     help=f"train with a learning rate outside "
+                                     f"{SANE_LEARNING_RATES[0]:g}..{SANE_LEARNING_RATES[1]:g}")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        low, high = SANE_LEARNING_RATES
+        if not low <= self.learning_rate <= high and not self.force_learning_rate:
+            raise InputError(f"learning_rate: {self.learning_rate:g} is outside {low:g}..{high:g} "
+                             "(fine-tuning uses 5e-6 to 2e-5; 2e5 is a typo for 2e-5?); "
+                             "force_learning_rate (--force_learning_rate) trains with it anyway")
 
     @property
     def dataset_dir(self) -> Path:
