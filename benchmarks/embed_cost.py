@@ -304,7 +304,7 @@ def engine_run(p: Params, sim: Any, name: str, setting: str, backend: str | None
     started = time.perf_counter()
     result = asyncio.run(create(cfg, enc))
     wall = time.perf_counter() - started
-    s = result.summary
+    s = result.summary.to_json()
     m = RunMetrics(
         name=name, client="creator (in process)", setting=setting, concurrency=p.concurrency,
         requests=s["requests"], completions=s["completions"], accepted=s["accepted"],

@@ -123,9 +123,18 @@ def default_output(data_dir: Path, data_name: str, setting: str) -> tuple[Path, 
 
 
 def _check_output(output: Path, chosen: bool) -> None:
+    """A missing folder is made when the run starts (`out/run1/data.jsonl` as users write it);
+    one that cannot be made, under a file or a read-only folder, is refused now."""
     if chosen and not output.parent.is_dir():
-        raise InputError(f"the folder of {option('output', output)} does not exist: "
-                         f"{output.parent}")
+        existing = output.parent
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise InputError(f"the folder of {option('output', output)} cannot be made: "
+                             f"{existing} is a file")
+        if not os.access(existing, os.W_OK):
+            raise InputError(f"the folder of {option('output', output)} cannot be made: "
+                             f"{existing} is read-only")
     if output.is_dir():
         raise InputError(f"{option('output', output)} is a folder")
 

@@ -142,8 +142,9 @@ BAD_INPUT = {
     "exemplar_is_a_folder": (lambda t: [*EX5, "--exemplar", str(t)], ["cannot read"]),
     "exemplar_without_target": (
         lambda t: [*EX, "--exemplar", _file(t / "ok.jsonl", _lines(GOOD))], ["--target"]),
-    "output_in_missing_folder": (
-        lambda t: [*EX, "--output", str(t / "no" / "such" / "out.jsonl")], ["does not exist"]),
+    "output_under_a_file": (
+        lambda t: [*EX, "--output", str(Path(_file(t / "f.txt", "x")) / "such" / "out.jsonl")],
+        ["cannot be made", "is a file"]),
     "output_is_a_folder": (lambda t: [*EX, "--output", _folder(t / "outdir")], ["folder"]),
     "resume_and_overwrite_together": (
         lambda t: [*EX, "--resume"], ["--resume", "--overwrite"]),

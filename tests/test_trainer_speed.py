@@ -17,7 +17,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data"
-TIMEOUT_S = 170  # the quick run takes about a minute on 2 shared cores
+TIMEOUT_S = 420  # a bound on a shared 2-core machine (about 90 s alone), not a speed target
 
 RUN_KEYS = ("name", "client", "dataset", "format", "round", "processes", "threads_per_process",
             "train_examples", "train_seconds", "examples_per_second", "optimizer_updates", "wall_s",

@@ -95,10 +95,31 @@ def run_trainer(
         try:
             stdout, stderr = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
+            kill_tree(process.pid)
+            process.communicate(timeout=30)
             pytest.fail(f"trainer did not exit within {timeout} s: {' '.join(command)}")
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def kill_tree(pid: int) -> None:
+    """The launcher and every process under it: torchrun starts its workers in sessions of their
+    own, so killing the launcher's group leaves them running, holding our pipes open."""
+    import psutil
+
+    try:
+        parent = psutil.Process(pid)
+        family = [parent, *parent.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for member in family:
+        try:
+            member.kill()
+        except psutil.NoSuchProcess:
+            pass
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def read_jsonl(path: Path) -> list[dict]:

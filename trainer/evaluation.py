@@ -126,7 +126,7 @@ def _evaluate_run(run: Run, splits: dict[str, dict[str, Split | None]], batch_si
     )
 
     from trainer.encode import PadCollator, encode
-    from trainer.loop import evaluate, has_accelerator, load_pretrained
+    from trainer.loop import evaluate, finish, has_accelerator, load_pretrained
 
     model_dir = str(run.path / BEST_MODEL)
     accelerator = Accelerator(cpu=cpu or not has_accelerator())
@@ -152,7 +152,7 @@ def _evaluate_run(run: Run, splits: dict[str, dict[str, Split | None]], batch_si
     del model
     accelerator.free_memory()
     gc.collect()
-    accelerator.end_training()
+    finish(accelerator)
     return results
 
 

@@ -231,7 +231,7 @@ def _train(config: TrainConfig, task: Task) -> TrainResult:
     del model, optimizer, train_dataloader, dev_dataloader, test_dataloader, lr_scheduler
     accelerator.free_memory()
     gc.collect()
-    accelerator.end_training()
+    finish(accelerator)
     return metrics
 
 
@@ -251,6 +251,32 @@ def quiet_unless_main() -> Iterator[None]:
         transformers.logging.set_verbosity(verbosity)
         if bars:
             transformers.utils.logging.enable_progress_bar()
+
+
+def finish(accelerator: Accelerator) -> None:
+    """end_training() without destroying the process group now: a second call in the same
+    processes (train, then evaluate) would rendezvous again on torchrun's MASTER_PORT, and a rank
+    that gets there first can join the store the other rank is still tearing down and wait
+    forever (seen as an occasional hang). The group is kept for the process's later calls, which
+    find it initialised and reuse it, and destroyed once at exit."""
+    global _DESTROY_AT_EXIT
+    for tracker in accelerator.trackers:
+        tracker.finish()
+    accelerator.wait_for_everyone()
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    if distributed and not _DESTROY_AT_EXIT:
+        import atexit
+
+        atexit.register(_destroy_process_group)
+        _DESTROY_AT_EXIT = True
+
+
+_DESTROY_AT_EXIT = False
+
+
+def _destroy_process_group() -> None:
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 @contextmanager
