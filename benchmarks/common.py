@@ -56,7 +56,7 @@ class RunMetrics:
     latency_p50_s: float | None = None
     latency_p99_s: float | None = None
     physical_limit_rps: float | None = None  # min(RPM/60, TPM/60/tokens per request, c/latency)
-    achieved_fraction: float | None = None  # requests_per_s (steady state if rate-limited) / limit
+    achieved_fraction: float | None = None  # requests_per_s / physical_limit_rps
     cpu_s: float = 0.0  # client process, user + system, whole process life
     cpu_ms_per_request: float | None = None  # cpu_s / completions
     cpu_ms_per_request_net: float | None = None  # without interpreter start-up and imports

@@ -35,12 +35,12 @@ def plot(name: str, data: dict[str, Any], path: Path) -> Path | None:
 
 def throughput(plt: Any, d: dict[str, Any]) -> Any:
     p = d["params"]
-    fig, axes = plt.subplots(2, 2, figsize=(13, 9.5))
+    fig, axes = plt.subplots(1, 3, figsize=(18, 5.8))
     fig.suptitle(f"creator throughput against the simulator "
                  f"({'quick' if d['quick'] else 'full'} run)")
 
     # (a) requests/s vs concurrency, with the physical limit and the baselines
-    ax = axes[0][0]
+    ax = axes[0]
     naive = [m for m in d["sweep"] if m["setting"] == "naive"]
     cs = [m["concurrency"] for m in naive]
     ax.plot(cs, [m["physical_limit_rps"] for m in naive], "k--", lw=1,
@@ -67,7 +67,7 @@ def throughput(plt: Any, d: dict[str, Any]) -> Any:
     ax.legend(fontsize=8)
 
     # (b) client CPU per request
-    ax = axes[0][1]
+    ax = axes[1]
     ax.plot(cs, [m["cpu_ms_per_request_net"] for m in naive], "o-", color="C0",
             label="creator (start-up excluded)")
     ax.plot(cs, [m["cpu_ms_per_request"] for m in naive], "o:", color="C0", alpha=0.5,
@@ -85,7 +85,7 @@ def throughput(plt: Any, d: dict[str, Any]) -> Any:
     ax.legend(fontsize=8)
 
     # (c) open loop: achieved vs offered, and latency
-    ax = axes[1][0]
+    ax = axes[2]
     ol = d["open_loop"]
     if ol:
         # the realised Poisson rate: a few seconds of arrivals differ from the nominal rate
@@ -107,28 +107,7 @@ def throughput(plt: Any, d: dict[str, Any]) -> Any:
     ax.set_title(f"open loop (creator.client.ChatClient), latency {p['openloop_latency_s']:g} s")
     ax.grid(True, alpha=0.3)
 
-    # (d) rate-limited: completions per second over time
-    ax = axes[1][1]
-    for i, m in enumerate(d["rate_limited"]):
-        tl = m["extra"].get("timeline") or []
-        if len(tl) < 3:
-            continue
-        ts, rates = [], []
-        for (t1, ok1, *_), (t2, ok2, *_) in zip(tl[::4], tl[4::4]):  # ~2 s bins
-            if t2 > t1:
-                ts.append((t1 + t2) / 2)
-                rates.append((ok2 - ok1) / (t2 - t1))
-        frac = m.get("achieved_fraction")
-        label = f"{m['name']} ({frac:.0%})" if frac is not None else m["name"]
-        ax.plot(ts, rates, "-", color=f"C{i}", lw=1.2, label=label)
-        ax.axhline(m["physical_limit_rps"], color=f"C{i}", ls=":", lw=0.8)
-    ax.set_yscale("log")
-    ax.set_xlabel("seconds since start")
-    ax.set_ylabel("completed requests / s (2 s bins)")
-    ax.set_title("rate-limited: initial bucket, then the steady state (dotted: limit)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout(rect=(0, 0.02, 1, 0.97))
+    fig.tight_layout(rect=(0, 0.03, 1, 0.95))
     return fig
 
 

@@ -11,10 +11,7 @@ Four load shapes, after vLLM's serving benchmark:
    (b) a plain AsyncOpenAI + asyncio.Semaphore loop with the SDK's default retries.
 3. open loop: Poisson arrivals through creator.client.ChatClient at several rates against a server
    with a fixed number of slots (capacity = slots / latency); achieved vs offered rate and latency.
-4. rate-limited: the server enforces RPM or TPM (429 + Retry-After + x-ratelimit-*), with and
-   without the same limit given to the client, and once without x-ratelimit headers; the share of
-   the server's budget the client used after the initial full bucket was spent (`steady_state`),
-   against the physical limit min(RPM, TPM / tokens per request, c / latency).
+4. rate-limited: its own benchmark, `python -m benchmarks limits` (benchmarks/limits.py).
 
 Every client runs as its own process, measured from outside (CPU from wait4, peak RSS from VmHWM).
 This file is also the child process of the baselines and the open-loop driver:
@@ -30,7 +27,6 @@ import random
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,12 +65,6 @@ class Params:
     openloop_slots: int
     openloop_load: list[float]  # offered rate as a fraction of the capacity slots / latency
     openloop_duration_s: float
-    # rate-limited
-    rl_latency_s: float
-    rl_concurrency: int
-    rl_rpm: float
-    rl_tpm: float
-    rl_duration_s: float
     point_timeout_s: float
 
 
@@ -84,7 +74,6 @@ FULL = Params(
     async_openai_concurrencies=[4, 16, 64, 256, 1024], sequential_requests=20,
     openloop_latency_s=1.0, openloop_slots=64, openloop_load=[0.25, 0.5, 0.75, 0.9, 1.1],
     openloop_duration_s=20.0,
-    rl_latency_s=1.0, rl_concurrency=64, rl_rpm=600, rl_tpm=150000, rl_duration_s=90.0,
     point_timeout_s=120.0,
 )  # fmt: skip
 QUICK = Params(
@@ -93,7 +82,6 @@ QUICK = Params(
     async_openai_concurrencies=[64], sequential_requests=8,
     openloop_latency_s=0.25, openloop_slots=16, openloop_load=[0.5, 0.9, 1.1],
     openloop_duration_s=3.0,
-    rl_latency_s=0.25, rl_concurrency=32, rl_rpm=600, rl_tpm=150000, rl_duration_s=18.0,
     point_timeout_s=40.0,
 )  # fmt: skip
 
@@ -109,7 +97,6 @@ class ThroughputResult:
     sweep: list[RunMetrics] = field(default_factory=list)
     baselines: list[RunMetrics] = field(default_factory=list)
     open_loop: list[RunMetrics] = field(default_factory=list)
-    rate_limited: list[RunMetrics] = field(default_factory=list)
     ratios: dict[str, float | None] = field(default_factory=dict)
     targets: list[Target] = field(default_factory=list)
     wall_s: float = 0.0
@@ -127,12 +114,12 @@ def creator_cmd(base_url: str, output: Path, setting: str, concurrency: int, tar
 
 def run_creator(sim: Simulator, name: str, workdir: Path, *, setting: str = "naive",
                 concurrency: int, target: int, timeout: float, startup_cpu_s: float = 0.0,
-                extra: list[str] | None = None, on_tick: Any = None) -> RunMetrics:
+                extra: list[str] | None = None) -> RunMetrics:
     output = workdir / f"{name.replace(' ', '_').replace('=', '')}.jsonl"
     sim.reset()
     sim_cpu = sim.cpu_s()
     proc = run_measured(creator_cmd(sim.base_url, output, setting, concurrency, target, extra),
-                        timeout, on_tick=on_tick)
+                        timeout)
     server = sim.stats()
     server["sim_cpu_s"] = round(sim.cpu_s() - sim_cpu, 3)
     summary_file = output.with_name(output.stem + ".summary.json")
@@ -165,14 +152,14 @@ def run_creator(sim: Simulator, name: str, workdir: Path, *, setting: str = "nai
     return m
 
 
-def run_role(sim: Simulator, name: str, role: str, args: list[str], timeout: float,
-             on_tick: Any = None) -> tuple[dict[str, Any], Any]:
+def run_role(sim: Simulator, name: str, role: str, args: list[str],
+             timeout: float) -> tuple[dict[str, Any], Any]:
     """A baseline or the open-loop driver as a measured child; returns (its JSON, ProcResult)."""
     sim.reset()
     sim_cpu = sim.cpu_s()
     cmd = [python(), "-m", "benchmarks.throughput", "--role", role, "--base_url", sim.base_url,
            *args]
-    proc = run_measured(cmd, timeout, on_tick=on_tick)
+    proc = run_measured(cmd, timeout)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if not lines:
         raise RuntimeError(f"{name}: no result (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -402,160 +389,6 @@ def role_main(argv: list[str]) -> int:
     return 0
 
 
-# --- rate-limited runs: the steady state after the initial bucket --------------------------------
-
-
-def admitted(stats: dict[str, Any]) -> int:
-    """Requests the server let through its limits."""
-    return (stats["requests"] - stats["rate_limited"] - stats["bad_request"]
-            - stats["unauthorized"] - stats["quota_exceeded"])
-
-
-def timeline_row(t: float, stats: dict[str, Any]) -> list[float]:
-    """One sample of the server's counters: [t, completed, 429s, admitted, in flight, tokens of
-    the completed requests]."""
-    return [round(t, 2), stats["ok"], stats["rate_limited"], admitted(stats), stats["in_flight"],
-            stats["prompt_tokens"] + stats["completion_tokens"]]
-
-
-def steady_state(timeline: list[list[float]], per_minute: float, units: str, limit_rps: float,
-                 latency_s: float, reserve_tokens: float = 0.0, tokens_per_request: float = 1.0,
-                 prompt_tokens: float = 0.0) -> dict[str, Any]:
-    """The server's budget, replayed from its counters (rows of `timeline_row`): where the
-    initial full bucket ran dry, and how much of the budget the client used after that.
-
-    The server's bucket holds one minute's budget at the start and refills at per_minute / 60 per
-    second; nothing but the client takes from it, so its level at time t (from the first request,
-    t0) is per_minute + rate x (t - t0) - used(t), where used counts admitted requests (RPM) or
-    the tokens of completed requests plus the reservations (prompt + max_tokens) of those in
-    flight (TPM). The bucket has run dry at the first sample whose level is within one second of
-    refill and two requests of zero (the sampling is every 0.5 s).
-
-    The steady window [a, b] starts a settling time after that, max(2 s, 20 x latency): with a
-    token limit, the unused max_tokens reserved by the burst's requests come back as refunds and
-    buy a tail of further requests; each latency the excess shrinks by unused / reserved (about
-    860 / 1124 here), so after 20 latencies less than 1% is left. It ends two latencies before
-    the last completion, while the client still sends (at the very end it only waits for its
-    last replies). In the window the client could have used what the bucket held at a plus the
-    refill, so budget_fraction = (used(b) - used(a)) / (level(a) + rate x (b - a)): 1.0 for a
-    client that keeps the bucket empty, and still honest for one that leaves budget unused for a
-    while and spends the savings later (then its completions per second can exceed the limit)."""
-    rate = per_minute / 60.0
-    first = next((i for i, row in enumerate(timeline) if row[3] + row[2] > 0), None)
-    if first is None:
-        return {"steady_requests_per_s": None}
-    # the first request went out between the previous sample and this one
-    t0 = ((timeline[first - 1][0] if first > 0 else 0.0) + timeline[first][0]) / 2
-    last = timeline[-1]
-    done_at = next(row[0] for row in timeline if row[1] == last[1])  # the last completion
-
-    def used(row: list[float]) -> float:
-        if units == "requests":
-            return row[3]
-        # tokens of the completed requests + what those in flight hold reserved
-        return row[5] + row[4] * (prompt_tokens + reserve_tokens)
-
-    def level(row: list[float]) -> float:
-        return per_minute + rate * (row[0] - t0) - used(row)
-
-    per_request = 1.0 if units == "requests" else tokens_per_request
-    slack = rate * 1.0 + 2 * per_request
-    drained = next((row for row in timeline[first:] if level(row) <= slack), None)
-    settle = max(2.0, 20 * latency_s)
-    start = None if drained is None else next(
-        (row for row in timeline if row[0] >= drained[0] + settle), None)
-    end = next((row for row in reversed(timeline) if row[0] <= done_at - 2 * latency_s), None)
-    if start is None or end is None or end[0] - start[0] < 2.0:
-        return {"t0_s": round(t0, 2), "bucket_dry_at_s": None, "steady_requests_per_s": None}
-    window = end[0] - start[0]
-    saved = max(0.0, level(start))
-    return {
-        "t0_s": round(t0, 2),
-        "bucket_dry_at_s": round(drained[0] - t0, 2),
-        "steady_from_s": round(start[0] - t0, 2),
-        "steady_to_s": round(end[0] - t0, 2),
-        # admitted beyond what the refill alone allowed by then: the initial bucket, as used
-        "burst_requests": round(drained[3] - limit_rps * (drained[0] - t0)),
-        "steady_window_s": round(window, 2),
-        "steady_completions": end[1] - start[1],
-        "steady_requests_per_s": round((end[1] - start[1]) / window, 3),
-        "steady_429s": end[2] - start[2],
-        "saved_budget_at_window_start_requests": round(saved / per_request, 1),
-        "steady_budget_fraction": round((used(end) - used(start)) / (saved + rate * window), 4),
-    }
-
-
-@dataclass
-class RLCase:
-    name: str
-    client: str  # creator | async_openai
-    server_rpm: float = 0.0
-    server_tpm: float = 0.0
-    client_flags: list[str] = field(default_factory=list)
-    latency_s: float | None = None  # None: the Params' rl_latency_s
-    sim_flags: dict[str, Any] = field(default_factory=dict)  # more simulator flags
-
-
-def rate_limited_case(case: RLCase, p: Params, workdir: Path, tokens_per_request: float,
-                      prompt_tokens: float, startup_cpu_s: float) -> RunMetrics:
-    timeline: list[list[float]] = []
-    latency = case.latency_s or p.rl_latency_s
-    with Simulator(ttft=latency, rpm=case.server_rpm or None,
-                   tpm=case.server_tpm or None, seed=7, **case.sim_flags) as sim:
-        started = time.monotonic()
-
-        def tick(_: float) -> None:
-            try:
-                timeline.append(timeline_row(time.monotonic() - started, sim.stats()))
-            except OSError:
-                pass
-
-        per_minute = case.server_rpm or case.server_tpm
-        burst = case.server_rpm or case.server_tpm / tokens_per_request
-        expected = int(burst + p.rl_duration_s * (per_minute / 60) /
-                       (1 if case.server_rpm else tokens_per_request))
-        timeout = p.rl_duration_s * 1.6 + 20
-        if case.client == "creator":
-            m = run_creator(sim, case.name, workdir, concurrency=p.rl_concurrency,
-                            target=K * expected, timeout=timeout, startup_cpu_s=startup_cpu_s,
-                            extra=case.client_flags, on_tick=tick)
-        else:
-            data, proc = run_role(sim, case.name, "async_openai",
-                                  ["--requests", str(expected), "--time_limit", str(timeout - 10),
-                                   "--concurrency", str(p.rl_concurrency)], timeout + 10,
-                                  on_tick=tick)
-            m = baseline_metrics(case.name, "async_openai", data, proc, p.rl_concurrency)
-        tick(0.0)
-    units = "requests" if case.server_rpm else "tokens"
-    limits = [p.rl_concurrency / latency]
-    if case.server_rpm:
-        limits.append(case.server_rpm / 60)
-    if case.server_tpm:
-        limits.append(case.server_tpm / 60 / tokens_per_request)
-    m.physical_limit_rps = round(min(limits), 3)
-    steady = steady_state(timeline, per_minute, units, m.physical_limit_rps, latency,
-                          reserve_tokens=MAX_TOKENS, tokens_per_request=tokens_per_request,
-                          prompt_tokens=prompt_tokens)
-    m.achieved_fraction = steady.get("steady_budget_fraction")
-    # the other method: the whole run, less the initial bucket (one minute's budget)
-    minus_bucket = (m.completions - burst) / m.duration_s if m.duration_s else None
-    m.extra.update(steady)
-    m.extra.update({
-        "server_rpm": case.server_rpm or None, "server_tpm": case.server_tpm or None,
-        "client_flags": " ".join(case.client_flags) or None,
-        "sim_flags": case.sim_flags or None,
-        "tokens_per_request": round(tokens_per_request, 1), "latency_s": latency,
-        "whole_run_requests_per_s": m.requests_per_s,
-        "whole_run_minus_bucket_requests_per_s": round(minus_bucket, 3) if minus_bucket else None,
-        "whole_run_minus_bucket_fraction":
-            round(minus_bucket / m.physical_limit_rps, 4) if minus_bucket else None,
-        "prompt_tokens_per_request": round(prompt_tokens, 1),
-        # [t, completed, 429s, admitted, in flight, tokens of completed] from the server, ~0.5 s
-        "timeline": timeline,
-    })  # fmt: skip
-    return m
-
-
 # --- the benchmark ------------------------------------------------------------------------------
 
 
@@ -572,31 +405,7 @@ def run(quick: bool, command: str) -> ThroughputResult:
             log(f"throughput: creator start-up CPU {result.startup_cpu_s:.3f} s")
             closed_loop_sweep(sim, p, work, result)
             baselines(sim, p, result)
-        # what one request costs in tokens on this server, for the TPM limit
-        oks = sum(r.server["ok"] for r in result.sweep)
-        tokens_per_request = sum(r.server["prompt_tokens"] + r.server["completion_tokens"]
-                                 for r in result.sweep) / max(oks, 1)
-        prompt_tokens = sum(r.server["prompt_tokens"] for r in result.sweep) / max(oks, 1)
-
-        cases = rate_limited_cases(p)
-        with ThreadPoolExecutor(len(cases)) as pool:
-
-            def start_rate_limited() -> list[Any]:
-                log(f"  rate-limited: {len(cases)} runs of ~{p.rl_duration_s:.0f} s in parallel")
-                return [pool.submit(rate_limited_case, c, p, work, tokens_per_request,
-                                    prompt_tokens, result.startup_cpu_s) for c in cases]
-
-            # --quick overlaps the rate-limited runs (light: ~10 req/s each once the initial
-            # bucket is spent) with the open loop; a full run keeps them apart
-            futures = start_rate_limited() if quick else []
-            open_loop_runs(p, result)
-            if not quick:
-                futures = start_rate_limited()
-            result.rate_limited = [f.result() for f in futures]
-        for m in result.rate_limited:
-            log(f"  {m.name}: steady {m.extra.get('steady_requests_per_s')} req/s of "
-                f"{m.physical_limit_rps} ({m.achieved_fraction}), 429s {m.rate_limited}, "
-                f"failed {m.failed_requests}")
+        open_loop_runs(p, result)
     result.ratios, result.targets = ratios_and_targets(result, p)
     result.wall_s = round(time.monotonic() - began, 1)
     return result
@@ -676,26 +485,6 @@ def open_loop_runs(p: Params, result: ThroughputResult) -> None:
                 f"p99 {m.latency_p99_s}s")
 
 
-def rate_limited_cases(p: Params) -> list[RLCase]:
-    R, T, c = p.rl_rpm, p.rl_tpm, p.rl_concurrency
-    fast = [] if p.rl_latency_s <= 0.25 else [
-        # the same limit with short replies: many more requests wait for each refill
-        RLCase(f"creator, server RPM {R:g}, latency 0.25 s", "creator", server_rpm=R,
-               latency_s=0.25)]
-    return fast + [
-        RLCase(f"creator, server RPM {R:g}", "creator", server_rpm=R),
-        RLCase(f"creator --rpm {R:g}, server RPM {R:g}", "creator", server_rpm=R,
-               client_flags=["--rpm", f"{R:g}"]),
-        RLCase(f"creator, server TPM {T:g}", "creator", server_tpm=T),
-        RLCase(f"creator --tpm {T:g}, server TPM {T:g}", "creator", server_tpm=T,
-               client_flags=["--tpm", f"{T:g}"]),
-        # a server that does not state its limits: only 429 + Retry-After to learn from
-        RLCase(f"creator, server RPM {R:g}, no x-ratelimit headers", "creator", server_rpm=R,
-               sim_flags={"no_ratelimit_headers": True}),
-        RLCase(f"AsyncOpenAI c={c}, server RPM {R:g}", "async_openai", server_rpm=R),
-    ]
-
-
 def ratios_and_targets(r: ThroughputResult, p: Params) -> tuple[dict[str, Any], list[Target]]:
     seq = next((b for b in r.baselines if b.client == "sequential"), None)
     ratios: dict[str, Any] = {}
@@ -711,15 +500,10 @@ def ratios_and_targets(r: ThroughputResult, p: Params) -> tuple[dict[str, Any], 
                 ratios[f"cpu_per_request_async_openai_over_creator_c{b.concurrency}"] = round(
                     b.cpu_ms_per_request_net / by_c[b.concurrency].cpu_ms_per_request_net, 2)
     c64 = by_c.get(64)
-    creator_rl = [m for m in r.rate_limited if m.client == "creator"]
     lat = f"{p.latency_s:g} s latency"
     targets = [
         check("creator c=64 vs the original sequential loop (x)",
               ratios.get("creator_c64_vs_sequential"), ">=", 50.0, lat),
-        check("rate-limited: lowest steady-state fraction of the limit (creator)",
-              min((m.achieved_fraction or 0.0 for m in creator_rl), default=None), ">=", 0.95),
-        check("rate-limited: failed requests (creator)",
-              float(sum(m.failed_requests for m in creator_rl)), "==", 0.0),
         check("client CPU per request at c=64, ms (start-up excluded)",
               c64.cpu_ms_per_request_net if c64 else None, "<=", 1.0),
         check("client CPU per request, worst sweep point of >= 500 requests, ms",
@@ -747,19 +531,6 @@ OPENLOOP_COLUMNS = [
     ("latency_p99_s", "p99 s", ".3f"), ("failed_requests", "failed", "d"),
     ("cpu_ms_per_request_net", "cpu ms/req", ".3f"), ("peak_rss_mb", "RSS MB", ".0f"),
 ]
-RL_COLUMNS = [
-    ("name", "run", ""), ("physical_limit_rps", "limit/s", ".2f"),
-    ("steady_requests_per_s", "steady/s", ".2f"),
-    ("saved_budget_at_window_start_requests", "saved", ".0f"),
-    ("achieved_fraction", "achieved", ".1%"),
-    ("burst_requests", "burst", "d"), ("whole_run_requests_per_s", "whole run/s", ".2f"),
-    ("whole_run_minus_bucket_fraction", "minus bucket", ".1%"),
-    ("rate_limited", "429s", "d"), ("retries", "retries", "d"), ("failed_requests", "failed", "d"),
-    ("latency_p50_s", "p50 s", ".3f"), ("cpu_ms_per_request", "cpu ms/req", ".3f"),
-    ("peak_rss_mb", "RSS MB", ".0f"),
-]
-
-
 def tables(data: dict[str, Any]) -> str:
     """The plain-text report, from the JSON (so the README's tables can be redone from a file)."""
     p = data["params"]
@@ -770,10 +541,6 @@ def tables(data: dict[str, Any]) -> str:
     out += [f"open loop: Poisson arrivals for {p['openloop_duration_s']:g} s (offered = as realised), "
             f"server capacity {p['openloop_slots']} slots / {p['openloop_latency_s']:g} s; "
             "limit = min(offered, capacity)", format_table(ol_rows, OPENLOOP_COLUMNS), ""]
-    rl_rows = [{**m, **m["extra"]} for m in data["rate_limited"]]
-    out += [f"rate-limited, c={p['rl_concurrency']}, latency {p['rl_latency_s']:g} s, "
-            f"~{p['rl_duration_s']:g} s per run (steady = after the initial full bucket)",
-            format_table(rl_rows, RL_COLUMNS), ""]
     out.append("ratios: " + ", ".join(f"{k} {v}" for k, v in data["ratios"].items()))
     out.append("")
     out.append(targets_table(data["targets"]))

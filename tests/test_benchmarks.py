@@ -106,33 +106,6 @@ def test_throughput(results):
         assert isinstance(t["met"], bool)
 
 
-def _rate_limited(data: dict) -> list[dict]:
-    runs = data["rate_limited"]
-    assert len(runs) >= 6
-    for m in runs:
-        _sane(m)
-        assert m["physical_limit_rps"] > 0
-        assert m["extra"]["server_rpm"] or m["extra"]["server_tpm"]
-    return runs
-
-
-def test_throughput_rate_limited(results):
-    """Rate-limited by the server, with or without the limit given to it (then it learns it from
-    x-ratelimit-* headers, or from 429s alone), the creator loses no request, and the steady state
-    after the server's initial bucket was found."""
-    runs = _rate_limited(_ok(results, "throughput"))
-    creator = [m for m in runs if m["client"] == "creator"]
-    assert len([m for m in creator if m["extra"]["client_flags"]]) == 2
-    assert any(m["extra"]["sim_flags"] for m in creator)  # a server that states no limits
-    for m in creator:
-        assert m["failed_requests"] == 0, (m["name"], m["extra"].get("failed_by_reason"))
-        assert m["extra"]["status"] == "completed", m["name"]
-        assert m["extra"]["steady_requests_per_s"] is not None, m["name"]
-        assert m["achieved_fraction"] > 0
-    baseline = [m for m in runs if m["client"] == "async_openai"]
-    assert len(baseline) == 1 and baseline[0]["rate_limited"] > 0  # the server did limit
-
-
 def test_transports(results):
     data = _ok(results, "transports")
     rows = {r["name"]: r for r in data["transports"]}
