@@ -176,7 +176,8 @@ CREATE_OPTIONS: tuple[Option, ...] = (
     Option("batch", "flag", False, "send the requests through the provider's Batch API "
            "(/v1/files + /v1/batches: half price on OpenAI, results within 24 h): naive in one "
            "batch, tree one batch per depth, random/diverse/similar one per step of all chains; "
-           "batch and file IDs are kept in {output}.batches.json so --resume polls them",
+           "batch and file IDs are kept beside the output in <stem>.batches.json, so --resume "
+           "polls them",
            "spend"),
     Option("batch_size", "count", 50_000, "requests per batch, at most 50,000 (OpenAI's limit "
            "per batch; files are also kept under 200 MB); more make several batches",
