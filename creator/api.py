@@ -216,7 +216,8 @@ def prepare(api_key: str | None = None, **options: Any) -> Prepared:
     from .engine import check_budget, make_projection, plan_run
 
     plan = plan_run(cfg)  # bad input is refused before any server starts or file is touched
-    notices.append(f"writing {output} (summary: {summary_path(output)})")
+    if not cfg.dry_run:  # a dry run writes nothing
+        notices.append(f"writing {output} (summary: {summary_path(output)})")
     if not embedded and base_urls == [OPENAI_URL]:
         cfg.model = cfg.model or OPENAI_DEFAULT_MODEL
     # elsewhere, with no model given, the run asks the server which model it serves
