@@ -97,7 +97,7 @@ def test_the_dry_run_is_within_15_percent_of_what_the_run_then_cost(name, data, 
                                                                      tmp_path):
     """The up-front projection takes a reply to be k objects as long as the exemplar: on these
     exemplars the simulator's replies are about that long (see README_spend.md for those where
-    they are not, and for a resumed run, which measures)."""
+    they are not, see README.md, "Spend", and benchmarks/spend.py; a resumed run measures)."""
     out = tmp_path / "out.jsonl"
     dry = project(data, setting=setting, target=400, output=out)
     with start_simulator(seed=3) as sim:
