@@ -99,6 +99,44 @@ admitted, answered 429 (rate_limited), completed (ok) and their input_tokens / o
 limits, so a benchmark can plot sent/s against limit/60 and compute the share of the limit held.
 The sums equal /stats admitted, rate_limited, ok, prompt_tokens and completion_tokens.
 
+Batch API (on unless --no_batch), as OpenAI documents it, on a time scale so a 24 h window runs in
+seconds: POST /v1/files (multipart, purpose "batch"), GET /v1/files/{id}, GET /v1/files/{id}/content,
+POST /v1/batches, GET /v1/batches (newest first, limit/after), GET /v1/batches/{id}, POST
+/v1/batches/{id}/cancel; counters at GET /stats/batch. Times are simulated seconds, turned into real
+ones by --batch_time_scale (simulated seconds per real second: 43200 runs 24 h in 2 s):
+
+  flag                          what the server does                         source
+  (always)                      lines {custom_id, method POST, url, body}    [B] request input object
+                                with custom_ids unique in the file; else
+                                the batch fails validation with errors.data
+  (always)                      completion_window "24h" only, endpoint       [B] "Currently only 24h is
+                                /v1/chat/completions; else 400                supported"
+  --batch_max_requests 50000    a file of more lines (or more than           [B] "The file can contain up
+  --batch_max_bytes 200000000   --batch_max_bytes) fails validation           to 50,000 requests, and can
+                                                                             be up to 200 MB in size"
+  --batch_validate_s 60         validating, then in_progress                 [B] statuses validating,
+  --batch_line_s 1              one line finished every line_s, in order     failed, in_progress,
+  --batch_finalize_s 60         finalizing, then completed                   finalizing, completed,
+  --batch_window_s 86400        not finished by then: expired; the lines     expired, cancelling,
+                                finished are in the output file, the rest    cancelled; [F] "remaining
+                                in the error file as batch_expired           work is cancelled and any
+                                                                             already completed work is
+                                                                             returned"
+  --batch_p_error P             a line fails (500/503/429 in its response)   [R] request output object:
+  --batch_errors_in_output      ... in the output file instead of the        response {status_code,
+                                error file (providers differ)                request_id, body}, error
+  --batch_p_fail P              a batch fails validation                     [B] failed
+  --batch_p_cancel P            a batch is cancelled while in progress (as   [B] cancelling, cancelled
+                                its owner may); finished lines returned
+  --no_batch                    no batch endpoints (404), as most servers    vLLM/llama.cpp serve none
+  Outputs are billed at the batch price (half, [F] "50% cost discount"): /stats/batch counts
+  their prompt and completion tokens apart from /stats's; lines_completed_twice counts a custom_id
+  answered by two batches and batches_from_a_used_file a file submitted twice.
+
+  [B] https://platform.openai.com/docs/api-reference/batch/create (and /object)
+  [R] https://platform.openai.com/docs/api-reference/batch/request-output
+  [F] https://help.openai.com/en/articles/9197833 (Batch API FAQ)
+
 Embedding: ``build_app(SimConfig(...))`` returns an aiohttp ``web.Application``.
 """
 
@@ -179,6 +217,20 @@ class SimConfig:
     # server
     backlog: int = 8192
     shutdown_timeout: float = 1.0
+    # batch API (see the module docstring); times in simulated seconds
+    batch: bool = True
+    batch_time_scale: float = 1.0  # simulated seconds per real second
+    batch_validate_s: float = 60.0
+    batch_line_s: float = 1.0
+    batch_finalize_s: float = 60.0
+    batch_window_s: float = 86400.0
+    batch_cancel_s: float = 60.0
+    batch_p_error: float = 0.0
+    batch_errors_in_output: bool = False
+    batch_p_fail: float = 0.0
+    batch_p_cancel: float = 0.0
+    batch_max_requests: int = 50_000
+    batch_max_bytes: int = 200_000_000
 
     def __post_init__(self) -> None:
         if self.no_retry_after:
@@ -1391,6 +1443,417 @@ class Simulator:
         return self._json(200, b'{"status":"ok"}')
 
 
+# --------------------------------------------------------------------------- batch API
+
+
+BATCH_STAT_KEYS = (
+    "files_uploaded", "batches_created", "batch_lines", "lines_completed", "lines_errored",
+    "lines_expired", "lines_cancelled", "lines_failed_validation", "prompt_tokens",
+    "completion_tokens", "batches_from_a_used_file", "lines_completed_twice", "cancel_requests",
+    "polls", "downloads",
+)
+BATCH_TERMINAL = ("completed", "failed", "expired", "cancelled")
+
+
+class BatchSim:
+    """OpenAI's Batch API on the simulator's clock (scaled): files, batches and their states.
+    A batch's state is worked out whenever it is looked at, from when it was created; its
+    replies are made (by the chat simulator's own content model) when it ends."""
+
+    def __init__(self, sim: Simulator) -> None:
+        self.sim = sim
+        self.cfg = sim.cfg
+        self.rng = random.Random(sim.cfg.seed + 7)
+        self.files: dict[str, dict[str, Any]] = {}
+        self.batches: dict[str, dict[str, Any]] = {}
+        self.order: list[str] = []  # batch ids, oldest first
+        self.used_files: set[str] = set()
+        self.completed_ids: set[str] = set()
+        self.stats: dict[str, Any] = dict.fromkeys(BATCH_STAT_KEYS, 0)
+        self.stats["statuses_seen"] = {}
+        self.n = 0
+
+    # ---------------------------------------------------------------- helpers
+
+    def _id(self, prefix: str) -> str:
+        self.n += 1
+        return f"{prefix}{self.n:08d}{self.rng.randrange(16**6):06x}"
+
+    def _auth(self, request: web.Request) -> web.Response | None:
+        header = self.sim.auth_header
+        if header is not None and request.headers.get("Authorization") != header:
+            self.sim.stats["unauthorized"] += 1
+            return self.sim._json(401, _err("Incorrect API key provided.", "invalid_request_error",
+                                            "invalid_api_key"))
+        return None
+
+    def _bad(self, message: str, status: int = 400) -> web.Response:
+        return self.sim._json(status, _err(message, "invalid_request_error"))
+
+    def _sim_elapsed(self, b: dict[str, Any]) -> float:
+        return (time.monotonic() - b["_mono"]) * self.cfg.batch_time_scale
+
+    def _wall(self, b: dict[str, Any], sim_s: float) -> int:
+        return int(b["created_at"] + sim_s)
+
+    def _file_object(self, f: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in f.items() if not k.startswith("_")}
+
+    def _public(self, b: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in b.items() if not k.startswith("_")}
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def _validate(self, raw: bytes, endpoint: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(lines, errors) of an input file, as OpenAI's validation reports them."""
+        errors: list[dict[str, Any]] = []
+        lines: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        if len(raw) > self.cfg.batch_max_bytes:
+            return [], [{"code": "file_too_large", "line": None, "param": None,
+                         "message": f"The input file can be up to {self.cfg.batch_max_bytes} bytes."}]
+        for number, text in enumerate(raw.splitlines(), 1):
+            if not text.strip():
+                continue
+            try:
+                line = orjson.loads(text)
+            except orjson.JSONDecodeError:
+                errors.append({"code": "invalid_json_line", "line": number, "param": None,
+                               "message": "This line is not parseable as valid JSON."})
+                continue
+            cid = line.get("custom_id") if isinstance(line, dict) else None
+            if not isinstance(cid, str) or not cid:
+                errors.append({"code": "missing_required_parameter", "line": number,
+                               "param": "custom_id", "message": "Missing custom_id."})
+            elif cid in seen:
+                errors.append({"code": "duplicate_custom_id", "line": number, "param": "custom_id",
+                               "message": f"The custom_id {cid} is used more than once."})
+            elif line.get("method") != "POST" or line.get("url") != endpoint or \
+                    not isinstance(line.get("body"), dict):
+                errors.append({"code": "invalid_request", "line": number, "param": "url",
+                               "message": f"Each line needs method POST, url {endpoint} and a body."})
+            else:
+                seen.add(cid)
+                lines.append(line)
+        if len(lines) > self.cfg.batch_max_requests:
+            errors.append({"code": "too_many_requests", "line": None, "param": None,
+                           "message": f"The input file can contain up to "
+                                      f"{self.cfg.batch_max_requests} requests."})
+        return lines, errors
+
+    def _advance(self, b: dict[str, Any]) -> None:
+        """Bring a batch to the state its age says (simulated seconds since creation)."""
+        if b["status"] in BATCH_TERMINAL:
+            return
+        cfg = self.cfg
+        t = self._sim_elapsed(b)
+        n = len(b["_lines"])
+        validated = cfg.batch_validate_s
+        if t < validated:
+            return self._seen(b, "validating")
+        if b["_fail"]:
+            b["failed_at"] = self._wall(b, validated)
+            b["errors"] = {"object": "list", "data": b["_fail"]}
+            self.stats["lines_failed_validation"] += n
+            return self._end(b, "failed", 0)
+        b["in_progress_at"] = self._wall(b, validated)
+        done_at = validated + n * cfg.batch_line_s
+        window = cfg.batch_window_s
+        cancel_at = b["_cancel_at"]
+        if cancel_at is not None and t >= cancel_at and cancel_at < min(done_at, window):
+            b["cancelling_at"] = self._wall(b, cancel_at)
+            finished = self._finished(cancel_at)
+            if t < cancel_at + cfg.batch_cancel_s:
+                b["request_counts"]["completed"] = finished
+                return self._seen(b, "cancelling")
+            b["cancelled_at"] = self._wall(b, cancel_at + cfg.batch_cancel_s)
+            return self._end(b, "cancelled", finished)
+        if done_at > window and t >= window:  # [F] the rest is cancelled, the finished returned
+            b["expired_at"] = self._wall(b, window)
+            return self._end(b, "expired", self._finished(window))
+        if t < done_at:
+            b["request_counts"]["completed"] = self._finished(t)
+            return self._seen(b, "in_progress")
+        b["finalizing_at"] = self._wall(b, done_at)
+        if t < done_at + cfg.batch_finalize_s:
+            b["request_counts"]["completed"] = n
+            return self._seen(b, "finalizing")
+        b["completed_at"] = self._wall(b, done_at + cfg.batch_finalize_s)
+        return self._end(b, "completed", n)
+
+    def _finished(self, t: float) -> int:
+        """Lines finished by simulated second t (one every batch_line_s after validation)."""
+        cfg = self.cfg
+        return max(0, int((t - cfg.batch_validate_s) / cfg.batch_line_s + _EPS)) if cfg.batch_line_s > 0 \
+            else 10**9
+
+    def _seen(self, b: dict[str, Any], status: str) -> None:
+        b["status"] = status
+        seen = self.stats["statuses_seen"]
+        seen[status] = seen.get(status, 0) + 1
+
+    def _end(self, b: dict[str, Any], status: str, finished: int) -> None:
+        """The batch ends: its first `finished` lines are answered, the rest are not."""
+        self._seen(b, status)
+        lines = b["_lines"]
+        finished = min(finished, len(lines))
+        out, err = [], []
+        ok = failed = 0
+        for i, line in enumerate(lines):
+            cid = line["custom_id"]
+            rid = self._id("batch_req_")
+            if i >= finished:
+                if status == "failed":
+                    continue  # a batch that failed validation answers no line
+                code = "batch_expired" if status == "expired" else "batch_cancelled"
+                message = ("This request could not be executed before the completion window "
+                           "expired." if status == "expired" else "The batch was cancelled.")
+                err.append({"id": rid, "custom_id": cid, "response": None,
+                            "error": {"code": code, "message": message}})
+                self.stats["lines_expired" if status == "expired" else "lines_cancelled"] += 1
+                failed += 1
+                continue
+            code, body = self._reply(line["body"])
+            entry = {"id": rid, "custom_id": cid,
+                     "response": {"status_code": code, "request_id": self._id("req_"), "body": body},
+                     "error": None}
+            if code == 200:
+                out.append(entry)
+                ok += 1
+                self.stats["lines_completed"] += 1
+                if cid in self.completed_ids:
+                    self.stats["lines_completed_twice"] += 1
+                self.completed_ids.add(cid)
+            else:
+                (out if self.cfg.batch_errors_in_output else err).append(entry)
+                failed += 1
+                self.stats["lines_errored"] += 1
+        b["request_counts"] = {"total": len(lines), "completed": ok, "failed": failed}
+        if out:
+            b["output_file_id"] = self._store(out, f"batch_{b['id']}_output.jsonl", "batch_output")
+        if err:
+            b["error_file_id"] = self._store(err, f"batch_{b['id']}_error.jsonl", "batch_output")
+
+    def _store(self, rows: list[dict[str, Any]], name: str, purpose: str) -> str:
+        data = b"".join(orjson.dumps(r) + b"\n" for r in rows)
+        fid = self._id("file-")
+        self.files[fid] = {"id": fid, "object": "file", "bytes": len(data),
+                           "created_at": int(time.time()), "filename": name, "purpose": purpose,
+                           "_data": data}
+        return fid
+
+    def _reply(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """One line's reply: what /v1/chat/completions would answer, without its latency,
+        limits or transport faults (a batch has none of those); --batch_p_error fails it."""
+        sim, cfg = self.sim, self.cfg
+        if cfg.batch_p_error > 0 and self.rng.random() < cfg.batch_p_error:
+            status = self.rng.choice((500, 503, 429))
+            message = {500: "The server had an error while processing your request.",
+                       503: "The engine is currently overloaded, please try again later.",
+                       429: "Rate limit reached for requests."}[status]
+            return status, json.loads(_err(message, "server_error" if status != 429 else "requests",
+                                           None if status != 429 else "rate_limit_exceeded"))
+        try:
+            messages = body.get("messages") or []
+            chars, system, user = 0, "", None
+            for m in messages:
+                text = _text(m.get("content"))
+                chars += len(text)
+                if m.get("role") == "system":
+                    system += text
+                elif m.get("role") == "user":
+                    user = text
+            exemplar = json.loads(user) if user else None
+            mk = body.get("max_tokens", body.get("max_completion_tokens"))
+            max_tokens = int(mk) if mk is not None else cfg.default_max_tokens
+        except (ValueError, TypeError, AttributeError) as e:
+            return 400, json.loads(_err(f"Invalid request: {e}", "invalid_request_error"))
+        if not isinstance(exemplar, dict):
+            return 400, json.loads(_err("Invalid request: the user message must be ONE JSON object "
+                                        "(the exemplar)", "invalid_request_error"))
+        km = K_RE.search(system)
+        k = min(max(int(km.group(1)), 1), 200) if km else 5
+        rf = body.get("response_format")
+        json_mode = isinstance(rf, dict) and rf.get("type") in ("json_schema", "json_object")
+        content_faults = ("garbage", "empty", "malformed", "wrong_format", "duplicate")
+        faults = {f for f in content_faults if sim._fault(f)}
+        content, _ = sim._content(exemplar, k, json_mode, faults)
+        prompt_tokens = -(-chars // 4)
+        completion_tokens = max(1, -(-len(content) // 4))
+        finish = "stop"
+        if completion_tokens > max_tokens:
+            content, completion_tokens, finish = content[: max_tokens * 4], max_tokens, "length"
+        self.stats["prompt_tokens"] += prompt_tokens
+        self.stats["completion_tokens"] += completion_tokens
+        sim.n_completion += 1
+        return 200, {
+            "id": f"chatcmpl-sim{sim.n_completion:09d}", "object": "chat.completion",
+            "created": int(time.time()), "model": body.get("model") or cfg.model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                         "logprobs": None, "finish_reason": finish}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens},
+            "system_fingerprint": "sim-batch",
+        }
+
+    # ---------------------------------------------------------------- handlers
+
+    async def upload(self, request: web.Request) -> web.Response:
+        if (refused := self._auth(request)) is not None:
+            return refused
+        try:
+            form = await request.post()
+        except (ValueError, web.HTTPException) as e:
+            return self._bad(f"expected a multipart form with 'purpose' and 'file': {e}")
+        purpose, upload = form.get("purpose"), form.get("file")
+        if purpose != "batch":
+            return self._bad("purpose must be 'batch' here")
+        if not isinstance(upload, web.FileField):
+            return self._bad("'file' must be a file")
+        data = upload.file.read()
+        fid = self._id("file-")
+        self.files[fid] = {"id": fid, "object": "file", "bytes": len(data),
+                           "created_at": int(time.time()), "filename": upload.filename,
+                           "purpose": "batch", "_data": data}
+        self.stats["files_uploaded"] += 1
+        return self.sim._json(200, orjson.dumps(self._file_object(self.files[fid])))
+
+    async def get_file(self, request: web.Request) -> web.Response:
+        if (refused := self._auth(request)) is not None:
+            return refused
+        f = self.files.get(request.match_info["file_id"])
+        if f is None:
+            return self._bad("No such file.", 404)
+        return self.sim._json(200, orjson.dumps(self._file_object(f)))
+
+    async def file_content(self, request: web.Request) -> web.Response:
+        if (refused := self._auth(request)) is not None:
+            return refused
+        f = self.files.get(request.match_info["file_id"])
+        if f is None:
+            return self._bad("No such file.", 404)
+        self.stats["downloads"] += 1
+        return web.Response(status=200, body=f["_data"], content_type="application/octet-stream")
+
+    async def create(self, request: web.Request) -> web.Response:
+        if (refused := self._auth(request)) is not None:
+            return refused
+        try:
+            body = orjson.loads(await request.read())
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return self._bad("the body must be a JSON object")
+        fid, endpoint = body.get("input_file_id"), body.get("endpoint")
+        if body.get("completion_window") != "24h":
+            return self._bad("completion_window: currently only 24h is supported")
+        if endpoint not in ("/v1/chat/completions",):
+            return self._bad("endpoint: this simulator batches /v1/chat/completions only")
+        f = self.files.get(fid) if isinstance(fid, str) else None
+        if f is None or f["purpose"] != "batch":
+            return self._bad(f"No batch input file with id {fid!r}.", 404)
+        if fid in self.used_files:
+            self.stats["batches_from_a_used_file"] += 1
+        self.used_files.add(fid)
+        lines, errors = self._validate(f["_data"], endpoint)
+        now = time.time()
+        bid = self._id("batch_")
+        fail = errors or None
+        if fail is None and self.cfg.batch_p_fail > 0 and self.rng.random() < self.cfg.batch_p_fail:
+            fail = [{"code": "token_limit_exceeded", "line": None, "param": None,
+                     "message": "Enqueued token limit reached (simulated)."}]
+        cancel_at = None
+        if self.cfg.batch_p_cancel > 0 and self.rng.random() < self.cfg.batch_p_cancel and lines:
+            span = len(lines) * self.cfg.batch_line_s
+            cancel_at = self.cfg.batch_validate_s + self.rng.uniform(0.1, 0.9) * span
+        metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else None
+        b: dict[str, Any] = {
+            "id": bid, "object": "batch", "endpoint": endpoint, "errors": None,
+            "input_file_id": fid, "completion_window": "24h", "status": "validating",
+            "output_file_id": None, "error_file_id": None, "created_at": int(now),
+            "in_progress_at": None, "expires_at": int(now + self.cfg.batch_window_s),
+            "finalizing_at": None, "completed_at": None, "failed_at": None, "expired_at": None,
+            "cancelling_at": None, "cancelled_at": None,
+            "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
+            "metadata": metadata, "model": None,
+            "_mono": time.monotonic(), "_lines": lines, "_fail": fail, "_cancel_at": cancel_at,
+        }
+        self.batches[bid] = b
+        self.order.append(bid)
+        self.stats["batches_created"] += 1
+        self.stats["batch_lines"] += len(lines)
+        self._seen(b, "validating")
+        return self.sim._json(200, orjson.dumps(self._public(b)))
+
+    async def get(self, request: web.Request) -> web.Response:
+        if (refused := self._auth(request)) is not None:
+            return refused
+        b = self.batches.get(request.match_info["batch_id"])
+        if b is None:
+            return self._bad("No such batch.", 404)
+        self.stats["polls"] += 1
+        self._advance(b)
+        return self.sim._json(200, orjson.dumps(self._public(b)))
+
+    async def list(self, request: web.Request) -> web.Response:
+        if (refused := self._auth(request)) is not None:
+            return refused
+        try:
+            limit = min(100, max(1, int(request.query.get("limit", "20"))))
+        except ValueError:
+            return self._bad("limit must be a whole number")
+        ids = list(reversed(self.order))  # newest first
+        after = request.query.get("after")
+        if after in self.batches:
+            ids = ids[ids.index(after) + 1:]
+        page = ids[:limit]
+        for bid in page:
+            self._advance(self.batches[bid])
+        data = [self._public(self.batches[bid]) for bid in page]
+        return self.sim._json(200, orjson.dumps({
+            "object": "list", "data": data, "first_id": page[0] if page else None,
+            "last_id": page[-1] if page else None, "has_more": len(ids) > limit}))
+
+    async def cancel(self, request: web.Request) -> web.Response:
+        if (refused := self._auth(request)) is not None:
+            return refused
+        b = self.batches.get(request.match_info["batch_id"])
+        if b is None:
+            return self._bad("No such batch.", 404)
+        self.stats["cancel_requests"] += 1
+        self._advance(b)
+        if b["status"] not in ("validating", "in_progress", "finalizing"):
+            return self._bad(f"Cannot cancel a batch with status {b['status']}.")
+        t = self._sim_elapsed(b)
+        if b["status"] == "validating":  # nothing ran: cancelled from the start of processing
+            b["_cancel_at"] = self.cfg.batch_validate_s
+            b["_mono"] -= (self.cfg.batch_validate_s - t) / self.cfg.batch_time_scale
+        else:
+            b["_cancel_at"] = t
+        self._advance(b)
+        return self.sim._json(200, orjson.dumps(self._public(b)))
+
+    async def get_stats(self, request: web.Request) -> web.Response:
+        out = dict(self.stats)
+        out["by_status"] = {}
+        for b in self.batches.values():
+            self._advance(b)
+            out["by_status"][b["status"]] = out["by_status"].get(b["status"], 0) + 1
+        out["in_flight"] = sum(1 for b in self.batches.values() if b["status"] not in BATCH_TERMINAL)
+        return self.sim._json(200, orjson.dumps(out))
+
+    def add_routes(self, app: web.Application) -> None:
+        for prefix in ("/v1", ""):
+            app.router.add_post(f"{prefix}/files", self.upload)
+            app.router.add_get(f"{prefix}/files/{{file_id}}", self.get_file)
+            app.router.add_get(f"{prefix}/files/{{file_id}}/content", self.file_content)
+            app.router.add_post(f"{prefix}/batches", self.create)
+            app.router.add_get(f"{prefix}/batches", self.list)
+            app.router.add_get(f"{prefix}/batches/{{batch_id}}", self.get)
+            app.router.add_post(f"{prefix}/batches/{{batch_id}}/cancel", self.cancel)
+        app.router.add_get("/stats/batch", self.get_stats)
+
+
 # --------------------------------------------------------------------------- small helpers
 
 
@@ -1451,6 +1914,10 @@ def build_app(config: SimConfig | None = None) -> web.Application:
     app.router.add_post("/stats/reset", sim.reset_stats)
     app.router.add_get("/stats/timeline", sim.get_timeline)
     app.router.add_get("/health", sim.health)
+    if config.batch:
+        batches = BatchSim(sim)
+        app["batches"] = batches
+        batches.add_routes(app)
     return app
 
 
@@ -1577,9 +2044,30 @@ def parse_args(argv: list[str] | None = None) -> SimConfig:
               "whole (p_malformed mixes such cuts with missing fields)")
     _add(p, "hang_s", type=float, default=d.hang_s, help="how long a p_timeout request hangs")
     _add(p, "fault_burst", type=int, default=d.fault_burst, help="a fired fault repeats for this many requests")
+    g = p.add_argument_group("batch API (times in simulated seconds; see the table below)")
+    _add(g, "no_batch", action="store_true", help="serve no batch endpoints (404), as vLLM and llama.cpp")
+    _add(g, "batch_time_scale", type=float, default=d.batch_time_scale,
+         help="simulated seconds per real second (43200: a 24 h window in 2 s). Default 1")
+    _add(g, "batch_validate_s", type=float, default=d.batch_validate_s, help="validating lasts this long")
+    _add(g, "batch_line_s", type=float, default=d.batch_line_s,
+         help="one line finishes every this many seconds, in order")
+    _add(g, "batch_finalize_s", type=float, default=d.batch_finalize_s, help="finalizing lasts this long")
+    _add(g, "batch_window_s", type=float, default=d.batch_window_s,
+         help="the completion window (24 h): a batch not done by then expires, returning what it finished")
+    _add(g, "batch_cancel_s", type=float, default=d.batch_cancel_s, help="cancelling lasts this long")
+    _add(g, "batch_p_error", type=float, default=d.batch_p_error,
+         help="probability that a line fails (500/503/429 in its response)")
+    _add(g, "batch_errors_in_output", action="store_true",
+         help="failed lines go to the output file instead of the error file")
+    _add(g, "batch_p_fail", type=float, default=d.batch_p_fail, help="probability that a batch fails validation")
+    _add(g, "batch_p_cancel", type=float, default=d.batch_p_cancel,
+         help="probability that a batch is cancelled while in progress")
+    _add(g, "batch_max_requests", type=int, default=d.batch_max_requests, help="lines per batch file (50,000)")
+    _add(g, "batch_max_bytes", type=int, default=d.batch_max_bytes, help="bytes per batch file (200 MB)")
     _add(p, "backlog", type=int, default=d.backlog)
     _add(p, "shutdown_timeout", type=float, default=d.shutdown_timeout)
     ns = p.parse_args(argv)
+    ns.batch = not ns.no_batch
     fields = {f.name for f in dataclasses.fields(SimConfig)}
     try:
         return SimConfig(**{k: v for k, v in vars(ns).items() if k in fields})

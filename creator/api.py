@@ -39,9 +39,9 @@ log = logging.getLogger("creator")
 
 @dataclass(frozen=True)
 class CreateResult:
-    """What a run did. `status` is completed, interrupted, stalled or failed (an APIError is
-    raised instead for a refused key or no quota); the figures are the output's, cumulative
-    over resumed sessions."""
+    """What a run did. `status` is completed, interrupted, stalled, budget_spent or failed (an
+    APIError is raised instead for a refused key or no quota), or dry_run (nothing sent: see
+    `projection`); the figures are the output's, cumulative over resumed sessions."""
 
     status: str
     accepted: int
@@ -59,6 +59,7 @@ class CreateResult:
     duration_s: float
     message: str
     summary: RunSummary = field(repr=False)
+    projection: Any = field(default=None, repr=False)  # projection.Projection, made up front
 
     @property
     def completed(self) -> bool:
@@ -81,6 +82,7 @@ class Prepared:
     embedded: bool  # no endpoint: start the embedded llama.cpp server
     model_path: Path | None
     notices: list[str] = field(default_factory=list)  # one-line messages for the user
+    projection: Any = None  # projection.Projection: what the run should send and cost
 
 
 # --- checking the arguments -------------------------------------------------------------------
@@ -215,16 +217,39 @@ def prepare(api_key: str | None = None, **options: Any) -> Prepared:
         max_requests=opts["max_requests"], patience=opts["patience"], resume=opts["resume"],
         overwrite=opts["overwrite"], encoder=opts["encoder"],
         encoder_backend=opts["encoder_backend"], price_in=opts["price_in"],
-        price_out=opts["price_out"], progress=not opts["quiet"],
+        price_out=opts["price_out"], progress=not opts["quiet"], max_cost=opts["max_cost"],
+        dry_run=opts["dry_run"], acceptance_prior=opts["acceptance_prior"], batch=opts["batch"],
+        batch_size=opts["batch_size"], batch_poll=opts["batch_poll"],
     )  # fmt: skip
-    from .engine import plan_run
+    _check_batch(cfg, embedded)
+    from .engine import check_budget, make_projection, plan_run
 
     plan = plan_run(cfg)  # bad input is refused before any server starts or file is touched
-    notices.append(f"writing {output} (summary: {summary_path(output)})")
+    if not cfg.dry_run:  # a dry run writes nothing
+        notices.append(f"writing {output} (summary: {summary_path(output)})")
     if not embedded and base_urls == [OPENAI_URL]:
         cfg.model = cfg.model or OPENAI_DEFAULT_MODEL
     # elsewhere, with no model given, the run asks the server which model it serves
-    return Prepared(cfg, plan, embedded, opts["model_path"], notices)
+    if cfg.model or cfg.price_in is not None or cfg.price_out is not None:
+        check_budget(cfg, plan.exemplar, plan.fmt)  # else once the server names its model
+    projection = make_projection(cfg, plan)
+    return Prepared(cfg, plan, embedded, opts["model_path"], notices, projection)
+
+
+def _check_batch(cfg: RunConfig, embedded: bool) -> None:
+    from .batch import MAX_BATCH_REQUESTS
+
+    if cfg.batch_size > MAX_BATCH_REQUESTS:
+        raise InputError(f"{option('batch_size', cfg.batch_size)} is above the "
+                         f"{MAX_BATCH_REQUESTS:,} requests a batch may hold")
+    if not cfg.batch:
+        return
+    if embedded:
+        raise InputError(f"{option('batch')} needs an API with a Batch API (OpenAI, or "
+                         f"{option('base_url', 'URL')} of one); the embedded server has none")
+    if len(cfg.endpoint_list()) > 1:
+        raise InputError(f"{option('batch')} sends every batch to one API: give one "
+                         f"{option('base_url', 'URL')} (or one endpoint)")
 
 
 # --- running -----------------------------------------------------------------------------------
@@ -287,6 +312,21 @@ async def run(prepared: Prepared, resources: Resources, stop: Any = None) -> Cre
         failed_requests=s.failed_requests, prompt_tokens=s.prompt_tokens,
         completion_tokens=s.completion_tokens, estimated_cost_usd=s.estimated_cost_usd,
         duration_s=s.duration_s, message=outcome.message, summary=s,
+        projection=prepared.projection,
+    )  # fmt: skip
+
+
+def dry_run_result(prepared: Prepared) -> CreateResult:
+    """What `dry_run=True` returns: the projection, nothing sent or written."""
+    cfg, plan, p = prepared.cfg, prepared.plan, prepared.projection
+    summary = RunSummary(status="dry_run", output=str(cfg.output), target=plan.target,
+                         accepted=len(plan.nodes), projection=p.to_json())
+    return CreateResult(
+        status="dry_run", accepted=len(plan.nodes), target=plan.target, output=cfg.output,
+        summary_path=summary_path(cfg.output), model=cfg.model, requests=0, rate_limited=0,
+        retries=0, failed_requests=0, prompt_tokens=0, completion_tokens=0,
+        estimated_cost_usd=0.0, duration_s=0.0, message="\n".join(p.lines()), summary=summary,
+        projection=p,
     )  # fmt: skip
 
 
@@ -310,6 +350,8 @@ def create(data_dir: str | os.PathLike | None = None, data_name: str | None = No
     server does not start, OutputError when the output cannot be written."""
     prepared = prepare(data_dir=data_dir, data_name=data_name, setting=setting, **options)
     _announce(prepared)
+    if prepared.cfg.dry_run:
+        return dry_run_result(prepared)
     with Resources(prepared) as resources:
         job = run(prepared, resources)
         try:
@@ -327,6 +369,8 @@ async def create_async(data_dir: str | os.PathLike | None = None, data_name: str
     encoder and the embedded server are loaded in a worker thread so the loop is not blocked."""
     prepared = prepare(data_dir=data_dir, data_name=data_name, setting=setting, **options)
     _announce(prepared)
+    if prepared.cfg.dry_run:
+        return dry_run_result(prepared)
     resources = Resources(prepared)
     await asyncio.to_thread(resources.__enter__)
     try:

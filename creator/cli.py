@@ -1,7 +1,8 @@
 """`creator`: arguments -> a RunConfig -> the engine; exit codes and one-line messages.
 
-Exit codes: 0 done; 1 the run stopped early (API refused us, stalled, server failed); 2 bad input
-(arguments, data, an existing output); 130 interrupted (Ctrl-C or SIGTERM; resumable).
+Exit codes: 0 done (or --dry_run); 1 the run stopped early (API refused us, stalled, server
+failed); 2 bad input (arguments, data, an existing output); 3 a budget (--max_requests,
+--max_cost) is spent (resumable with a larger one); 130 interrupted (Ctrl-C or SIGTERM; resumable).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from . import api
 from .client import redact
 from .clitools import (
+    EXIT_BUDGET,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -85,6 +87,10 @@ def run_create(args: argparse.Namespace) -> int:
     for notice in prepared.notices:
         print(f"creator: {notice}", file=sys.stderr)
     cfg = prepared.cfg
+    if cfg.dry_run:  # the projection, nothing sent or written
+        for line in prepared.projection.lines():
+            print(f"creator: {line}", file=sys.stderr)
+        return EXIT_OK
     try:
         with api.Resources(prepared) as resources:
             result = asyncio.run(_with_signals(prepared, resources))
@@ -109,6 +115,13 @@ def run_create(args: argparse.Namespace) -> int:
         print(f"creator: done: {line}", file=sys.stderr)
         print(f"creator: {figures}", file=sys.stderr)
         return EXIT_OK
+    if result.status == "budget_spent":  # a clean stop: one line
+        budget = "--max_cost" if "--max_cost" in result.message else "--max_requests"
+        # (the message names the budget that stopped the run)
+        print(f"creator: budget spent: {result.message}; {result.accepted}/{result.target} "
+              f"records in {cfg.output}; add --resume with a larger {budget} to continue",
+              file=sys.stderr)
+        return EXIT_BUDGET
     print(f"creator: {result.status}: {result.message}", file=sys.stderr)
     print(f"creator: {line}", file=sys.stderr)
     print(f"creator: {figures}", file=sys.stderr)

@@ -22,6 +22,7 @@ from .endpoints import Endpoint, NoEndpointLeft, Route, Router
 from .errors import APIError
 from .ratehints import RateLimitHint
 from .ratelimit import Clock, RetryPolicy, Ticket
+from .spend import BudgetSpent, Hold, Spend, prompt_token_bound
 
 
 class FatalAPIError(APIError):
@@ -150,6 +151,7 @@ class ChatClient:
         self._prompt_scale = 1.0  # usage's prompt tokens / our estimate (see _calibrate)
         self._calibrated = 0
         self._session: aiohttp.ClientSession | None = None
+        self.spend: Spend | None = None  # the run's budgets: each attempt holds its worst case
 
     async def __aenter__(self) -> "ChatClient":
         # limit=0: the limiter, not the pool, decides how many requests are in flight
@@ -204,15 +206,35 @@ class ChatClient:
             else:
                 raise self._fatal(f"cannot reach the server at {url}: {last}")
 
-    async def complete(self, messages: list[dict[str, str]], **params: Any) -> Completion:
-        """One chat completion, retried on 429/5xx/timeouts/dropped connections."""
+    def reserve(self, messages: list[dict[str, str]], max_tokens: int) -> Hold | None:
+        """The worst case of one attempt held against the budgets (None: it does not fit)."""
+        if self.spend is None:
+            return None
+        return self.spend.reserve(self.spend.worst_case(prompt_token_bound(messages), max_tokens))
+
+    async def complete(self, messages: list[dict[str, str]], hold: Hold | None = None,
+                       **params: Any) -> Completion:
+        """One chat completion, retried on 429/5xx/timeouts/dropped connections. With budgets
+        (`spend`) every attempt first holds its worst case: `hold` is the first one's, taken by
+        the caller; raises BudgetSpent when a retry no longer fits."""
         assert self._session is not None
         estimate = estimate_prompt_tokens(messages)
         prompt = max(1, round(estimate * self._prompt_scale))
-        reserved = prompt + int(params.get("max_tokens") or 0)
+        max_tokens = int(params.get("max_tokens") or 0)
+        reserved = prompt + max_tokens
         attempt = 0
         while True:
-            outcome = await self._attempt(messages, params, reserved, prompt)
+            if hold is None and self.spend is not None:
+                hold = self.reserve(messages, max_tokens)
+                if hold is None:
+                    raise BudgetSpent(self.spend.why_spent(
+                        self.spend.worst_case(prompt_token_bound(messages), max_tokens)))
+            try:
+                outcome = await self._attempt(messages, params, reserved, prompt, hold)
+            finally:
+                if hold is not None and not hold.done and self.spend is not None:
+                    self.spend.release(hold)  # cancelled: lost if it had left, else nothing
+                hold = None
             if isinstance(outcome, Completion):
                 self._calibrate(estimate, outcome.prompt_tokens)
                 return outcome
@@ -228,14 +250,19 @@ class ChatClient:
             await asyncio.sleep(delay)
 
     async def _attempt(self, messages: list[dict[str, str]], params: dict[str, Any],
-                       reserved: int, prompt: int) -> Completion | Retryable:
-        """Send once; raise what must not be retried."""
+                       reserved: int, prompt: int, hold: Hold | None = None
+                       ) -> Completion | Retryable:
+        """Send once; raise what must not be retried. `hold`: this attempt's budget hold,
+        settled here by what comes back (the caller releases it if we are cancelled)."""
         try:
             route, ticket = await self.router.acquire(reserved, prompt)
         except NoEndpointLeft as exc:
             raise self._fatal(f"every endpoint was set aside: {exc}") from None
         endpoint = route.endpoint
         body = {"model": endpoint.model or self.model, "messages": messages, **params}
+        spend = self.spend if hold is not None else None
+        if spend is not None:
+            spend.mark_sent(hold)  # type: ignore[arg-type]
         self.stats.requests += 1
         started = time.perf_counter()
         settled = False
@@ -252,6 +279,8 @@ class ChatClient:
                         self.stats.server_errors += 1
                         self.router.server_error(route, ticket, hint)
                         settled = True
+                        if spend is not None:  # a 200 we cannot read may have been billed
+                            spend.lose(hold)  # type: ignore[arg-type]
                         if not route.stats.completions and not _looks_like_json(raw):
                             # the first answer and not even JSON: not an OpenAI API at all
                             self._set_aside(route, None, _not_an_api(
@@ -260,19 +289,28 @@ class ChatClient:
                     self.router.completed(route, ticket, hint, completion.prompt_tokens,
                                           completion.completion_tokens)
                     settled = True
+                    if spend is not None:
+                        spend.settle(hold, completion.prompt_tokens,  # type: ignore[arg-type]
+                                     completion.completion_tokens)
                     return completion
                 settled = True  # _classify settles the ticket, whatever it returns or raises
+                if spend is not None:  # a refusal (429, 5xx, 4xx) is not billed
+                    spend.refused(hold)  # type: ignore[arg-type]
                 return self._classify(resp.status, raw, hint, route, ticket)
         except asyncio.TimeoutError:
             self.stats.timeouts += 1
             self.router.lost(route, ticket, timeout=True)
             settled = True
+            if spend is not None:
+                spend.lose(hold)  # type: ignore[arg-type]
             return Retryable("timeout")
         except (aiohttp.ClientError, OSError):
             # refused, reset, or dropped mid-reply: the request may be retried as a whole
             self.stats.connection_errors += 1
             self.router.lost(route, ticket, timeout=False)
             settled = True
+            if spend is not None:
+                spend.lose(hold)  # type: ignore[arg-type]
             return Retryable("connection_error")
         finally:
             if not settled:  # cancelled, or a fatal error raised while classifying

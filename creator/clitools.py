@@ -8,6 +8,7 @@ import sys
 from typing import Callable, NoReturn
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_BUDGET = 3  # creator create: --max_requests or --max_cost reached (resumable with more)
 
 
 class OneLineParser(argparse.ArgumentParser):

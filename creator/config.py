@@ -7,13 +7,20 @@ from pathlib import Path
 
 from .endpoints import Endpoint
 
-# USD per 1M tokens (input, output), list prices when this was written; --price_in/--price_out win
+# USD per 1M tokens (input, output), list prices when this was written
+# (https://developers.openai.com/api/docs/pricing); --price_in/--price_out win
 KNOWN_PRICES = {
     "gpt-3.5-turbo": (0.50, 1.50),
     "gpt-4o-mini": (0.15, 0.60),
     "gpt-4o": (2.50, 10.00),
     "gpt-4.1-mini": (0.40, 1.60),
 }
+# The Batch API: "Each model will be offered at 50% cost discount vs. the synchronous APIs"
+# (OpenAI's Batch API FAQ, https://help.openai.com/en/articles/9197833; the pricing page lists the
+# batch column at half the standard one, e.g. gpt-4o-mini $0.075 / $0.30).
+BATCH_DISCOUNT = 0.5
+KNOWN_BATCH_PRICES = {model: (i * BATCH_DISCOUNT, o * BATCH_DISCOUNT)
+                      for model, (i, o) in KNOWN_PRICES.items()}
 
 
 @dataclass
@@ -50,6 +57,12 @@ class RunConfig:
     price_in: float | None = None
     price_out: float | None = None
     progress: bool = True
+    max_cost: float | None = None  # USD, the whole output (resumed sessions included)
+    dry_run: bool = False  # print the projection, send nothing
+    acceptance_prior: float = 0.9  # share of asked-for examples kept, before any is measured
+    batch: bool = False  # send through the provider's Batch API
+    batch_size: int = 50_000  # requests per batch (OpenAI's limit per batch file)
+    batch_poll: float = 60.0  # longest wait between two looks at a batch, seconds
 
     def endpoint_list(self) -> list[Endpoint]:
         """The endpoints file's, or one per --base_url with the run's key and limits."""
@@ -59,11 +72,25 @@ class RunConfig:
                 for url in self.base_urls]
 
     def prices(self) -> tuple[float, float]:
-        known = KNOWN_PRICES.get(self.model, (0.0, 0.0))
+        """USD per 1M (prompt, completion) tokens as this run sends them: the list price of a
+        known model (its batch price with --batch), or --price_in/--price_out."""
+        known = (KNOWN_BATCH_PRICES if self.batch else KNOWN_PRICES).get(self.model, (0.0, 0.0))
         return (
             self.price_in if self.price_in is not None else known[0],
             self.price_out if self.price_out is not None else known[1],
         )
+
+    def price_source(self) -> str:
+        """Where prices() comes from, for messages."""
+        if self.price_in is not None or self.price_out is not None:
+            return "--price_in/--price_out"
+        if self.model in KNOWN_PRICES:
+            return f"{'batch' if self.batch else 'list'} price of {self.model}"
+        return "no known price"
+
+    @property
+    def priced(self) -> bool:
+        return any(self.prices())
 
     @property
     def num_chains(self) -> int:

@@ -18,11 +18,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from .client import ChatClient, RequestFailed, estimate_prompt_tokens
+from .client import ChatClient, Completion, RequestFailed, estimate_prompt_tokens
 from .config import RunConfig
+from .errors import option
 from .parse import parse_reply, question_key
+from .projection import Projection, project
 from .ratelimit import RetryPolicy
 from .sink import JsonlSink, read_summary, scan_output, summary_path, write_json_atomic
+from .spend import BudgetSpent, Hold, Spend, cost_usd, prompt_token_bound
 from .summary import COUNTERS, RunSummary
 from .strategy import ROOT_ID, Job, Node, Strategy, make_strategy
 from .records import Record
@@ -41,7 +44,8 @@ SUMMARY_EVERY_S = 2.0
 
 
 class Stopped(Exception):
-    """The run stopped before the target; `status` says why (interrupted, stalled, failed)."""
+    """The run stopped before the target; `status` says why (interrupted, stalled, failed,
+    budget_spent)."""
 
     def __init__(self, status: str, message: str) -> None:
         super().__init__(message)
@@ -50,7 +54,7 @@ class Stopped(Exception):
 
 @dataclass
 class RunResult:
-    status: str  # completed | interrupted | stalled | failed
+    status: str  # completed | interrupted | stalled | budget_spent | failed
     accepted: int
     target: int
     summary: RunSummary
@@ -103,7 +107,8 @@ class Progress:
 
             self._bar = tqdm(total=self.target, initial=self.initial, unit="ex", dynamic_ncols=True)
 
-    def update(self, n: int, requests: int, rate_limited: int, started: float) -> None:
+    def update(self, n: int, requests: int, rate_limited: int, started: float,
+               cost: str = "") -> None:
         if self._bar is None:
             return
         self._bar.update(n)
@@ -111,7 +116,8 @@ class Progress:
         if now - self._last > 0.5:
             self._last = now
             rps = requests / max(1e-9, now - started)
-            self._bar.set_postfix_str(f"{rps:.1f} req/s, 429s: {rate_limited}", refresh=False)
+            self._bar.set_postfix_str(f"{rps:.1f} req/s, 429s: {rate_limited}{cost}",
+                                      refresh=False)
 
     def close(self) -> None:
         if self._bar is not None:
@@ -132,6 +138,9 @@ class Engine:
     next_id: int
     previous: dict[str, Any]  # cumulative counters of earlier sessions of this output
     identity: dict[str, Any]
+    spend: Spend = field(default_factory=Spend)  # the budgets (the client holds the same one)
+    projection: Projection | None = None  # made before the first request of this session
+    batch_info: dict[str, Any] | None = None  # with --batch: the batches, for the summary
     rejected: Counter[str] = field(default_factory=Counter)
     failed: Counter[str] = field(default_factory=Counter)
     over_target: int = 0
@@ -166,15 +175,31 @@ class Engine:
                 }
         return params
 
-    async def run_job(self, job: Job) -> None:
-        messages = render_messages(job.exemplar.record, self.fmt, self.cfg.num_examples)
+    def messages(self, job: Job) -> list[dict[str, str]]:
+        return render_messages(job.exemplar.record, self.fmt, self.cfg.num_examples)
+
+    async def run_job(self, job: Job, messages: list[dict[str, str]] | None = None,
+                      hold: Hold | None = None) -> None:
+        messages = messages or self.messages(job)
         try:
-            completion = await self.client.complete(messages, **self.request_params)
+            completion = await self.client.complete(messages, hold, **self.request_params)
         except RequestFailed as exc:
-            self.failed[exc.reason] += 1
-            self._count_unproductive()
-            self.strategy.on_failure(job)
+            self.job_failed(job, exc.reason)
             return
+        except BudgetSpent:
+            self.strategy.on_failure(job)  # not sent: the job goes back, the scheduler stops
+            return
+        await self.take_reply(job, completion)
+
+    def job_failed(self, job: Job, reason: str) -> None:
+        """A request that gave up (or was refused for itself alone): the run goes on."""
+        self.failed[reason] += 1
+        self._count_unproductive()
+        self.strategy.on_failure(job)
+
+    async def take_reply(self, job: Job, completion: Completion) -> None:
+        """A reply to `job`: parse, validate, dedup, append, tell the strategy (also used by the
+        batch driver for each line of a batch's output)."""
         self.latencies.append(completion.latency)
         if completion.model:
             self.answered_by[completion.model] += 1
@@ -207,7 +232,7 @@ class Engine:
         else:
             self._count_unproductive()
         self.progress.update(len(nodes), self.client.stats.requests,
-                             self.client.stats.rate_limited, self.started)
+                             self.client.stats.rate_limited, self.started, self.cost_postfix())
         await self.strategy.on_result(job, nodes)
 
     def _count_unproductive(self) -> None:
@@ -229,16 +254,21 @@ class Engine:
         last_summary = time.monotonic()
         try:
             while self.accepted < self.target:
-                while (len(tasks) < self.cfg.concurrency and not self._budget_spent()
-                       and self._more_needed(len(tasks))):
+                while len(tasks) < self.cfg.concurrency and self._more_needed(len(tasks)):
                     job = self.strategy.next_job()
                     if job is None:
                         break
-                    task = loop.create_task(self.run_job(job))
+                    messages, hold = self.messages(job), None
+                    if self.spend.limited:  # the first attempt's worst case, before it is sent
+                        hold = self.client.reserve(messages, self.cfg.max_tokens)
+                        if hold is None:
+                            self.strategy.on_failure(job)  # not sent: it goes back
+                            break
+                    task = loop.create_task(self.run_job(job, messages, hold))
                     task.add_done_callback(finished.put_nowait)
                     tasks.add(task)
                 if not tasks:
-                    raise Stopped("stalled", "the request budget (--max_requests) is spent")
+                    raise self.budget_stop()
                 done = [await finished.get()]
                 while not finished.empty():
                     done.append(finished.get_nowait())
@@ -274,9 +304,39 @@ class Engine:
         per_reply = self.produced / self.answered if self.answered else self.cfg.num_examples
         return self.accepted + in_flight * per_reply < self.target
 
-    def _budget_spent(self) -> bool:
-        limit = self.cfg.max_requests
-        return limit is not None and self.client.stats.requests >= limit
+    def worst_case(self) -> float:
+        """One request's worst case with the original exemplar (for messages; each attempt
+        holds its own prompt's)."""
+        return self.spend.worst_case(
+            prompt_token_bound(render_messages(self.exemplar, self.fmt, self.cfg.num_examples)),
+            self.cfg.max_tokens)
+
+    def stopped(self, status: str, message: str) -> Stopped:
+        """For drivers that run the engine's jobs another way (creator/batch.py)."""
+        return Stopped(status, message)
+
+    def start_progress(self) -> None:
+        self.progress = Progress(self.target, self.accepted, self.cfg.progress)
+
+    def budget_stop(self) -> Stopped:
+        return Stopped("budget_spent", self.spend.why_spent(self.worst_case()))
+
+    def cost_postfix(self) -> str:
+        """For the progress bar: spent and projected cost."""
+        if not self.cfg.priced:
+            return ""
+        return f", ${self.spend.cost:.4f} spent of ~${self.projected_cost():.4f}"
+
+    def projected_cost(self) -> float:
+        """What the whole output will have cost at the target: what was spent, plus the rest at
+        the cost per record measured so far (before any record: the up-front projection)."""
+        spent = self.spend.cost
+        made = self.accepted - self.initial_accepted
+        session_cost = spent - self.spend.initial_cost
+        if made > 0 and session_cost > 0:
+            return spent + (self.target - self.accepted) * session_cost / made
+        ahead = (self.projection.cost_usd or 0.0) if self.projection else 0.0
+        return spent + ahead
 
     # --- the summary ----------------------------------------------------------------------------
 
@@ -343,7 +403,13 @@ class Engine:
                 "max_tokens": self.cfg.max_tokens,
                 "json_schema": self.cfg.json_schema,
                 "schema_style": self.cfg.schema_style,
+                "batch": self.cfg.batch,
             },
+            budget=self.spend.to_json(),
+            projection=self.projection.to_json() if self.projection else
+            dict(prev.get("projection") or {}),
+            projected_cost_usd=round(self.projected_cost(), 6) if self.cfg.priced else None,
+            batch=self.batch_info or dict(prev.get("batch") or {}),
         )  # fmt: skip
 
     def write_summary(self, status: str, error: str | None = None) -> RunSummary:
@@ -390,7 +456,14 @@ def plan_run(cfg: RunConfig) -> RunPlan:
                         "created data must go to another file")
     identity = run_identity(cfg, exemplar, fmt)
     plan = RunPlan(exemplar, fmt, target, identity, nodes=[], previous={})
+    from .batch import check_state
+
+    check_state(cfg.output, cfg.resume, cfg.overwrite, cfg.batch)
     if not (cfg.output.exists() and cfg.output.stat().st_size > 0):
+        if cfg.resume:  # nothing kept yet, but what was sent and spent counts (budgets, batches)
+            old = read_summary(summary_path(cfg.output))
+            if old is not None and old.get("identity") == identity:
+                plan.previous = old
         return plan
     if not cfg.resume:
         if cfg.overwrite:
@@ -426,14 +499,53 @@ async def _build_engine(cfg: RunConfig, plan: RunPlan, encoder: Any) -> Engine:
     await strategy.restore(plan.nodes)
     client = ChatClient(cfg.endpoint_list(), cfg.model, RetryPolicy(max_retries=cfg.max_retries),
                         cfg.timeout, max_in_flight=cfg.concurrency, seed=cfg.seed)
+    client.spend = previous_spend(cfg, plan.previous)
     nodes = plan.nodes
     return Engine(
         cfg=cfg, exemplar=plan.exemplar, fmt=plan.fmt, target=plan.target, strategy=strategy,
         client=client, sink=JsonlSink(cfg.output),
         seen={question_key(n.record.question) for n in nodes}, accepted=len(nodes),
         next_id=max((n.id for n in nodes), default=ROOT_ID) + 1, previous=plan.previous,
-        identity=plan.identity, initial_accepted=len(nodes),
+        identity=plan.identity, initial_accepted=len(nodes), spend=client.spend,
     )  # fmt: skip
+
+
+def previous_spend(cfg: RunConfig, previous: dict[str, Any]) -> Spend:
+    """The budgets, with what earlier sessions of this output sent and spent."""
+    budget = previous.get("budget") or {}
+    price_in, price_out = cfg.prices()
+    # at least what the earlier sessions' tokens cost at today's price: a session that ran
+    # with no price (or a lower one) spent real money all the same
+    spent = max(float(budget.get("spent_usd") or 0.0),
+                float(previous.get("estimated_cost_usd") or 0.0),
+                cost_usd(int(previous.get("prompt_tokens") or 0),
+                         int(previous.get("completion_tokens") or 0), price_in, price_out))
+    return Spend(cfg.max_requests, cfg.max_cost, price_in, price_out,
+                 requests=int(previous.get("requests") or 0), cost=spent)
+
+
+def check_budget(cfg: RunConfig, exemplar: Record, fmt: TaskFormat) -> None:
+    """--max_cost needs a price, and room for one request's worst case. Raises TaskError."""
+    if cfg.max_cost is None:
+        return
+    if not cfg.priced:
+        raise TaskError(f"{option('max_cost', f'{cfg.max_cost:g}')} needs a price and "
+                        f"{cfg.model or 'this model'} has no known one: give "
+                        f"{option('price_in', 'USD')} and {option('price_out', 'USD')} "
+                        "(per 1M tokens)")
+    spend = Spend(price_in=cfg.prices()[0], price_out=cfg.prices()[1])
+    bound = prompt_token_bound(render_messages(exemplar, fmt, cfg.num_examples))
+    worst = spend.worst_case(bound, cfg.max_tokens)
+    if worst > cfg.max_cost:
+        raise TaskError(f"{option('max_cost', f'{cfg.max_cost:g}')} is below what one request "
+                        f"may cost (${worst:.6f}: up to {bound} prompt tokens + "
+                        f"{option('max_tokens', cfg.max_tokens)} at the {cfg.price_source()}): "
+                        f"raise it or lower {option('max_tokens', 'N')}")
+
+
+def make_projection(cfg: RunConfig, plan: RunPlan, in_flight: int = 0) -> Projection:
+    return project(cfg, plan.exemplar, plan.fmt, plan.target, len(plan.nodes), plan.previous,
+                   in_flight)
 
 
 def _open_sink(engine: Engine, plan: RunPlan) -> None:
@@ -444,6 +556,10 @@ def _open_sink(engine: Engine, plan: RunPlan) -> None:
         truncate_to = cfg.output.stat().st_size - plan.torn_bytes
         log.warning("discarded a torn last line (%d bytes) of %s", plan.torn_bytes, cfg.output)
     engine.sink.open(truncate_to=truncate_to, overwrite=cfg.overwrite and not cfg.resume)
+    if cfg.overwrite and not cfg.resume:  # starting over: an earlier run's batches are not ours
+        from .batch import state_path
+
+        state_path(cfg.output).unlink(missing_ok=True)
 
 
 async def create(cfg: RunConfig, encoder: Any = None, plan: RunPlan | None = None,
@@ -459,16 +575,28 @@ async def create(cfg: RunConfig, encoder: Any = None, plan: RunPlan | None = Non
         return RunResult("completed", engine.accepted, engine.target, data,
                          f"{cfg.output} already has {engine.accepted} records{more}: nothing "
                          "to do")
+    driver = None
     try:
         async with engine.client:
             await engine.client.check_servers()
             if not cfg.model:  # none given: the model the (first) server says it serves
                 served = [m for models in engine.client.served.values() for m in models]
                 cfg.model = engine.client.model = served[0] if served else "default"
+            check_budget(cfg, plan.exemplar, plan.fmt)  # the model, hence its price, is known
+            engine.spend = engine.client.spend = previous_spend(cfg, plan.previous)  # priced
+            if cfg.batch:
+                from .batch import BatchDriver
+
+                driver = await BatchDriver.open(engine, plan)  # no batch API: fails here
+            engine.projection = make_projection(
+                cfg, plan, driver.lines_out() if driver is not None else 0)
+            if cfg.progress:  # --quiet: the projection is in the summary only
+                for line in engine.projection.lines():
+                    log.info("%s", line)
             _open_sink(engine, plan)
             engine.write_summary("running")
             try:
-                await engine.run(stop)
+                await (driver.run(stop) if driver is not None else engine.run(stop))
             except Stopped as stopped:
                 data = engine.write_summary(stopped.status, str(stopped))
                 return RunResult(stopped.status, engine.accepted, engine.target, data,
@@ -482,4 +610,6 @@ async def create(cfg: RunConfig, encoder: Any = None, plan: RunPlan | None = Non
         data = engine.write_summary("completed")
         return RunResult("completed", engine.accepted, engine.target, data)
     finally:
+        if driver is not None:
+            await driver.close()
         engine.sink.close()

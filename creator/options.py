@@ -153,7 +153,6 @@ CREATE_OPTIONS: tuple[Option, ...] = (
     Option("timeout", "positive", 120.0, "seconds per request (default 120)", "load"),
     Option("max_retries", "count0", 8, "retries per request on 429/5xx/timeouts (default 8)",
            "load"),
-    Option("max_requests", "count", None, "stop after this many requests", "load"),
     Option("patience", "count", None, "stop when this many requests in a row add nothing "
            "(default max(100, 4 x concurrency))", "load"),
     Option("encoder", "str", None, "sentence encoder for diverse/similar (default: the MiniLM "
@@ -162,7 +161,33 @@ CREATE_OPTIONS: tuple[Option, ...] = (
            "the default on CPU), ct2-int8 (about 1.5x faster, picks another next exemplar in "
            "~5% of near-ties), torch (the default on a GPU); default: auto", "load",
            choices=("auto", "ct2", "ct2-int8", "torch")),
-    Option("quiet", "flag", False, "no progress bar", "load"),
+    Option("quiet", "flag", False, "no progress bar, no projection lines, no batch progress "
+           "lines (the summary has them all)", "load"),
+    Option("max_requests", "count", None, "hard budget: never send more than N requests, "
+           "retries included, counted over the whole output (resumed sessions included); "
+           "reaching it stops the run as budget_spent (exit 3), resumable with a larger one",
+           "spend", metavar="N"),
+    Option("max_cost", "positive", None, "hard budget in USD at the run's price "
+           "(--price_in/--price_out, or the model's list price; its batch price with --batch): "
+           "each request's worst case (prompt + max_tokens) is reserved before it is sent and "
+           "the unused part given back from the reply's usage; counted over the whole output",
+           "spend", metavar="USD"),
+    Option("dry_run", "flag", False, "print the projection (requests, tokens, cost, time) "
+           "and exit without sending anything", "spend"),
+    Option("acceptance_prior", "unit", 0.9, "share of the asked-for examples expected to be "
+           "kept, for the projection before any is measured (default 0.9; a resumed run uses "
+           "the share measured so far)", "spend", metavar="SHARE"),
+    Option("batch", "flag", False, "send the requests through the provider's Batch API "
+           "(/v1/files + /v1/batches: half price on OpenAI, results within 24 h): naive in one "
+           "batch, tree one batch per depth, random/diverse/similar one per step of all chains; "
+           "batch and file IDs are kept beside the output in <stem>.batches.json, so --resume "
+           "polls them",
+           "spend"),
+    Option("batch_size", "count", 50_000, "requests per batch, at most 50,000 (OpenAI's limit "
+           "per batch; files are also kept under 200 MB); more make several batches",
+           "spend", metavar="N"),
+    Option("batch_poll", "positive", 60.0, "longest wait between two looks at a running batch, "
+           "seconds (it starts at 0.5 s and grows; default 60)", "spend", metavar="S"),
 )
 BY_NAME = {o.name: o for o in CREATE_OPTIONS}
 

@@ -87,6 +87,16 @@ class Strategy(ABC):
         """Rebuild the state from the records of an earlier run, in file order."""
         return None
 
+    def claim(self, jobs: Sequence[Job]) -> None:
+        """After restore: jobs an earlier session handed out that are still outstanding (in a
+        batch at the provider) are pending again, and their exemplars are not handed out
+        twice."""
+        self.pending += len(jobs)
+        self._claim(jobs)
+
+    def _claim(self, jobs: Sequence[Job]) -> None:
+        return None
+
 
 class Naive(Strategy):
     """Always the original exemplar."""
@@ -116,6 +126,13 @@ class Chains(Strategy):
 
     def _on_failure(self, job: Job) -> None:
         self.idle.append(job.chain)
+
+    def _claim(self, jobs: Sequence[Job]) -> None:
+        busy = {job.chain for job in jobs}
+        self.idle = [chain for chain in self.idle if chain not in busy]
+        for job in jobs:
+            if job.chain < len(self.current):
+                self.current[job.chain] = job.exemplar
 
     @abstractmethod
     async def choose(self, current: Node, created: list[Node]) -> Node: ...
@@ -198,6 +215,15 @@ class Tree(Strategy):
 
     def _on_failure(self, job: Job) -> None:
         self._push(job.exemplar)  # not expanded yet: try it again in its turn
+
+    def _claim(self, jobs: Sequence[Job]) -> None:
+        taken = {job.exemplar.id for job in jobs}
+        self.frontier = [entry for entry in self.frontier if entry[3].id not in taken]
+        heapq.heapify(self.frontier)
+
+    def next_depth(self) -> int | None:
+        """The depth the next job would come from (None: nothing waits in the frontier)."""
+        return self.frontier[0][0] if self.frontier else None
 
     async def restore(self, nodes: list[Node]) -> None:
         expanded = {n.parent for n in nodes}

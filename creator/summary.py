@@ -17,7 +17,7 @@ COUNTERS = (
 
 @dataclass
 class RunSummary:
-    status: str  # running | completed | interrupted | stalled | failed
+    status: str  # running | completed | interrupted | stalled | budget_spent | failed
     output: str
     target: int
     accepted: int
@@ -43,6 +43,13 @@ class RunSummary:
     this_session: dict[str, Any] = field(default_factory=dict)
     identity: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
+    # spend: the budgets and what counts against them (creator/spend.py), the projection made
+    # before this session's first request, the projected cost of the whole output as it stands,
+    # and with --batch the batches (creator/batch.py)
+    budget: dict[str, Any] = field(default_factory=dict)
+    projection: dict[str, Any] = field(default_factory=dict)
+    projected_cost_usd: float | None = None
+    batch: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

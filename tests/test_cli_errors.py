@@ -487,15 +487,18 @@ def test_a_server_that_only_talks_nonsense_stalls_with_exit_1(tmp_path):
     assert summary["rejected"].get("no_json_object", 0) >= 6
 
 
-def test_request_budget_spent_exits_1_and_resumes(tmp_path):
+def test_request_budget_spent_exits_3_and_resumes(tmp_path):
     out = tmp_path / "out.jsonl"
     common = [*example_args(), "--setting", "naive", "--target", "30", "--output", out,
               "--concurrency", "2"]
     with start_simulator(seed=4) as sim:
         r = run_creator(*common, "--max_requests", "2", "--base_url", sim.base_url,
                         cwd=tmp_path, timeout=30)
-        assert_run_failed(r, "--max_requests")
-        assert read_summary(out)["status"] == "stalled"
+        assert_no_traceback(r)
+        assert r.returncode == 3, r.stderr  # budget_spent: its own status and exit code
+        assert r.lines[-1].startswith("creator: budget spent: ") and "--max_requests" in \
+            r.lines[-1], r.stderr
+        assert read_summary(out)["status"] == "budget_spent"
         assert 0 < len(check_records(out)) < 30
         r2 = run_creator(*common, "--resume", "--base_url", sim.base_url, cwd=tmp_path, timeout=30)
     assert r2.returncode == 0, r2.stderr

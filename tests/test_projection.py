@@ -1,0 +1,178 @@
+"""The projection (`--dry_run`, and the first lines of every run): requests, prompt and completion
+tokens, cost and time before anything is sent, checked against what runs on the simulator then
+cost; a resumed run projects from what it measured; the progress bar shows spent and projected
+cost."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from creatorproc import (  # noqa: E402
+    SHARED_DATA,
+    assert_no_traceback,
+    assert_unchanged,
+    closed_port_url,
+    creator_cmd,
+    creator_env,
+    example_args,
+    read_summary,
+    run_creator,
+    run_on_a_terminal,
+    snapshot,
+)
+from benchmarks.simproc import start_simulator  # noqa: E402
+
+import creator  # noqa: E402
+
+PRICES = ["--price_in", "0.15", "--price_out", "0.6"]  # gpt-4o-mini's list price
+
+
+def project(data: list[str], **options):
+    """The dry run, through the Python API: nothing sent, nothing written."""
+    options.setdefault("base_url", "http://127.0.0.1:9/v1")  # never contacted: a dry run
+    options.setdefault("price_in", 0.15)
+    options.setdefault("price_out", 0.6)
+    result = creator.create(data_dir=data[1], data_name=data[3], dry_run=True, **options)
+    assert result.status == "dry_run" and result.requests == 0
+    return result.projection
+
+
+def test_dry_run_prints_the_projection_and_sends_and_writes_nothing(tmp_path):
+    before = snapshot(tmp_path)
+    r = run_creator(*example_args(), "--setting", "tree", "--target", "500", *PRICES,
+                    "--rpm", "600", "--output", tmp_path / "out.jsonl", "--dry_run",
+                    "--base_url", closed_port_url(), cwd=tmp_path)  # nothing listens there
+    assert_no_traceback(r)
+    assert r.returncode == 0, r.stderr
+    assert len(r.lines) == 4 and all(ln.startswith("creator: projection: ") for ln in r.lines)
+    text = r.stderr
+    assert "500 records" in text and "requests" in text
+    assert "prompt" in text and "completion tokens" in text
+    assert "$0.15 in / $0.6 out per 1M tokens" in text and "--rpm 600" in text
+    assert_unchanged(before, tmp_path)
+
+
+def test_time_and_rounds_at_the_given_limits():
+    p = project(example_args(), setting="naive", target=900, rpm=600)
+    assert p.seconds == pytest.approx(p.requests / 10.0, abs=0.1)
+    tokens = p.prompt_tokens_per_request + p.completion_tokens_per_request
+    p = project(example_args(), setting="naive", target=900, tpm=tokens * 60)
+    assert p.seconds == pytest.approx(p.requests, abs=0.1)  # one request's tokens per second
+    p = project(example_args(), setting="naive", target=900)
+    assert p.seconds is None and "unknown" in p.time_basis
+    p = project(example_args(), setting="tree", target=900, batch=True)
+    assert p.batch_rounds == 5  # 1 + 4.5 + 20 + 91 + 410 > 200 replies: 5 depths
+    assert p.price_in == 0.15  # a price given is the price paid, batch or not
+    p = creator.create(data_dir=example_args()[1], data_name="example", setting="naive",
+                       target=900, dry_run=True, batch=True, model="gpt-4o-mini",
+                       base_url="http://127.0.0.1:9/v1").projection
+    assert (p.price_in, p.price_out) == (0.075, 0.3) and p.batch_rounds == 1
+
+
+def test_the_acceptance_prior_and_the_target_set_the_requests():
+    p = project(example_args(), setting="naive", target=450, acceptance_prior=0.5)
+    assert p.per_reply == 2.5 and p.requests == 180
+    p = project(example_args(), setting="naive", target=450, num_examples=10)
+    assert p.requests == math.ceil(450 / 9)
+    assert p.prompt_tokens == p.requests * p.prompt_tokens_per_request
+
+
+def cases():
+    yield "yesno_close/example", example_args("yesno_close"), "naive"
+    yield "mcqa_5/example", example_args("mcqa_5"), "tree"
+    folder = SHARED_DATA / "yesno_close" / "strategyqa"
+    if folder.is_dir():
+        yield "yesno_close/strategyqa", ["--data_dir", str(SHARED_DATA / "yesno_close"),
+                                         "--data_name", "strategyqa"], "random"
+
+
+@pytest.mark.parametrize("name,data,setting", list(cases()), ids=[c[0] for c in cases()])
+def test_the_dry_run_is_within_15_percent_of_what_the_run_then_cost(name, data, setting,
+                                                                     tmp_path):
+    """The up-front projection takes a reply to be k objects as long as the exemplar: on these
+    exemplars the simulator's replies are about that long (see README_spend.md for those where
+    they are not, see README.md, "Spend", and benchmarks/spend.py; a resumed run measures)."""
+    out = tmp_path / "out.jsonl"
+    dry = project(data, setting=setting, target=400, output=out)
+    with start_simulator(seed=3) as sim:
+        r = run_creator(*data, "--setting", setting, "--target", "400", *PRICES,
+                        "--output", out, "--base_url", sim.base_url, cwd=tmp_path, timeout=90)
+        stats = sim.stats()
+    assert r.returncode == 0, r.stderr
+    summary = read_summary(out)
+    assert summary["projection"] == dry.to_json()  # the run's first lines say what the dry run did
+    cost = (stats["prompt_tokens"] * 0.15 + stats["completion_tokens"] * 0.6) / 1e6
+    assert summary["estimated_cost_usd"] == pytest.approx(cost, abs=2e-6)
+    print(f"{name} {setting}: projected ${dry.cost_usd:.5f} ({dry.requests} requests, "
+          f"{dry.prompt_tokens} + {dry.completion_tokens} tokens), cost ${cost:.5f} "
+          f"({stats['requests']} requests, {stats['prompt_tokens']} + "
+          f"{stats['completion_tokens']} tokens)")
+    assert abs(dry.cost_usd - cost) <= 0.15 * cost
+    assert abs(dry.requests - stats["requests"]) <= 0.15 * stats["requests"]
+
+
+def test_a_resumed_run_projects_from_what_it_measured(tmp_path):
+    """mcqa_2's exemplar has long options and the simulator writes short ones, so the up-front
+    projection is far off; after 40 requests the resumed run's projection (measured tokens per
+    reply, measured acceptance with duplicates) is within 15% of what the rest then cost."""
+    out = tmp_path / "out.jsonl"
+    data = example_args("mcqa_2")
+    common = [*data, "--setting", "naive", "--target", "600", *PRICES, "--output", out]
+    with start_simulator(seed=4, p_duplicate=0.3) as sim:
+        r = run_creator(*common, "--max_requests", "40", "--base_url", sim.base_url,
+                        cwd=tmp_path, timeout=60)
+        assert r.returncode == 3, r.stderr
+        first = read_summary(out)
+        up_front = first["projection"]
+        resumed = project(data, setting="naive", target=600, output=out, resume=True)
+        assert "measured over 40 replies" in resumed.acceptance_basis
+        assert resumed.acceptance < 0.95  # duplicates: fewer kept than asked for
+        assert resumed.tokens_basis == "measured"
+        assert resumed.remaining == 600 - first["accepted"]
+        r = run_creator(*common, "--resume", "--base_url", sim.base_url, cwd=tmp_path,
+                        timeout=90)
+        assert r.returncode == 0, r.stderr
+    summary = read_summary(out)
+    rest = summary["estimated_cost_usd"] - first["estimated_cost_usd"]
+    print(f"up front ${up_front['cost_usd']:.5f} for the whole run, which cost "
+          f"${summary['estimated_cost_usd']:.5f}; resumed: projected ${resumed.cost_usd:.5f}, "
+          f"cost ${rest:.5f}")
+    assert up_front["cost_usd"] > 1.3 * summary["estimated_cost_usd"]  # why measuring matters
+    assert abs(resumed.cost_usd - rest) <= 0.15 * rest
+    assert summary["projection"] == resumed.to_json()
+
+
+def test_every_run_starts_with_its_projection_and_quiet_keeps_it_in_the_summary(tmp_path):
+    import subprocess
+
+    out = tmp_path / "out.jsonl"
+    with start_simulator(seed=5) as sim:
+        cmd = creator_cmd(*example_args(), "--setting", "naive", "--target", "30", *PRICES,
+                          "--output", out, "--base_url", sim.base_url, quiet=False)
+        proc = subprocess.run(cmd, check=False, cwd=tmp_path, env=creator_env(), capture_output=True,
+                              text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert lines[0].startswith("creator: writing "), lines  # where the output goes, then
+    assert all(ln.startswith("creator: projection: ") for ln in lines[1:5]), lines
+    assert any(ln.startswith("creator: done:") for ln in lines[-2:]), lines  # then the figures
+    assert read_summary(out)["projection"]["remaining"] == 30
+
+
+def test_the_progress_bar_shows_spent_and_projected_cost(tmp_path):
+    out = tmp_path / "out.jsonl"
+    with start_simulator(seed=6, ttft=0.2) as sim:
+        cmd = creator_cmd(*example_args(), "--setting", "naive", "--target", "300", *PRICES,
+                          "--concurrency", "4", "--output", out, "--base_url", sim.base_url,
+                          quiet=False)
+        shown = run_on_a_terminal(cmd, tmp_path, timeout=90)
+    assert "spent of ~$" in shown, shown[-2000:]
+    summary = read_summary(out)
+    assert summary["projected_cost_usd"] == pytest.approx(summary["estimated_cost_usd"],
+                                                          rel=1e-6)  # at the target: all spent
