@@ -1,0 +1,521 @@
+"""Quality filters applied while creating, beyond the paper's method (issue 14): answer-position
+debiasing for multiple choice, near-duplicate rejection, label balance. Verification is in
+verify.py. Everything here but `Quality.screen` (which may await the sentence encoder) is pure
+and synchronous, so the engine can run `admit` and its write with no await between them.
+
+- Position debiasing (`OptionPlacer`): a created multiple-choice record's options are reordered
+  before it is written, the label following its option. The label goes to the position furthest
+  below its target share so far (uniform, or the human split's shares with --label_balance
+  reference); ties and the order of the other options come from a hash of the run's seed and the
+  question, so the placement is reproducible and a resumed run continues the same counts.
+- Near-duplicates (`NearDuplicates`): a question whose embedding has a cosine above the
+  threshold with an accepted question (or an earlier one of the same reply) is rejected; with no
+  sentence encoder loaded, MinHash estimates of the Jaccard similarity of character 5-grams
+  stand in. Both use an index, not a scan of every pair (see VectorIndex and MinHashIndex).
+- Label balance (`LabelBalance`): a record whose label (yes/no) or answer position (multiple
+  choice without debiasing) would push that class's share above target + tolerance is rejected;
+  the file meets the shares within the tolerance at every point of the run, the end included.
+
+Reason codes, counted in the run summary's `rejected` like the parser's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Sequence
+
+import numpy as np
+
+from .parse import DUPLICATE, question_key
+from .records import YES_NO_OPTIONS, Record
+
+NEAR_DUPLICATE = "near_duplicate"
+LABEL_OVER_REPRESENTED = "label_over_represented"
+
+NEAR_DUP_MODES = ("auto", "embedding", "minhash", "off")
+BALANCE_MODES = ("uniform", "reference")
+# Chosen by measurement on the human data (README_quality.md, `python -m benchmarks.filters
+# threshold`): above the 99.9th percentile of each human question's highest cosine with the
+# other questions of its split on every dataset but one, so human-like data passes.
+DEFAULT_COSINE = 0.9
+DEFAULT_JACCARD = 0.7
+DEFAULT_TOLERANCE = 0.02
+
+Encode = Callable[[Sequence[str]], Awaitable[np.ndarray]]
+
+
+def stable_hash(seed: int, text: str) -> int:
+    """A 64-bit hash of (seed, text) that is the same in every process (unlike hash())."""
+    digest = hashlib.blake2b(f"{seed}\x00{text}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+# --- answer positions and labels ---------------------------------------------------------------
+
+
+def class_of(record: Record) -> int:
+    """What balance is kept over: the label for yes/no (0 True, 1 False), else the answer's
+    position among the options."""
+    if record.yes_no:
+        return YES_NO_OPTIONS.index(record.label)
+    return record.label_index
+
+
+def class_names(yes_no: bool, num_options: int) -> list[str]:
+    return list(YES_NO_OPTIONS) if yes_no else [str(i) for i in range(num_options)]
+
+
+def reference_shares(records: Sequence[Record], yes_no: bool, num_options: int) -> list[float]:
+    """Each class's share in human records of the same shape (yes/no labels, or answer
+    positions of records with `num_options` options)."""
+    counts = [0] * (2 if yes_no else num_options)
+    for r in records:
+        if r.yes_no == yes_no and (yes_no or len(r.options) == num_options):
+            counts[class_of(r)] += 1
+    total = sum(counts)
+    return [c / total for c in counts] if total else []
+
+
+class OptionPlacer:
+    """Multiple choice: reorder each record's options so the answer positions follow `shares`."""
+
+    def __init__(self, num_options: int, seed: int, shares: Sequence[float] | None = None) -> None:
+        self.num_options = num_options
+        self.seed = seed
+        self.shares = list(shares) if shares else [1.0 / num_options] * num_options
+        self.counts = [0] * num_options
+
+    def observe(self, record: Record) -> None:
+        """A record already in the output (resume) or just written."""
+        if len(record.options) == self.num_options:
+            self.counts[record.label_index] += 1
+
+    def place(self, record: Record) -> Record:
+        """The record with its options reordered; counts it."""
+        k = len(record.options)
+        if k != self.num_options:
+            return record
+        rng = random.Random(stable_hash(self.seed, question_key(record.question)))
+        n = sum(self.counts) + 1
+        tie = [rng.random() for _ in range(k)]
+        position = max(range(k), key=lambda i: (round(self.shares[i] * n - self.counts[i], 9),
+                                                tie[i]))
+        others = [o for i, o in enumerate(record.options) if i != record.label_index]
+        rng.shuffle(others)
+        options = (*others[:position], record.label, *others[position:])
+        placed = Record(record.question, record.context, options, record.label)
+        self.observe(placed)
+        return placed
+
+
+class LabelBalance:
+    """Keeps every class's share within `tolerance` of its target share by refusing records of
+    a class that is over-represented: a record of class c is allowed while
+    count(c) + 1 <= (share(c) + tolerance) * (n + 1), or count(c) + 1 <= share(c) * (n + 1) + 1
+    (one record of slack, so the first records are not refused for being first)."""
+
+    def __init__(self, shares: Sequence[float], tolerance: float) -> None:
+        self.shares = list(shares)
+        self.tolerance = tolerance
+        self.counts = [0] * len(shares)
+        # records being verified, counted as if written, so that verification is not spent on
+        # records their class will have no room for by the time the votes are in
+        self.pending = [0] * len(shares)
+
+    def allows(self, record: Record, with_pending: bool = False) -> bool:
+        c = class_of(record)
+        if c >= len(self.counts):
+            return True
+        counts = self.counts
+        if with_pending:
+            counts = [a + b for a, b in zip(self.counts, self.pending)]
+        n1 = sum(counts) + 1
+        limit = max((self.shares[c] + self.tolerance) * n1, self.shares[c] * n1 + 1)
+        return counts[c] + 1 <= limit + 1e-9
+
+    def reserve(self, record: Record, amount: int = 1) -> None:
+        c = class_of(record)
+        if c < len(self.pending):
+            self.pending[c] += amount
+
+    def add(self, record: Record) -> None:
+        c = class_of(record)
+        if c < len(self.counts):
+            self.counts[c] += 1
+
+
+# --- near-duplicate indexes ----------------------------------------------------------------------
+
+
+class VectorIndex:
+    """The highest cosine of a query with the added rows (all L2-normalised).
+
+    An HNSW graph (faiss) when faiss is installed: a query costs ~0.1 ms at 100k rows where the
+    exact scan costs tens of milliseconds (benchmarks/filters.py measures both). Below `exact_below`
+    rows, and without faiss, the exact scan over a growing numpy array (blocks of rows)."""
+
+    def __init__(self, dim: int, exact_below: int = 20000, hnsw: bool | None = None) -> None:
+        self.dim = dim
+        self.n = 0
+        self._rows = np.zeros((1024, dim), dtype=np.float32)
+        self.exact_below = exact_below
+        self._hnsw: Any = None
+        self._use_hnsw = hnsw
+        if hnsw is None:
+            try:
+                import faiss  # noqa: F401
+
+                self._use_hnsw = True
+            except ImportError:
+                self._use_hnsw = False
+
+    @property
+    def kind(self) -> str:
+        return "hnsw" if self._hnsw is not None else "exact"
+
+    def _start_hnsw(self) -> None:
+        import faiss
+
+        faiss.omp_set_num_threads(1)  # the event loop needs the other core
+        index = faiss.IndexHNSWFlat(self.dim, 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 64
+        index.hnsw.efSearch = 64
+        index.add(self._rows[: self.n])
+        self._hnsw = index
+        self._rows = np.zeros((0, self.dim), dtype=np.float32)  # the graph holds them now
+
+    def add(self, vectors: np.ndarray) -> None:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
+        if self._hnsw is not None:
+            self._hnsw.add(vectors)
+            self.n += len(vectors)
+            return
+        need = self.n + len(vectors)
+        if need > len(self._rows):
+            grown = np.zeros((max(need, 2 * len(self._rows)), self.dim), dtype=np.float32)
+            grown[: self.n] = self._rows[: self.n]
+            self._rows = grown
+        self._rows[self.n : need] = vectors
+        self.n = need
+        if self._use_hnsw and self.n >= self.exact_below:
+            self._start_hnsw()
+
+    def max_similarity(self, queries: np.ndarray) -> np.ndarray:
+        queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
+        best = np.full(len(queries), -np.inf, dtype=np.float32)
+        if self.n == 0 or not len(queries):
+            return best
+        if self._hnsw is not None:
+            scores, _ = self._hnsw.search(queries, 1)
+            return scores[:, 0].astype(np.float32)
+        for start in range(0, self.n, 65536):
+            block = self._rows[start : min(self.n, start + 65536)]
+            np.maximum(best, (queries @ block.T).max(axis=1), out=best)
+        return best
+
+
+_MERSENNE = np.uint64((1 << 61) - 1)
+_PRIME32 = np.uint64(4294967311)  # the first prime above 2^32
+
+
+class MinHasher:
+    """MinHash signatures of character n-grams of the normalised question (question_key), with
+    `num_perm` universal hash functions; the share of equal signature entries estimates the
+    Jaccard similarity of the two n-gram sets. Vectorised over the n-grams of a text."""
+
+    def __init__(self, num_perm: int = 64, ngram: int = 5, seed: int = 1) -> None:
+        rng = np.random.default_rng(seed)
+        self.num_perm = num_perm
+        self.ngram = ngram
+        self.a = rng.integers(1, (1 << 31) - 1, size=num_perm, dtype=np.uint64)
+        self.b = rng.integers(0, (1 << 31) - 1, size=num_perm, dtype=np.uint64)
+
+    def shingles(self, text: str) -> np.ndarray:
+        """The distinct n-grams of the text, as 32-bit hashes."""
+        data = np.frombuffer(question_key(text).encode(), dtype=np.uint8).astype(np.uint64)
+        n = self.ngram
+        if len(data) < n:
+            data = np.pad(data, (0, n - len(data)))
+        hashes = np.zeros(len(data) - n + 1, dtype=np.uint64)
+        for i in range(n):
+            hashes = hashes * np.uint64(257) + data[i : len(data) - n + 1 + i]
+        return np.unique(hashes & np.uint64(0xFFFFFFFF))
+
+    def signatures(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.empty((len(texts), self.num_perm), dtype=np.uint32)
+        for i, text in enumerate(texts):
+            h = self.shingles(text)
+            out[i] = ((h[:, None] * self.a + self.b) % _PRIME32).min(axis=0)
+        return out
+
+
+class MinHashIndex:
+    """Locality-sensitive hashing over MinHash signatures: the signature is cut into `bands`
+    bands; rows that share a whole band are candidates, and the candidates' signatures give the
+    estimated Jaccard similarity. With 64 permutations in 16 bands of 4, a pair of Jaccard 0.7
+    shares a band with probability 1 - (1 - 0.7^4)^16 = 0.9985."""
+
+    def __init__(self, num_perm: int = 64, bands: int = 16) -> None:
+        if num_perm % bands:
+            raise ValueError("num_perm must be a multiple of bands")
+        self.num_perm = num_perm
+        self.bands = bands
+        self.rows = num_perm // bands
+        self._buckets: list[dict[bytes, list[int]]] = [defaultdict(list) for _ in range(bands)]
+        self._sigs = np.zeros((1024, num_perm), dtype=np.uint32)
+        self.n = 0
+
+    def _keys(self, sig: np.ndarray) -> list[bytes]:
+        r = self.rows
+        return [sig[b * r : (b + 1) * r].tobytes() for b in range(self.bands)]
+
+    def add(self, sigs: np.ndarray) -> None:
+        for sig in np.asarray(sigs, dtype=np.uint32).reshape(-1, self.num_perm):
+            if self.n == len(self._sigs):
+                self._sigs = np.concatenate([self._sigs, np.zeros_like(self._sigs)])
+            self._sigs[self.n] = sig
+            for bucket, key in zip(self._buckets, self._keys(sig)):
+                bucket[key].append(self.n)
+            self.n += 1
+
+    def max_similarity(self, sigs: np.ndarray) -> np.ndarray:
+        sigs = np.asarray(sigs, dtype=np.uint32).reshape(-1, self.num_perm)
+        best = np.zeros(len(sigs), dtype=np.float32)
+        for i, sig in enumerate(sigs):
+            candidates: set[int] = set()
+            for bucket, key in zip(self._buckets, self._keys(sig)):
+                found = bucket.get(key)
+                if found:
+                    candidates.update(found)
+            if candidates:
+                rows = self._sigs[np.fromiter(candidates, dtype=np.int64)]
+                best[i] = (rows == sig).mean(axis=1).max()
+        return best
+
+
+def estimated_jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise estimated Jaccard similarity of two sets of signatures (len(a) x len(b))."""
+    return (a[:, None, :] == b[None, :, :]).mean(axis=2)
+
+
+class NearDuplicates:
+    """Rejects questions too similar to an accepted one: cosine of sentence embeddings
+    (`encode` given) or estimated Jaccard of character 5-grams (MinHash)."""
+
+    def __init__(self, threshold: float, encode: Encode | None = None, dim: int = 384) -> None:
+        self.threshold = threshold
+        self.encode = encode
+        self.kind = "embedding" if encode is not None else "minhash"
+        self.hasher = MinHasher() if encode is None else None
+        self.index: VectorIndex | MinHashIndex | None = (
+            MinHashIndex(self.hasher.num_perm) if self.hasher is not None else None)
+        self.dim = dim
+
+    async def features(self, questions: Sequence[str]) -> np.ndarray:
+        if self.encode is not None:
+            vectors = np.asarray(await self.encode(list(questions)), dtype=np.float32)
+            if self.index is None:
+                self.index = VectorIndex(vectors.shape[1] if vectors.ndim == 2 else self.dim)
+            return vectors
+        assert self.hasher is not None
+        return self.hasher.signatures(questions)
+
+    def similarity_to_index(self, features: np.ndarray) -> np.ndarray:
+        if self.index is None or not len(features):
+            return np.full(len(features), -np.inf, dtype=np.float32)
+        return self.index.max_similarity(features)
+
+    def pairwise(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        if self.encode is not None:
+            return a @ b.T
+        return estimated_jaccard(a, b)
+
+    def add(self, features: np.ndarray) -> None:
+        if not len(features):
+            return
+        if self.index is None:
+            self.index = VectorIndex(features.shape[1])
+        self.index.add(features)
+
+    @property
+    def size(self) -> int:
+        return self.index.n if self.index is not None else 0
+
+
+# --- the whole: what the engine calls ------------------------------------------------------------
+
+
+@dataclass
+class QualityOptions:
+    """The filters of one run (from the options table; see RunConfig)."""
+
+    shuffle_options: bool = False
+    near_dup: str = "off"  # embedding | minhash | off (auto is resolved before the run)
+    near_dup_threshold: float = DEFAULT_COSINE
+    minhash_threshold: float = DEFAULT_JACCARD
+    label_balance: str | None = None  # uniform | reference | None
+    label_tolerance: float = DEFAULT_TOLERANCE
+    verify: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass
+class Candidate:
+    record: Record
+    feature: np.ndarray | None = None
+
+
+@dataclass
+class Quality:
+    """The filters of one run and their state, rebuilt from the output on resume."""
+
+    options: QualityOptions
+    yes_no: bool
+    num_options: int
+    seed: int
+    placer: OptionPlacer | None = None
+    balance: LabelBalance | None = None
+    near: NearDuplicates | None = None
+    target_shares: list[float] | None = None
+    rejected_here: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, options: QualityOptions, yes_no: bool, num_options: int, seed: int,
+              reference: list[float] | None = None, encode: Encode | None = None) -> "Quality":
+        """reference: the human split's class shares (needed for label_balance reference)."""
+        q = cls(options, yes_no, num_options, seed)
+        k = 2 if yes_no else num_options
+        if options.label_balance == "reference":
+            if not reference or len(reference) != k:
+                raise ValueError("label_balance reference needs the human split's shares")
+            q.target_shares = list(reference)
+        elif options.label_balance == "uniform":
+            q.target_shares = [1.0 / k] * k
+        if options.shuffle_options and not yes_no:
+            q.placer = OptionPlacer(num_options, seed, q.target_shares)
+        elif q.target_shares is not None:
+            q.balance = LabelBalance(q.target_shares, options.label_tolerance)
+        if options.near_dup == "embedding":
+            if encode is None:
+                raise ValueError("near_dup embedding needs a sentence encoder")
+            q.near = NearDuplicates(options.near_dup_threshold, encode)
+        elif options.near_dup == "minhash":
+            q.near = NearDuplicates(options.minhash_threshold)
+        return q
+
+    @property
+    def active(self) -> bool:
+        return bool(self.placer or self.balance or self.near)
+
+    @property
+    def awaits(self) -> bool:
+        """Whether screening awaits (the encoder), so admit must recheck what others added."""
+        return self.near is not None and self.near.encode is not None
+
+    async def restore(self, records: Sequence[Record], chunk: int = 4096) -> None:
+        """The state of an existing output: counts, and the index of its questions."""
+        for r in records:
+            if self.placer is not None:
+                self.placer.observe(r)
+            if self.balance is not None:
+                self.balance.add(r)
+        if self.near is not None:
+            for start in range(0, len(records), chunk):
+                part = [r.question for r in records[start : start + chunk]]
+                self.near.add(await self.near.features(part))
+
+    async def screen(self, records: Sequence[Record], rejected: Any) -> list[Candidate]:
+        """Features, and an early look at what admit will refuse (so that verification is not
+        spent on it): near-duplicates of accepted questions or of earlier ones of this reply,
+        and over-represented labels."""
+        if not records:
+            return []
+        features: np.ndarray | None = None
+        if self.near is not None:
+            features = await self.near.features([r.question for r in records])
+        out = []
+        for i, record in enumerate(records):
+            cand = Candidate(record, features[i] if features is not None else None)
+            if self._near_duplicate(cand, [c.feature for c in out]):
+                rejected[NEAR_DUPLICATE] += 1
+            elif self.balance is not None and not self.balance.allows(record, with_pending=True):
+                rejected[LABEL_OVER_REPRESENTED] += 1
+            else:
+                out.append(cand)
+                if self.balance is not None:
+                    self.balance.reserve(record)
+        return out
+
+    def release(self, candidates: Sequence[Candidate]) -> None:
+        """The screened candidates' reservations end (call before admit, with no await
+        between)."""
+        if self.balance is not None:
+            for cand in candidates:
+                self.balance.reserve(cand.record, -1)
+
+    def _near_duplicate(self, cand: Candidate, others: list[Any]) -> bool:
+        if self.near is None or cand.feature is None:
+            return False
+        threshold = self.near.threshold
+        feature = cand.feature[None, :]
+        if self.near.similarity_to_index(feature)[0] > threshold:
+            return True
+        others = [o for o in others if o is not None]
+        return bool(others) and bool(self.near.pairwise(feature, np.stack(others)).max()
+                                     > threshold)
+
+    def admit(self, candidates: Sequence[Candidate], seen: set[str], room: int,
+              rejected: Any) -> tuple[list[Candidate], int]:
+        """Synchronous: the final checks against everything accepted so far (other requests may
+        have added records while this one awaited), then placement and indexing of the kept
+        ones. Returns the candidates to write (at most `room`, options placed) and how many
+        passed every check."""
+        kept: list[Record] = []
+        kept_features: list[Any] = []
+        passed = 0
+        for cand in candidates:
+            record = cand.record
+            key = question_key(record.question)
+            if key in seen or any(question_key(r.question) == key for r in kept):
+                rejected[DUPLICATE] += 1
+                continue
+            if self._near_duplicate(cand, kept_features):
+                rejected[NEAR_DUPLICATE] += 1
+                continue
+            if self.balance is not None and not self.balance.allows(record):
+                rejected[LABEL_OVER_REPRESENTED] += 1
+                continue
+            passed += 1
+            if len(kept) >= room:
+                continue
+            if self.placer is not None:
+                record = self.placer.place(record)
+            if self.balance is not None:
+                self.balance.add(record)
+            kept.append(record)
+            kept_features.append(cand.feature)
+        if self.near is not None and kept:
+            self.near.add(np.stack(kept_features))
+        return [Candidate(r, f) for r, f in zip(kept, kept_features)], passed
+
+    def state(self) -> dict[str, Any]:
+        """For the run summary."""
+        out: dict[str, Any] = {"options": self.options.to_json()}
+        names = class_names(self.yes_no, self.num_options)
+        counts = (self.placer.counts if self.placer is not None else
+                  self.balance.counts if self.balance is not None else None)
+        if counts is not None:
+            total = sum(counts)
+            out["class_shares"] = {n: (c / total if total else None)
+                                   for n, c in zip(names, counts)}
+        if self.target_shares is not None:
+            out["target_shares"] = dict(zip(names, self.target_shares))
+        if self.near is not None:
+            out["near_duplicate_index"] = {"kind": self.near.kind, "size": self.near.size,
+                                           "threshold": self.near.threshold}
+        return out
