@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .endpoints import Endpoint
+from .filters import QualityOptions
 
 # USD per 1M tokens (input, output), list prices when this was written; --price_in/--price_out win
 KNOWN_PRICES = {
@@ -49,6 +50,7 @@ class RunConfig:
     price_in: float | None = None
     price_out: float | None = None
     progress: bool = True
+    quality: QualityOptions = field(default_factory=QualityOptions)  # filters beyond the paper
 
     def endpoint_list(self) -> list[Endpoint]:
         """The endpoints file's, or one per --base_url with the run's key and limits."""

@@ -20,17 +20,20 @@ from typing import Any
 
 from .client import ChatClient, RequestFailed, estimate_prompt_tokens
 from .config import RunConfig
+from .filters import Candidate, Quality, reference_shares
 from .parse import parse_reply, question_key
 from .ratelimit import RetryPolicy
 from .sink import JsonlSink, read_summary, scan_output, summary_path, write_json_atomic
 from .summary import COUNTERS, RunSummary
 from .strategy import ROOT_ID, Job, Node, Strategy, make_strategy
 from .records import Record
+from .verify import Verifier
 from .task import (
     TaskError,
     TaskFormat,
     detect_format,
     load_exemplar,
+    read_records,
     render_messages,
     response_schema,
     split_path,
@@ -132,6 +135,8 @@ class Engine:
     next_id: int
     previous: dict[str, Any]  # cumulative counters of earlier sessions of this output
     identity: dict[str, Any]
+    quality: Quality  # issue 14's filters (debiasing, near-duplicates, label balance)
+    verifier: Verifier | None = None  # --verify N
     rejected: Counter[str] = field(default_factory=Counter)
     failed: Counter[str] = field(default_factory=Counter)
     over_target: int = 0
@@ -182,33 +187,52 @@ class Engine:
         result = parse_reply(completion.text, self.fmt, self.seen, echoes)
         self.rejected.update(result.rejected)
         self.answered += 1
-        self.produced += len(result.records)
+        candidates = await self._screen(result.records)
         # from here to sink.write nothing awaits: the dedup set and the count stay consistent
         room = self.target - self.accepted
-        kept = result.records[:room]
-        self.over_target += len(result.records) - len(kept)
+        kept, passed = self.quality.admit(candidates, self.seen, room, self.rejected)
+        self.produced += passed
+        self.over_target += passed - len(kept)
         nodes = []
-        for record in kept:
-            self.seen.add(question_key(record.question))
+        vectors = self.cfg.setting in ("diverse", "similar") and self.quality.awaits
+        for cand in kept:
+            self.seen.add(question_key(cand.record.question))
             nodes.append(
                 Node(
                     id=self.next_id,
-                    record=record,
+                    record=cand.record,
                     parent=job.exemplar.id,
                     depth=job.exemplar.depth + 1,
                     chain=job.chain,
+                    vector=cand.feature if vectors else None,  # encoded once, for both
                 )
             )
             self.next_id += 1
         self.sink.write(nodes)
         self.accepted += len(nodes)
-        if result.records:
+        if passed:
             self.unproductive_in_a_row = 0
         else:
             self._count_unproductive()
         self.progress.update(len(nodes), self.client.stats.requests,
                              self.client.stats.rate_limited, self.started)
         await self.strategy.on_result(job, nodes)
+
+    async def _screen(self, records: list[Record]) -> list[Candidate]:
+        """The filters' early checks, then verification of what may still be written."""
+        candidates = await self.quality.screen(records, self.rejected)
+        if self.verifier is None or not candidates:
+            self.quality.release(candidates)
+            return candidates
+        room = max(0, self.target - self.accepted)
+        self.over_target += len(candidates[room:])
+        try:
+            reasons = await asyncio.gather(*(self.verifier.check(c.record)
+                                             for c in candidates[:room]))
+        finally:
+            self.quality.release(candidates)
+        self.rejected.update(r for r in reasons if r is not None)
+        return [c for c, reason in zip(candidates, reasons) if reason is None]
 
     def _count_unproductive(self) -> None:
         self.unproductive += 1
@@ -344,7 +368,17 @@ class Engine:
                 "json_schema": self.cfg.json_schema,
                 "schema_style": self.cfg.schema_style,
             },
+            quality=self.quality_summary(),
         )  # fmt: skip
+
+    def quality_summary(self) -> dict[str, Any]:
+        out = self.quality.state()
+        if self.verifier is not None:
+            stats = type(self.verifier.stats)()
+            stats.add_json((self.previous.get("quality") or {}).get("verification") or {})
+            stats.add_json(self.verifier.stats.to_json())
+            out["verification"] = {"votes_per_candidate": self.verifier.votes, **stats.to_json()}
+        return out
 
     def write_summary(self, status: str, error: str | None = None) -> RunSummary:
         summary = self.summary(status, error)
@@ -366,6 +400,7 @@ class RunPlan:
     nodes: list[Node]  # records already in the output (resume)
     previous: dict[str, Any]  # the earlier sessions' summary (resume)
     torn_bytes: int = 0
+    reference_shares: list[float] | None = None  # the human split's label shares
 
 
 def _same_file(a: Path, b: Path | None) -> bool:
@@ -389,7 +424,8 @@ def plan_run(cfg: RunConfig) -> RunPlan:
         raise TaskError(f"--output {cfg.output} is the file the exemplar is read from; "
                         "created data must go to another file")
     identity = run_identity(cfg, exemplar, fmt)
-    plan = RunPlan(exemplar, fmt, target, identity, nodes=[], previous={})
+    plan = RunPlan(exemplar, fmt, target, identity, nodes=[], previous={},
+                   reference_shares=_reference_shares(cfg, fmt, inputs[0]))
     if not (cfg.output.exists() and cfg.output.stat().st_size > 0):
         return plan
     if not cfg.resume:
@@ -413,6 +449,18 @@ def plan_run(cfg: RunConfig) -> RunPlan:
     return plan
 
 
+def _reference_shares(cfg: RunConfig, fmt: TaskFormat, split: Path) -> list[float] | None:
+    """--label_balance reference: the label (answer position) shares of the human split."""
+    if cfg.quality.label_balance != "reference":
+        return None
+    shares = reference_shares(read_records(split), fmt.yes_no, fmt.num_options)
+    if not shares or 0.0 in shares:
+        raise TaskError(f"--label_balance reference: {split} does not hold every label "
+                        f"{'(True and False)' if fmt.yes_no else '(answer position)'}; "
+                        "use --label_balance uniform")
+    return shares
+
+
 def _identity_diff(old: dict[str, Any], new: dict[str, Any]) -> str:
     keys = [k for k in new if old.get(k) != new[k]]
     return ", ".join(f"{k}: file has {old.get(k)!r}, now {new[k]!r}" for k in keys
@@ -427,13 +475,24 @@ async def _build_engine(cfg: RunConfig, plan: RunPlan, encoder: Any) -> Engine:
     client = ChatClient(cfg.endpoint_list(), cfg.model, RetryPolicy(max_retries=cfg.max_retries),
                         cfg.timeout, max_in_flight=cfg.concurrency, seed=cfg.seed)
     nodes = plan.nodes
-    return Engine(
+    quality = Quality.build(cfg.quality, plan.fmt.yes_no, plan.fmt.num_options, cfg.seed,
+                            plan.reference_shares, encode)
+    await quality.restore([n.record for n in nodes])  # counts and the near-duplicate index
+    engine = Engine(
         cfg=cfg, exemplar=plan.exemplar, fmt=plan.fmt, target=plan.target, strategy=strategy,
         client=client, sink=JsonlSink(cfg.output),
         seen={question_key(n.record.question) for n in nodes}, accepted=len(nodes),
         next_id=max((n.id for n in nodes), default=ROOT_ID) + 1, previous=plan.previous,
-        identity=plan.identity, initial_accepted=len(nodes),
+        identity=plan.identity, initial_accepted=len(nodes), quality=quality,
     )  # fmt: skip
+    if cfg.quality.verify:
+        engine.verifier = Verifier(
+            client, cfg.quality.verify, cfg.seed, {"temperature": cfg.temperature,
+                                                    "top_p": cfg.top_p},
+            json_schema=cfg.json_schema, schema_style=cfg.schema_style,
+            may_send=lambda: not engine._budget_spent(),
+            on_failed=lambda reason: engine.failed.update([reason]))
+    return engine
 
 
 def _open_sink(engine: Engine, plan: RunPlan) -> None:

@@ -43,6 +43,7 @@ class RunSummary:
     this_session: dict[str, Any] = field(default_factory=dict)
     identity: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
+    quality: dict[str, Any] = field(default_factory=dict)  # the filters' settings and figures
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
