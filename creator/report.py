@@ -26,11 +26,12 @@ from typing import Any, Iterable, Protocol, Sequence
 import numpy as np
 import orjson
 
+from .filters import DEFAULT_COSINE, DEFAULT_JACCARD
 from .parse import question_key
 from .task import YES_NO_OPTIONS, Record, TaskError, record_from_json
 
 EXIT_OK, EXIT_USAGE, EXIT_FAILED = 0, 2, 1
-DEFAULT_THRESHOLD = 0.9
+DEFAULT_THRESHOLD = DEFAULT_COSINE  # the creator's near-duplicate threshold
 TOP_LABELS = 20  # multiple-choice labels are free text: keep the most frequent ones only
 PLOT_POINTS = 5000  # points per side in the projection plot (a sample beyond that)
 
@@ -362,8 +363,47 @@ def side_summary(
         "answer_positions": None if yes_no else answer_positions(records),
         "diversity": diversity(questions, embeddings),
         "lengths": lengths(records),
+        "minhash_near_duplicates": minhash_near_duplicates(questions),
     }
     return summary
+
+
+def minhash_near_duplicates(questions: Sequence[str],
+                            threshold: float = DEFAULT_JACCARD) -> dict[str, Any]:
+    """Records whose question's estimated 5-gram Jaccard with an EARLIER question is above the
+    threshold: the measure the creator uses where no encoder is loaded (creator/filters.py)."""
+    from .filters import MinHasher, MinHashIndex
+
+    hasher, index = MinHasher(), MinHashIndex()
+    count = 0
+    for start in range(0, len(questions), 1024):
+        for sig in hasher.signatures(questions[start : start + 1024]):
+            count += bool(index.max_similarity(sig)[0] > threshold)
+            index.add(sig)
+    return {"count": count, "rate": rate(count, len(questions)), "threshold": threshold}
+
+
+def creation_filters(path: Path) -> dict[str, Any] | None:
+    """What the creator's filters did while creating (the run summary beside the file):
+    rejections by filter and verification agreement; None without a summary."""
+    summary = path.with_name(path.stem + ".summary.json")
+    try:
+        data = orjson.loads(summary.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    rejected = data.get("rejected") or {}
+    quality = data.get("quality") or {}
+    return {
+        "summary": str(summary),
+        "options": quality.get("options"),
+        "rejected": {k: int(rejected.get(k, 0)) for k in
+                     ("duplicate_question", "near_duplicate", "label_over_represented",
+                      "failed_verification", "unverified")},
+        "accepted": data.get("accepted"),
+        "verification": quality.get("verification"),
+    }
 
 
 # --- the report ----------------------------------------------------------------------------------
@@ -425,6 +465,7 @@ def analyse(
         "created": side_summary(created, emb, threshold),
         "human": side_summary(ref, ref_emb, threshold) if ref else None,
         "overlap": overlap(questions, ref_questions, emb, ref_emb, threshold) if ref else None,
+        "creation_filters": creation_filters(path),
     }
     if ref:  # distinct-n side by side at the same size (the smaller of the two)
         size = min(len(questions), len(ref_questions))
@@ -502,6 +543,9 @@ def format_table(report: dict[str, Any]) -> str:
     row("exact duplicates", lambda s: _count_rate(s["exact_duplicates"]["count"],
                                                   s["exact_duplicates"]["rate"]))
     row(f"near-duplicates (cos > {thr:g})", lambda s: _near(s["near_duplicates"]))
+    row(f"near-duplicates (5-gram Jaccard > {DEFAULT_JACCARD:g})",
+        lambda s: _count_rate(s["minhash_near_duplicates"]["count"],
+                              s["minhash_near_duplicates"]["rate"]))
     section("label balance")
     label_names = []
     for _, s in sides:
@@ -554,9 +598,30 @@ def format_table(report: dict[str, Any]) -> str:
         lines.append(f"  nearest human question cos > {thr:g}: "
                      f"{_count_rate(ov['near_count'], ov['near_rate'])} of created records; "
                      f"mean nearest cos {_num(ov['mean_nearest_cosine'])}")
+    lines += _filter_lines(report.get("creation_filters"))
     lines.append("(mean pairwise cos distance is exact over all pairs, computed in closed form; "
                  "near-duplicate = cos above the threshold with an earlier question)")
     return "\n".join(lines)
+
+
+def _filter_lines(filters: dict[str, Any] | None) -> list[str]:
+    """The creator's filters as the run summary records them (created data only)."""
+    if not filters:
+        return []
+    rej = filters["rejected"]
+    lines = ["[filters while creating: candidates rejected, from the run summary]"]
+    lines.append("  " + ", ".join(f"{k}: {v}" for k, v in rej.items()))
+    options = filters.get("options") or {}
+    if options:
+        lines.append(f"  options shuffled: {'yes' if options.get('shuffle_options') else 'no'}; "
+                     f"near-duplicates: {options.get('near_dup')}; label balance: "
+                     f"{options.get('label_balance') or 'off'}; verify: {options.get('verify')}")
+    ver = filters.get("verification")
+    if ver:
+        lines.append(f"  verification: {ver['agreed']} of {ver['agreed'] + ver['disagreed']} "
+                     f"candidates agreed ({_pct(ver['agreement'])}), "
+                     f"{ver['votes_per_candidate']} votes each; {ver['unverified']} unverified")
+    return lines
 
 
 def _invalid(s: dict[str, Any], reason: str) -> str:
