@@ -300,7 +300,10 @@ class Engine:
 
     def _budget_spent(self) -> bool:
         limit = self.cfg.max_requests
-        return limit is not None and self.client.stats.requests >= limit
+        if limit is None:
+            return False
+        votes = self.verifier.pending if self.verifier is not None else 0  # allowed, unsent
+        return self.client.stats.requests + votes >= limit
 
     # --- the summary ----------------------------------------------------------------------------
 

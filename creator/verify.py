@@ -130,6 +130,9 @@ class Verifier:
     may_send: Callable[[], bool] = lambda: True  # False once the request budget is spent
     on_failed: Callable[[str], None] = lambda reason: None
     stats: VerifyStats = field(default_factory=VerifyStats)
+    # votes allowed and not yet answered: the request budget counts them before the client
+    # does (a vote may wait in the limiter), so that it is not exceeded
+    pending: int = 0
 
     def _request_params(self, record: Record, options: list[str]) -> dict[str, Any]:
         longest = max(len(o) for o in options)
@@ -149,12 +152,15 @@ class Verifier:
         messages = verify_messages(record, self.seed)
         options = shown_options(record, self.seed)
         self.stats.vote_requests += 1
+        self.pending += 1
         try:
             completion = await self.client.complete(messages,
                                                     **self._request_params(record, options))
         except RequestFailed as exc:
             self.on_failed(exc.reason)
             return None
+        finally:
+            self.pending -= 1
         answer = read_answer(completion.text, record.options)
         if answer is not None:
             self.stats.votes += 1
