@@ -479,7 +479,7 @@ async def _build_engine(cfg: RunConfig, plan: RunPlan, encoder: Any) -> Engine:
                         cfg.timeout, max_in_flight=cfg.concurrency, seed=cfg.seed)
     nodes = plan.nodes
     quality = Quality.build(cfg.quality, plan.fmt.yes_no, plan.fmt.num_options, cfg.seed,
-                            plan.reference_shares, encode)
+                            plan.reference_shares, encode, plan.target)
     await quality.restore([n.record for n in nodes])  # counts and the near-duplicate index
     engine = Engine(
         cfg=cfg, exemplar=plan.exemplar, fmt=plan.fmt, target=plan.target, strategy=strategy,

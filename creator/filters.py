@@ -22,6 +22,7 @@ Reason codes, counted in the run summary's `rejected` like the parser's.
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -112,14 +113,20 @@ class OptionPlacer:
 
 
 class LabelBalance:
-    """Keeps every class's share within `tolerance` of its target share by refusing records of
-    a class that is over-represented: a record of class c is allowed while
-    count(c) + 1 <= (share(c) + tolerance) * (n + 1), or count(c) + 1 <= share(c) * (n + 1) + 1
-    (one record of slack, so the first records are not refused for being first)."""
+    """Keeps every class's share within `tolerance` of its target share in a file of `total`
+    records by refusing records: a record of class c is allowed when, counting it (n records),
+      - count(c) <= max((share(c) + tolerance) n, share(c) n + 1): no class runs above its
+        band at any point (the one record of slack lets a run start), and
+      - the records still to come can bring every other class d up to
+        ceil((share(d) - tolerance) total): a rare class cannot be asked for, only waited for,
+        so room is kept for it.
+    At the end (n = total >= 1 / tolerance) every class is within the tolerance."""
 
-    def __init__(self, shares: Sequence[float], tolerance: float) -> None:
+    def __init__(self, shares: Sequence[float], tolerance: float, total: int) -> None:
         self.shares = list(shares)
         self.tolerance = tolerance
+        self.total = total
+        self.floors = [math.ceil((s - tolerance) * total - 1e-9) for s in shares]
         self.counts = [0] * len(shares)
         # records being verified, counted as if written, so that verification is not spent on
         # records their class will have no room for by the time the votes are in
@@ -129,12 +136,15 @@ class LabelBalance:
         c = class_of(record)
         if c >= len(self.counts):
             return True
-        counts = self.counts
+        counts = list(self.counts)
         if with_pending:
             counts = [a + b for a, b in zip(self.counts, self.pending)]
-        n1 = sum(counts) + 1
-        limit = max((self.shares[c] + self.tolerance) * n1, self.shares[c] * n1 + 1)
-        return counts[c] + 1 <= limit + 1e-9
+        counts[c] += 1
+        n, share = sum(counts), self.shares[c]
+        if counts[c] > max((share + self.tolerance) * n, share * n + 1) + 1e-9:
+            return False
+        owed = sum(max(0, floor - count) for floor, count in zip(self.floors, counts))
+        return owed <= max(0, self.total - n)
 
     def reserve(self, record: Record, amount: int = 1) -> None:
         c = class_of(record)
@@ -386,8 +396,10 @@ class Quality:
 
     @classmethod
     def build(cls, options: QualityOptions, yes_no: bool, num_options: int, seed: int,
-              reference: list[float] | None = None, encode: Encode | None = None) -> "Quality":
-        """reference: the human split's class shares (needed for label_balance reference)."""
+              reference: list[float] | None = None, encode: Encode | None = None,
+              target: int = 0) -> "Quality":
+        """reference: the human split's class shares (needed for label_balance reference);
+        target: the number of records the file will hold (label balance plans for it)."""
         q = cls(options, yes_no, num_options, seed)
         k = 2 if yes_no else num_options
         if options.label_balance == "reference":
@@ -399,7 +411,7 @@ class Quality:
         if options.shuffle_options and not yes_no:
             q.placer = OptionPlacer(num_options, seed, q.target_shares)
         elif q.target_shares is not None:
-            q.balance = LabelBalance(q.target_shares, options.label_tolerance)
+            q.balance = LabelBalance(q.target_shares, options.label_tolerance, target)
         if options.near_dup == "embedding":
             if encode is None:
                 raise ValueError("near_dup embedding needs a sentence encoder")
