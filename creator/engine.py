@@ -190,7 +190,9 @@ class Engine:
         candidates = await self._screen(result.records)
         # from here to sink.write nothing awaits: the dedup set and the count stay consistent
         room = self.target - self.accepted
-        kept, passed = self.quality.admit(candidates, self.seen, room, self.rejected)
+        # the filters look again only if others may have added records since screen looked
+        recheck = self.quality.awaits or self.verifier is not None
+        kept, passed = self.quality.admit(candidates, self.seen, room, self.rejected, recheck)
         self.produced += passed
         self.over_target += passed - len(kept)
         nodes = []

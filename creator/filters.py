@@ -227,39 +227,53 @@ class VectorIndex:
         return best
 
 
-_MERSENNE = np.uint64((1 << 61) - 1)
-_PRIME32 = np.uint64(4294967311)  # the first prime above 2^32
 
 
 class MinHasher:
-    """MinHash signatures of character n-grams of the normalised question (question_key), with
-    `num_perm` universal hash functions; the share of equal signature entries estimates the
-    Jaccard similarity of the two n-gram sets. Vectorised over the n-grams of a text."""
+    """MinHash signatures of the character n-grams of the normalised question (question_key):
+    each n-gram's polynomial hash h goes through `num_perm` multiply-shift hash functions
+    ((a h + b) mod 2^64) >> 32, and a signature keeps each function's minimum; the share of
+    equal entries of two signatures estimates the Jaccard similarity of their n-gram sets.
+    Vectorised over all the n-grams of a batch of texts (benchmarks/filters.py index)."""
+
+    _SEGMENT = np.uint64(41)  # n-gram hashes < 257^5 < 2^41; the text's number above them
 
     def __init__(self, num_perm: int = 64, ngram: int = 5, seed: int = 1) -> None:
+        if 257**ngram >= 2**41:
+            raise ValueError("ngram must be at most 5")
         rng = np.random.default_rng(seed)
         self.num_perm = num_perm
         self.ngram = ngram
-        self.a = rng.integers(1, (1 << 31) - 1, size=num_perm, dtype=np.uint64)
-        self.b = rng.integers(0, (1 << 31) - 1, size=num_perm, dtype=np.uint64)
+        self.a = rng.integers(1, 2**63, size=num_perm, dtype=np.uint64) | np.uint64(1)
+        self.b = rng.integers(0, 2**63, size=num_perm, dtype=np.uint64)
 
-    def shingles(self, text: str) -> np.ndarray:
-        """The distinct n-grams of the text, as 32-bit hashes."""
-        data = np.frombuffer(question_key(text).encode(), dtype=np.uint8).astype(np.uint64)
-        n = self.ngram
-        if len(data) < n:
-            data = np.pad(data, (0, n - len(data)))
-        hashes = np.zeros(len(data) - n + 1, dtype=np.uint64)
-        for i in range(n):
-            hashes = hashes * np.uint64(257) + data[i : len(data) - n + 1 + i]
-        return np.unique(hashes & np.uint64(0xFFFFFFFF))
-
-    def signatures(self, texts: Sequence[str]) -> np.ndarray:
+    def signatures(self, texts: Sequence[str], chunk: int = 256) -> np.ndarray:
         out = np.empty((len(texts), self.num_perm), dtype=np.uint32)
-        for i, text in enumerate(texts):
-            h = self.shingles(text)
-            out[i] = ((h[:, None] * self.a + self.b) % _PRIME32).min(axis=0)
+        for first in range(0, len(texts), chunk):
+            part = texts[first : first + chunk]
+            out[first : first + len(part)] = self._signatures(part)
         return out
+
+    def _signatures(self, texts: Sequence[str]) -> np.ndarray:
+        n = self.ngram
+        keys = [question_key(t).encode().ljust(n) for t in texts]  # every text has an n-gram
+        lengths = np.fromiter((len(k) for k in keys), dtype=np.int64, count=len(keys))
+        data = np.frombuffer(b"".join(keys), dtype=np.uint8).astype(np.uint64)
+        windows = len(data) - n + 1
+        hashes = np.zeros(windows, dtype=np.uint64)
+        for i in range(n):
+            hashes = hashes * np.uint64(257) + data[i : i + windows]
+        text = np.repeat(np.arange(len(keys), dtype=np.uint64), lengths)[:windows]
+        starts = np.cumsum(lengths) - lengths
+        inside = np.arange(windows) - starts[text.astype(np.int64)] <= \
+            (lengths - n)[text.astype(np.int64)]  # the n-gram does not cross into the next text
+        grams = np.unique((text[inside] << self._SEGMENT) | hashes[inside])  # per text, distinct
+        owner = (grams >> self._SEGMENT).astype(np.int64)
+        grams &= np.uint64((1 << 41) - 1)
+        with np.errstate(over="ignore"):
+            values = (grams[:, None] * self.a + self.b) >> np.uint64(32)
+        first_of_text = np.searchsorted(owner, np.arange(len(keys)))
+        return np.minimum.reduceat(values, first_of_text, axis=0).astype(np.uint32)
 
 
 class MinHashIndex:
@@ -274,35 +288,39 @@ class MinHashIndex:
         self.num_perm = num_perm
         self.bands = bands
         self.rows = num_perm // bands
-        self._buckets: list[dict[bytes, list[int]]] = [defaultdict(list) for _ in range(bands)]
+        # one 64-bit key per band: a random linear combination of its values (mod 2^64)
+        self._mix = np.random.default_rng(2).integers(1, 2**63, size=self.rows, dtype=np.uint64)
+        self._buckets: list[dict[int, list[int]]] = [defaultdict(list) for _ in range(bands)]
         self._sigs = np.zeros((1024, num_perm), dtype=np.uint32)
         self.n = 0
 
-    def _keys(self, sig: np.ndarray) -> list[bytes]:
-        r = self.rows
-        return [sig[b * r : (b + 1) * r].tobytes() for b in range(self.bands)]
+    def _keys(self, sigs: np.ndarray) -> list[list[int]]:
+        bands = sigs.astype(np.uint64).reshape(len(sigs), self.bands, self.rows)
+        with np.errstate(over="ignore"):
+            return (bands * self._mix).sum(axis=2).tolist()
 
     def add(self, sigs: np.ndarray) -> None:
-        for sig in np.asarray(sigs, dtype=np.uint32).reshape(-1, self.num_perm):
-            if self.n == len(self._sigs):
-                self._sigs = np.concatenate([self._sigs, np.zeros_like(self._sigs)])
-            self._sigs[self.n] = sig
-            for bucket, key in zip(self._buckets, self._keys(sig)):
+        sigs = np.asarray(sigs, dtype=np.uint32).reshape(-1, self.num_perm)
+        while self.n + len(sigs) > len(self._sigs):
+            self._sigs = np.concatenate([self._sigs, np.zeros_like(self._sigs)])
+        self._sigs[self.n : self.n + len(sigs)] = sigs
+        for keys in self._keys(sigs):
+            for bucket, key in zip(self._buckets, keys):
                 bucket[key].append(self.n)
             self.n += 1
 
     def max_similarity(self, sigs: np.ndarray) -> np.ndarray:
         sigs = np.asarray(sigs, dtype=np.uint32).reshape(-1, self.num_perm)
         best = np.zeros(len(sigs), dtype=np.float32)
-        for i, sig in enumerate(sigs):
+        for i, keys in enumerate(self._keys(sigs)):
             candidates: set[int] = set()
-            for bucket, key in zip(self._buckets, self._keys(sig)):
+            for bucket, key in zip(self._buckets, keys):
                 found = bucket.get(key)
                 if found:
                     candidates.update(found)
             if candidates:
-                rows = self._sigs[np.fromiter(candidates, dtype=np.int64)]
-                best[i] = (rows == sig).mean(axis=1).max()
+                rows = self._sigs[np.fromiter(candidates, dtype=np.int64, count=len(candidates))]
+                best[i] = np.count_nonzero(rows == sigs[i], axis=1).max() / self.num_perm
         return best
 
 
@@ -447,18 +465,21 @@ class Quality:
         and over-represented labels."""
         if not records:
             return []
-        features: np.ndarray | None = None
-        if self.near is not None:
+        features = to_index = pairs = None
+        if self.near is not None:  # one query of the index and one matrix for the whole reply
             features = await self.near.features([r.question for r in records])
+            to_index = self.near.similarity_to_index(features) > self.near.threshold
+            pairs = self.near.pairwise(features, features) > self.near.threshold
         out = []
+        rows: list[int] = []  # the reply's questions kept so far
         for i, record in enumerate(records):
-            cand = Candidate(record, features[i] if features is not None else None)
-            if self._near_duplicate(cand, [c.feature for c in out]):
+            if features is not None and (to_index[i] or pairs[i, rows].any()):
                 rejected[NEAR_DUPLICATE] += 1
             elif self.balance is not None and not self.balance.allows(record, with_pending=True):
                 rejected[LABEL_OVER_REPRESENTED] += 1
             else:
-                out.append(cand)
+                out.append(Candidate(record, features[i] if features is not None else None))
+                rows.append(i)
                 if self.balance is not None:
                     self.balance.reserve(record)
         return out
@@ -482,21 +503,22 @@ class Quality:
                                      > threshold)
 
     def admit(self, candidates: Sequence[Candidate], seen: set[str], room: int,
-              rejected: Any) -> tuple[list[Candidate], int]:
+              rejected: Any, recheck: bool = True) -> tuple[list[Candidate], int]:
         """Synchronous: the final checks against everything accepted so far (other requests may
-        have added records while this one awaited), then placement and indexing of the kept
-        ones. Returns the candidates to write (at most `room`, options placed) and how many
-        passed every check."""
+        have added records while this one awaited: `recheck`), then placement and indexing of
+        the kept ones. Returns the candidates to write (at most `room`, options placed) and how
+        many passed every check."""
         kept: list[Record] = []
         kept_features: list[Any] = []
+        kept_keys: set[str] = set()
         passed = 0
         for cand in candidates:
             record = cand.record
             key = question_key(record.question)
-            if key in seen or any(question_key(r.question) == key for r in kept):
+            if key in seen or key in kept_keys:
                 rejected[DUPLICATE] += 1
                 continue
-            if self._near_duplicate(cand, kept_features):
+            if recheck and self._near_duplicate(cand, kept_features):
                 rejected[NEAR_DUPLICATE] += 1
                 continue
             if self.balance is not None and not self.balance.allows(record):
@@ -511,6 +533,7 @@ class Quality:
                 self.balance.add(record)
             kept.append(record)
             kept_features.append(cand.feature)
+            kept_keys.add(key)
         if self.near is not None and kept:
             self.near.add(np.stack(kept_features))
         return [Candidate(r, f) for r, f in zip(kept, kept_features)], passed
