@@ -309,3 +309,37 @@ def test_everything_off_only_deduplicates_and_cuts():
     cands = [Candidate(mc("same", 0)), Candidate(mc("SAME ", 1)), Candidate(mc("other", 0))]
     kept, passed = q.admit(cands, set(), 10, Counter())
     assert [c.record for c in kept] == [mc("same", 0), mc("other", 0)] and passed == 2
+
+
+# --- the options ----------------------------------------------------------------------------------
+
+
+def test_options_are_checked_for_the_api_as_for_the_command_line():
+    from creator.errors import InputError
+    from creator.options import check
+
+    assert check("verify", None) == 0 and check("near_dup", None) == "auto"
+    assert check("near_dup_threshold", None) == 0.9 and check("label_balance", None) is None
+    assert check("shuffle_options", None) is None  # None: on where options vary per example
+    for name, bad in (("verify", -1), ("verify", 1.5), ("near_dup", "exact"),
+                      ("label_balance", "skewed"), ("near_dup_threshold", 1.5),
+                      ("minhash_threshold", 1.0), ("label_tolerance", -0.1),
+                      ("shuffle_options", "yes")):
+        with pytest.raises(InputError, match=name):
+            check(name, bad)
+
+
+def test_auto_near_dup_uses_the_encoder_only_where_it_is_loaded_anyway():
+    from creator.api import quality_options
+    from creator.options import BY_NAME, check
+
+    def opts(**given):
+        return quality_options({n: check(n, given.get(n)) if n in given or not BY_NAME[n].required
+                                else None for n in BY_NAME})
+
+    assert opts(setting="tree").near_dup == "minhash"
+    assert opts(setting="diverse").near_dup == "embedding"
+    assert opts(setting="naive", near_dup="embedding").near_dup == "embedding"
+    assert opts(setting="similar", near_dup="off").near_dup == "off"
+    assert opts(setting="tree").shuffle_options is True
+    assert opts(setting="tree", shuffle_options=False).shuffle_options is False

@@ -209,3 +209,12 @@ def test_embedding_near_duplicates_on_human_data(shared_data, tmp_path):
     pairs = [p for p in info["paraphrases"] if norm(p[0]) in written]
     missed = [p for p in pairs if norm(p[1]) in written]
     assert len(pairs) >= 20 and len(missed) / len(pairs) <= 0.05, missed
+
+
+def test_bad_filter_flags_are_one_line_refusals(tmp_path):
+    for flags, needle in ((["--near_dup_threshold", "1.5"], "--near_dup_threshold"),
+                          (["--verify", "-2"], "--verify"),
+                          (["--label_balance", "even"], "--label_balance"),
+                          (["--minhash_threshold", "abc"], "--minhash_threshold")):
+        proc = run_creator(*YESNO, "--setting", "naive", *flags, cwd=tmp_path)
+        creatorproc.assert_argparse_error(proc, needle)
