@@ -197,6 +197,10 @@ def test_minhash_index_recall_at_the_threshold():
     above = scanned > 0.7
     assert above.sum() > 100
     assert (found[above] == scanned[above]).mean() > 0.99
+    # at the default threshold (0.6) a pair shares a band with probability 0.89 at least
+    near = (scanned > 0.6) & (scanned <= 0.7)
+    if near.sum() > 20:
+        assert (found[near] == scanned[near]).mean() > 0.8
 
 
 # --- the whole cycle ------------------------------------------------------------------------------
@@ -299,7 +303,7 @@ def test_restore_rebuilds_counts_and_index_from_the_file():
     cands = asyncio.run(q.screen([yn("is number 7 even ?", False)], rejected))
     assert cands == [] and rejected[NEAR_DUPLICATE] == 1
     state = q.state()
-    assert state["near_duplicate_index"] == {"kind": "minhash", "size": 50, "threshold": 0.7}
+    assert state["near_duplicate_index"] == {"kind": "minhash", "size": 50, "threshold": 0.6}
     assert state["target_shares"] == {"True": 0.5, "False": 0.5}
 
 
@@ -319,7 +323,7 @@ def test_options_are_checked_for_the_api_as_for_the_command_line():
     from creator.options import check
 
     assert check("verify", None) == 0 and check("near_dup", None) == "auto"
-    assert check("near_dup_threshold", None) == 0.9 and check("label_balance", None) is None
+    assert check("near_dup_threshold", None) == 0.92 and check("label_balance", None) is None
     assert check("shuffle_options", None) is None  # None: on where options vary per example
     for name, bad in (("verify", -1), ("verify", 1.5), ("near_dup", "exact"),
                       ("label_balance", "skewed"), ("near_dup_threshold", 1.5),
