@@ -27,7 +27,7 @@ from .sink import JsonlSink, read_summary, scan_output, summary_path, write_json
 from .summary import COUNTERS, RunSummary
 from .strategy import ROOT_ID, Job, Node, Strategy, make_strategy
 from .records import Record
-from .verify import Verifier
+from .verify import Verifier, VerifyStats
 from .task import (
     TaskError,
     TaskFormat,
@@ -379,7 +379,7 @@ class Engine:
     def quality_summary(self) -> dict[str, Any]:
         out = self.quality.state()
         if self.verifier is not None:
-            stats = type(self.verifier.stats)()
+            stats = VerifyStats()
             stats.add_json((self.previous.get("quality") or {}).get("verification") or {})
             stats.add_json(self.verifier.stats.to_json())
             out["verification"] = {"votes_per_candidate": self.verifier.votes, **stats.to_json()}
