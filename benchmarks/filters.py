@@ -193,17 +193,17 @@ def _choose(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def table_threshold(data: dict[str, Any]) -> str:
     lines = []
     rows = [{"split": r["split"], "n": r["questions"],
-             **{f"cos>{t}": r["rejected_at_cosine"][t] for t in ("0.85", "0.88", "0.90",
-                                                                   "0.92")},
+             **{f"cos>{t}": r["rejected_at_cosine"][t] for t in ("0.88", "0.90", "0.92",
+                                                                   "0.95")},
              "p99.9": r["max_earlier_cosine"]["p99.9"],
-             "para@0.90": r.get("paraphrase_caught_at_cosine", {}).get("0.90"),
-             "jac>0.7": r["rejected_at_jaccard"]["0.7"],
-             "para jac>0.7": r.get("paraphrase_caught_at_jaccard", {}).get("0.7")}
+             "para@0.92": r.get("paraphrase_caught_at_cosine", {}).get("0.92"),
+             "jac>0.6": r["rejected_at_jaccard"]["0.6"],
+             "para jac>0.6": r.get("paraphrase_caught_at_jaccard", {}).get("0.6")}
             for r in data["rows"]]
     cols = [("split", "split", "s"), ("n", "questions", "d")]
-    cols += [(k, k, ".2%") for k in ("cos>0.85", "cos>0.88", "cos>0.90", "cos>0.92")]
-    cols += [("p99.9", "p99.9 max cos", ".3f"), ("para@0.90", "paraphrases cos>0.90", ".1%"),
-             ("jac>0.7", "jac>0.7", ".2%"), ("para jac>0.7", "paraphrases jac>0.7", ".1%")]
+    cols += [(k, k, ".2%") for k in ("cos>0.88", "cos>0.90", "cos>0.92", "cos>0.95")]
+    cols += [("p99.9", "p99.9 max cos", ".3f"), ("para@0.92", "paraphrases cos>0.92", ".1%"),
+             ("jac>0.6", "jac>0.6", ".2%"), ("para jac>0.6", "paraphrases jac>0.6", ".1%")]
     lines.append(format_table(rows, cols))
     for kind in ("cosine", "jaccard"):
         c = data["choice"][kind]
@@ -320,7 +320,10 @@ def table_index(data: dict[str, Any]) -> str:
 # --- the issue's figures on the simulator ----------------------------------------------------------
 
 
-def _create(sim_flags: dict[str, Any], args: list[str], out: Path) -> dict[str, Any]:
+def _create(sim_flags: dict[str, Any], args: list[str], out: Path,
+            budget_ok: bool = False) -> dict[str, Any]:
+    """One `creator create` against a fresh simulator; budget_ok: a run that stops at its
+    --max_requests (exit 1, stalled) is what was asked for."""
     from benchmarks.simproc import start_simulator
 
     with start_simulator(**sim_flags) as sim:
@@ -333,7 +336,7 @@ def _create(sim_flags: dict[str, Any], args: list[str], out: Path) -> dict[str, 
         with urllib.request.urlopen(url, timeout=10) as resp:
             injected = json.loads(resp.read())
         stats = sim.stats()
-    if proc.returncode != 0:
+    if proc.returncode != 0 and not (budget_ok and "budget" in proc.stderr):
         raise RuntimeError(f"{' '.join(cmd)}\n{proc.stderr[-2000:]}")
     rows = [json.loads(line) for line in out.open()]
     summary = json.loads(out.with_name(out.stem + ".summary.json").read_text())
@@ -386,11 +389,12 @@ def run_sim(work: Path, quick: bool) -> dict[str, Any]:
         fmt, name = dev.parent.parent.name, dev.parent.name
         total = len(_questions(dev))
         for mode in ("embedding", "minhash"):
+            # one pass over the split: 5 questions a request, as many requests as that takes
             r = _create({"seed": 3, "questions_from": str(dev)},
                         ["--data_dir", str(DATA / fmt), "--data_name", name, "--setting", "naive",
-                         "--target", max(1, total - 25), "--near_dup", mode,
-                         "--no-shuffle_options", "--concurrency", 8, "--patience", 400],
-                        work / f"fed_{name}_{mode}.jsonl")
+                         "--target", total, "--near_dup", mode, "--no-shuffle_options",
+                         "--max_requests", -(-total // 5), "--concurrency", 8],
+                        work / f"fed_{name}_{mode}.jsonl", budget_ok=True)
             served = r["stats"]["questions_served"]
             near = r["summary"]["rejected"].get("near_duplicate", 0)
             fed[f"{fmt}/{name}/{mode}"] = {"served": served, "near_duplicate": near,

@@ -1003,8 +1003,7 @@ class Simulator:
         ex_q_norm = _norm(ex_q) if isinstance(ex_q, str) else None
         objs = [self._human_object(exemplar) or self._make_object(exemplar, ex_q_norm)
                 if self.pool else self._make_object(exemplar, ex_q_norm) for _ in range(k)]
-        if self.cfg.p_paraphrase > 0 or self.cfg.p_mislabel > 0 or self.pool:
-            self._inject(objs)
+        self._inject(objs)  # remembers the true answers (verification prompts need them)
         for o in objs:
             q = o.get("Question")
             if isinstance(q, str):
