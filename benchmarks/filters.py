@@ -341,7 +341,7 @@ def _create(sim_flags: dict[str, Any], args: list[str], out: Path,
     rows = [json.loads(line) for line in out.open()]
     summary = json.loads(out.with_name(out.stem + ".summary.json").read_text())
     return {"rows": rows, "summary": summary, "injected": injected, "stats": stats,
-            "seconds": round(seconds, 1), "command": " ".join(args)}
+            "seconds": round(seconds, 1), "command": " ".join(map(str, args))}
 
 
 def _norm(q: str) -> str:
