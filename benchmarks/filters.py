@@ -3,6 +3,7 @@
     python -m benchmarks.filters threshold [--cache DIR]   # near-duplicate thresholds on human data
     python -m benchmarks.filters index                     # index speed: numpy scan vs faiss; MinHash
     python -m benchmarks.filters sim [--quick]             # the issue's "done when" on the simulator
+    python -m benchmarks.filters cost [--quick]            # CPU per record, filters off vs defaults
 
 Each writes benchmarks/results/filters_{name}.json (or --out DIR) with the command, the machine and
 the figures, and prints a plain-text table.
@@ -25,6 +26,7 @@ import json
 import random
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections import Counter
@@ -476,13 +478,56 @@ def _fmt(shares: dict[str, float]) -> str:
     return ", ".join(f"{k}: {v:.1%}" for k, v in shares.items())
 
 
+# --- cost -----------------------------------------------------------------------------------------
+
+
+def run_cost(records: int, repeats: int) -> dict[str, Any]:
+    """The creator's CPU per created record with the filters off (the paper's method) and with
+    the defaults (MinHash near-duplicates, option shuffling), naive, concurrency 64, against a
+    simulator with no latency: the filters' own cost, where nothing else hides it."""
+    import resource
+
+    from benchmarks.simproc import start_simulator
+
+    mc = ["--data_dir", str(REPO / "data/mcqa_5"), "--data_name", "example"]
+    runs = []
+    with start_simulator(seed=1) as sim:
+        for _ in range(repeats):
+            for name, extra in (("filters off", ["--near_dup", "off", "--no-shuffle_options"]),
+                                ("defaults (minhash, shuffle)", [])):
+                out = Path(tempfile.mkdtemp()) / "cost.jsonl"
+                cmd = [python(), "-m", "creator", "create", "--quiet", *mc, "--setting", "naive",
+                       "--target", str(records), "--concurrency", "64",
+                       "--base_url", sim.base_url, "--output", str(out), *extra]
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                started = time.monotonic()
+                proc = subprocess.run(cmd, env=child_env(), capture_output=True, text=True,
+                                      timeout=900)
+                wall = time.monotonic() - started
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                if proc.returncode != 0:
+                    raise RuntimeError(proc.stderr[-2000:])
+                cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+                runs.append({"run": name, "records": records, "wall_s": round(wall, 2),
+                             "cpu_s": round(cpu, 2),
+                             "cpu_us_per_record": round(cpu / records * 1e6, 1)})
+                print(runs[-1], file=sys.stderr)
+    return {"runs": runs}
+
+
+def table_cost(data: dict[str, Any]) -> str:
+    return format_table(data["runs"], [("run", "run", "s"), ("records", "records", "d"),
+                                       ("wall_s", "wall s", ".2f"), ("cpu_s", "CPU s", ".2f"),
+                                       ("cpu_us_per_record", "CPU us / record", ".1f")])
+
+
 # --- main -----------------------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.filters",
                                      description=__doc__.split("\n")[0])
-    parser.add_argument("name", choices=("threshold", "index", "sim", "tables"))
+    parser.add_argument("name", choices=("threshold", "index", "sim", "cost", "tables"))
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--cache", type=Path, help="keep question embeddings here (threshold)")
     parser.add_argument("--work", type=Path, default=Path("out/filters"),
@@ -491,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", help="threshold: only the splits whose path contains this")
     args = parser.parse_args(argv)
-    names = ("threshold", "index", "sim")
+    names = ("threshold", "index", "sim", "cost")
     if args.name == "tables":
         for name in names:
             path = args.out / f"filters_{name}.json"
@@ -502,6 +547,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.name == "threshold":
         figures = run_threshold(args.cache, args.seed, args.only)
+    elif args.name == "cost":
+        figures = run_cost(5000 if args.quick else 20000, 1 if args.quick else 3)
     elif args.name == "index":
         figures = run_index((10000, 30000) if args.quick else (10000, 50000, 100000, 300000),
                             args.cache)
