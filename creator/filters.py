@@ -165,9 +165,10 @@ class LabelBalance:
 class VectorIndex:
     """The highest cosine of a query with the added rows (all L2-normalised).
 
-    An HNSW graph (faiss) when faiss is installed: a query costs ~0.1 ms at 100k rows where the
-    exact scan costs tens of milliseconds (benchmarks/filters.py measures both). Below `exact_below`
-    rows, and without faiss, the exact scan over a growing numpy array (blocks of rows)."""
+    Below `exact_below` rows, and without faiss, an exact scan over a growing numpy array; past
+    it an HNSW graph (faiss, one thread): a reply's 5 queries cost 1.5 ms at 50k human questions
+    where the scan costs 14 ms, and the scan grows with the rows while the graph barely does
+    (benchmarks/filters.py index)."""
 
     def __init__(self, dim: int, exact_below: int = 20000, hnsw: bool | None = None) -> None:
         self.dim = dim
@@ -227,8 +228,6 @@ class VectorIndex:
             block = self._rows[start : min(self.n, start + 65536)]
             np.maximum(best, (queries @ block.T).max(axis=1), out=best)
         return best
-
-
 
 
 class MinHasher:
