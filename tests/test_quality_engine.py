@@ -218,3 +218,19 @@ def test_bad_filter_flags_are_one_line_refusals(tmp_path):
                           (["--minhash_threshold", "abc"], "--minhash_threshold")):
         proc = run_creator(*YESNO, "--setting", "naive", *flags, cwd=tmp_path)
         creatorproc.assert_argparse_error(proc, needle)
+
+
+def test_the_python_api_takes_the_filters_as_keyword_arguments(tmp_path):
+    import creator
+
+    out = tmp_path / "train.jsonl"
+    with start_simulator(seed=12, label_skew=0.8, p_mislabel=0.2) as sim:
+        result = creator.create(
+            data_dir=str(REPO / "data/yesno_close"), data_name="example", setting="naive",
+            target=60, output=str(out), base_url=sim.base_url, concurrency=4, verify=3,
+            label_balance="uniform", near_dup="minhash", minhash_threshold=0.5, quiet=True)
+    assert result.completed and result.accepted == 60
+    quality = result.summary.quality
+    assert quality["options"]["verify"] == 3 and quality["options"]["minhash_threshold"] == 0.5
+    assert quality["verification"]["candidates"] >= 60
+    assert abs(quality["class_shares"]["True"] - 0.5) <= 0.02 + 1e-9
