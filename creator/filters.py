@@ -23,10 +23,9 @@ from __future__ import annotations
 
 import hashlib
 import math
-import random
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any, Awaitable, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -54,6 +53,14 @@ def stable_hash(seed: int, text: str) -> int:
     """A 64-bit hash of (seed, text) that is the same in every process (unlike hash())."""
     digest = hashlib.blake2b(f"{seed}\x00{text}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little")
+
+
+def _draws(state: int) -> Iterator[int]:
+    """32-bit numbers from a 64-bit seed (a linear congruential generator, Knuth's MMIX
+    constants): cheap, and the same in every process."""
+    while True:
+        state = (state * 6364136223846793005 + 1442695040888963407) & 0xFFFFFFFFFFFFFFFF
+        yield state >> 32
 
 
 # --- answer positions and labels ---------------------------------------------------------------
@@ -101,13 +108,15 @@ class OptionPlacer:
         k = len(record.options)
         if k != self.num_options:
             return record
-        rng = random.Random(stable_hash(self.seed, question_key(record.question)))
+        draws = _draws(stable_hash(self.seed, question_key(record.question)))
         n = sum(self.counts) + 1
-        tie = [rng.random() for _ in range(k)]
+        tie = [next(draws) for _ in range(k)]
         position = max(range(k), key=lambda i: (round(self.shares[i] * n - self.counts[i], 9),
                                                 tie[i]))
         others = [o for i, o in enumerate(record.options) if i != record.label_index]
-        rng.shuffle(others)
+        for i in range(len(others) - 1, 0, -1):  # Fisher-Yates
+            j = next(draws) % (i + 1)
+            others[i], others[j] = others[j], others[i]
         options = (*others[:position], record.label, *others[position:])
         placed = Record(record.question, record.context, options, record.label)
         self.observe(placed)
