@@ -1,6 +1,6 @@
 """python -m benchmarks NAME [--quick] [--out DIR]
 
-NAME: throughput | transports | scale | embed_cost | all | plot | tables
+NAME: throughput | transports | scale | embed_cost | limits | all | plot | tables
 
 Each benchmark writes DIR/NAME.json (the command, the machine, the figures) and DIR/NAME.png, and
 prints its plain-text table. Full runs write to benchmarks/results/ (the committed results);
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .common import RESULTS, command_line, log, output_dir, read_result, to_jsonable, write_result
 
-BENCHMARKS = ("throughput", "transports", "scale", "embed_cost")
+BENCHMARKS = ("throughput", "transports", "scale", "embed_cost", "limits")
 
 
 def run_one(name: str, quick: bool, out: Path, command: str) -> dict:
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
     parser.add_argument("name", choices=(*BENCHMARKS, "all", "plot", "tables"))
     parser.add_argument("--quick", action="store_true",
-                        help="a small version (all four in under two minutes), for tests")
+                        help="a small version (all five in about three minutes), for tests")
     parser.add_argument("--out", help="folder for NAME.json and NAME.png (default "
                         "benchmarks/results, or a temporary folder with --quick)")
     args = parser.parse_args(argv)

@@ -44,7 +44,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from trainer.evaluate import majority_share
+from trainer.evaluation import majority_share
 
 from .common import machine_info
 
@@ -438,7 +438,7 @@ def eval_check(args: argparse.Namespace, evaluation: dict) -> dict:
 def baselines(args: argparse.Namespace) -> dict:
     """Majority-class accuracy (answer position for multiple choice) of each evaluated split, over
     the same examples the models are evaluated on (the first --max_eval_examples)."""
-    from trainer.config import InputError
+    from trainer.errors import InputError
     from trainer.data import detect_format, load_split, read_jsonl
 
     limit = args.trainer_config.max_eval_examples

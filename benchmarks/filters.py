@@ -85,7 +85,7 @@ def _encoded(texts: list[str], encoder: Any, cache: Path | None, tag: str) -> np
 
 
 def _max_earlier(vectors: np.ndarray) -> np.ndarray:
-    from creator.report import max_similarity
+    from creator.quality import max_similarity
 
     return max_similarity(vectors)
 

@@ -24,7 +24,7 @@ def plot(name: str, data: dict[str, Any], path: Path) -> Path | None:
     except ImportError:
         return None  # matplotlib is in the bench extra; the JSON is the result either way
     fig = {"throughput": throughput, "transports": transports, "scale": scale,
-           "embed_cost": embed_cost}[name](plt, data)
+           "embed_cost": embed_cost, "limits": limits}[name](plt, data)
     fig.text(0.01, 0.005, f"{data.get('command', '')}  |  {data['machine']['cpu']}, "
              f"{data['machine']['cores']} cores, {data['machine']['date'][:10]}",
              fontsize=7, color="gray")
@@ -180,33 +180,112 @@ def scale(plt: Any, d: dict[str, Any]) -> Any:
 
 
 def embed_cost(plt: Any, d: dict[str, Any]) -> Any:
-    rows = [r for r in d["runs"] if r["extra"].get("encoded")]
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
-    fig.suptitle("sentence-encoder cost of the diverse / similar settings")
-    names = [f"{r['name'].split(',')[0]}\n({r['extra'].get('torch_threads')} torch threads)"
-             for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(17, 5.6), gridspec_kw={"width_ratios": [1, 1, 1.3]})
+    fig.suptitle("the sentence encoder of diverse / similar: backends and engine speed")
+    # (a) encoder speed per backend, (b) agreement with today's vectors, (c) engine requests/s
+    ok = [b for b in d["backends"] if "error" not in b]
+    names = [b["backend"] for b in ok]
+    x = range(len(ok))
     ax = axes[0]
-    once = [(r["extra"]["encoded"] - r["extra"]["repeat_encodes"]) / r["accepted"] for r in rows]
-    again = [r["extra"]["repeat_encodes"] / r["accepted"] for r in rows]
-    ax.bar(names, once, color="C0", label="distinct questions encoded (once each)")
-    ax.bar(names, again, bottom=once, color="C3", label="repeat encodes (the exemplar, per chain)")
-    ax.axhline(1.0, color="k", ls="--", lw=1, label="one encode per record kept")
-    ax.set_ylabel("questions encoded per record kept")
-    ax.set_title("encodes per record (records kept at the very end\nare not encoded: the run stops)",
-                 fontsize=9)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.bar([i - 0.2 for i in x], [b["bulk_records_per_s"] for b in ok], 0.4, color="C0",
+           label="whole list (report), all workers")
+    ax.bar([i + 0.2 for i in x], [b["per_reply_records_per_s"] for b in ok], 0.4, color="C1",
+           label="reply by reply, 1 worker")
+    ax.set_xticks(list(x), names, fontsize=8, rotation=20)
+    ax.set_ylabel("records (questions) encoded per second")
+    ax.set_title("(a) encoder speed", fontsize=9)
+    ax.legend(fontsize=7)
     ax.grid(True, axis="y", alpha=0.3)
     ax = axes[1]
-    bars = [(n, r["extra"]["encode_s_per_1k"]) for n, r in zip(names, rows)]
-    for threads, value in (d.get("batch_encode_s_per_1k_by_threads") or {}).items():
-        bars.append((f"encoder alone,\nbatches of 64\n({threads} torch threads)", value))
-    ax.bar([b[0] for b in bars], [b[1] for b in bars],
-           color=["C1"] * len(rows) + ["C2"] * (len(bars) - len(rows)))
-    ax.set_yscale("log")
-    ax.set_ylabel("encoder seconds per 1,000 questions (log)")
-    ax.set_title("encoder time per question: in the engine (batches of ~5) vs alone", fontsize=9)
-    ax.tick_params(axis="x", labelsize=7)
-    axes[0].tick_params(axis="x", labelsize=7)
-    ax.grid(True, axis="y", which="both", alpha=0.3)
+    for k, color in (("real", "C2"), ("run", "C4")):
+        vals = [(b.get(f"choice_{k}") or {}).get("same_both") for b in ok]
+        if any(v is not None for v in vals):
+            ax.plot(names, [100 * (v or 0) for v in vals], "o", ms=8, color=color,
+                    label=f"same next exemplar, % ({k} groups)")
+    ax.plot(names, [100 * b["cosine_min"] for b in ok], "s", ms=7, color="C3",
+            label="min cosine to today's vector (x100)")
+    ax.axhline(99, color="k", ls=":", lw=1, label="99: the bar for both")
+    lows = [100 * b["cosine_min"] for b in ok] + [
+        100 * (b.get(f"choice_{k}") or {}).get("same_both", 1) for b in ok for k in ("real", "run")]
+    ax.set_ylim(min([90, *lows]) - 2, 100.8)
+    ax.set_title("(b) agreement with today's vectors", fontsize=9)
+    ax.tick_params(axis="x", labelsize=8, rotation=20)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(True, alpha=0.3)
+    ax = axes[2]
+    runs = [(r["name"], r["requests_per_s"], "C0") for r in d["runs"]] + \
+        [(f"{r['name']} @rpm", r["requests_per_s"], "C1") for r in d["rpm_runs"]]
+    ax.barh([r[0] for r in runs][::-1], [r[1] for r in runs][::-1],
+            color=[r[2] for r in runs][::-1])
+    tree = next((r for r in d["runs"] if r["setting"] == "tree"), None)
+    if tree:
+        ax.axvline(0.8 * tree["requests_per_s"], color="C0", ls="--", lw=1,
+                   label="80% of tree (no limit)")
+    rpm = d["params"]["rpm"] / 60
+    ax.axvline(0.9 * rpm, color="C1", ls="--", lw=1, label=f"90% of --rpm {d['params']['rpm']:g}")
+    ax.set_xlabel("requests/s")
+    ax.set_title(f"(c) engine, c={d['params']['concurrency']}, {d['params']['latency_s']:g} s "
+                 "latency", fontsize=9)
+    ax.tick_params(axis="y", labelsize=7)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(True, axis="x", alpha=0.3)
     fig.tight_layout(rect=(0, 0.04, 1, 0.94))
+    return fig
+
+
+KNOWLEDGE_COLOURS = {"given": "C0", "headers": "C2", "retry-after": "C4", "nothing": "C1"}
+
+
+def limits(plt: Any, d: dict[str, Any]) -> Any:
+    """Small multiples: the units the server admitted per second over time (thin), their 5-s
+    average (thick, coloured by what the client knew), 429s per second (red, request limits
+    only), and the limit (dashed)."""
+    cases = [c for c in d["cases"] if c.get("series")]
+    cols = 6 if len(cases) > 12 else min(4, max(1, len(cases)))
+    rows = max(1, -(-len(cases) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.5 * rows + 0.8), squeeze=False)
+    fig.suptitle("limits: what the server admitted per second, from the first request (thin: each "
+                 "second; thick: 5-s average; red: 429s per second (RPM panels); dashed: the "
+                 "limit; dotted: SIGINT)\ncolour: what the client knew - given (blue), headers "
+                 "(green), Retry-After only (purple), nothing (orange); AsyncOpenAI baselines "
+                 "by the same colours", fontsize=10)
+    for ax, c in zip([a for row in axes for a in row], cases):
+        s = c["series"]
+        limit = c["limit_per_s"]
+        scale = 1.0 if c["limit_units"] == "requests" else 1000.0
+        ts = [t + 0.5 for t in s["t"]]  # the middle of each second
+        units = [u / scale for u in s["units"]]
+        colour = KNOWLEDGE_COLOURS.get(c["knowledge"], "C7")
+        ax.plot(ts, units, "-", color=colour, lw=0.6, alpha=0.45)
+        # the 5-s average over whole seconds (the first second is partial), at each window's end
+        whole = [(t, u) for t, u in zip(s["t"], units) if t >= 0 and t + 1 <= s["sigint_t"]]
+        if len(whole) >= 5:
+            ax.plot([whole[i][0] + 1 for i in range(4, len(whole))],
+                    [sum(u for _, u in whole[i - 4:i + 1]) / 5 for i in range(4, len(whole))],
+                    "-", color=colour, lw=1.6)
+        top = limit / scale * 1.6
+        if c["limit_units"] == "requests":  # (429s are requests: drawn on request panels only)
+            # more 429s per second than the panel shows run along its top edge
+            ax.plot(ts, [min(v, top * 0.99) for v in s["rate_limited"]], "-", color="C3", lw=0.6,
+                    alpha=0.7)
+        ax.axhline(limit / scale, color="k", ls="--", lw=0.9)
+        ax.axvline(s["sigint_t"], color="gray", ls=":", lw=0.8)
+        ax.set_ylim(0, top)
+        ax.set_xlim(left=0)
+        held = c.get("held_whole")
+        steady = c.get("held_steady")
+        label = "" if held is None else f"held {held:.1%}"
+        if steady is not None:
+            label += f", after 60 s {steady:.1%}"
+        if c.get("per_1000_429") is not None:
+            label += f"\n429s/1k {c['per_1000_429']:.1f}, lost {c.get('lost')}"
+        ax.text(0.98, 0.04, label, transform=ax.transAxes, ha="right", va="bottom", fontsize=6.5,
+                bbox={"facecolor": "white", "alpha": 0.8, "lw": 0})
+        ax.set_title(c["name"], fontsize=7.5)
+        ax.tick_params(labelsize=6.5)
+        ax.set_ylabel("requests / s" if scale == 1.0 else "1,000 tokens / s", fontsize=6.5)
+        ax.grid(True, alpha=0.25)
+    for ax in [a for row in axes for a in row][len(cases):]:
+        ax.axis("off")
+    fig.tight_layout(rect=(0, 0.2 / (2.5 * rows + 0.8), 1, 1 - 0.6 / (2.5 * rows + 0.8)))
     return fig

@@ -14,7 +14,9 @@ Models, all optional and off by default:
   * rate limits the ways providers enforce and state them (below): --rpm / --tpm / --itpm / --otpm
   * auth (--api_key) and a hard quota (--quota -> 429 insufficient_quota)
   * fault injection: 5xx, hung requests, dropped connections, malformed / duplicate / empty /
-    wrongly formatted / garbage content
+    wrongly formatted / garbage content, truncated replies (--p_truncated: a 200 whose content
+    stops mid-object, finish_reason "length", every other object whole; --p_malformed mixes
+    such cuts with missing fields)
 Counters: GET /stats (with "limits": the configuration below), POST /stats/reset (also restarts
 the timeline), GET /stats/timeline.
 
@@ -181,6 +183,7 @@ class SimConfig:
     p_timeout: float = 0.0
     p_drop: float = 0.0
     p_malformed: float = 0.0
+    p_truncated: float = 0.0  # content cut inside its last object, finish_reason "length"
     p_duplicate: float = 0.0
     p_empty: float = 0.0
     p_wrong_format: float = 0.0
@@ -231,7 +234,8 @@ HEADER_DIALECTS = ("openai", "anthropic", "together", "ietf", "none")
 HEADERS_REPORT = ("minute", "window")
 RETRY_AFTER = ("ms", "seconds", "date", "none")
 
-FAULTS = ("timeout", "drop", "500", "garbage", "empty", "malformed", "wrong_format", "duplicate")
+FAULTS = ("timeout", "drop", "500", "garbage", "empty", "malformed", "truncated", "wrong_format",
+          "duplicate")
 _FAULT_COUNTER = {
     "timeout": "timeouts",
     "drop": "drops",
@@ -239,6 +243,7 @@ _FAULT_COUNTER = {
     "garbage": "garbage",
     "empty": "empty",
     "malformed": "malformed",
+    "truncated": "truncated",  # (also counts replies cut at max_tokens)
     "wrong_format": "wrong_format",
     "duplicate": "duplicates",
 }
@@ -837,7 +842,8 @@ class Simulator:
         self.fault_p = {
             "timeout": config.p_timeout, "drop": config.p_drop, "500": config.p_500,
             "garbage": config.p_garbage, "empty": config.p_empty, "malformed": config.p_malformed,
-            "wrong_format": config.p_wrong_format, "duplicate": config.p_duplicate,
+            "truncated": config.p_truncated, "wrong_format": config.p_wrong_format,
+            "duplicate": config.p_duplicate,
         }
         self.auth_header = f"Bearer {config.api_key}" if config.api_key else None
         self.tasks: set[asyncio.Task] = set()
@@ -1020,6 +1026,8 @@ class Simulator:
                 keys = [k_ for k_ in ("Question", "Options", "Answer") if k_ in victim] or list(victim)
                 if keys:
                     del victim[r.choice(keys)]
+        if "truncated" in faults:  # a pure cut: the model stopped mid-object, nothing else wrong
+            truncate = True
         if json_mode:
             if "wrong_format" in faults:
                 arr = json.dumps(objs, indent=2)
@@ -1381,12 +1389,15 @@ class Simulator:
             finish = "stop"
             if "malformed" in faults and content and not _closed(content):
                 finish = "length"
+            if "truncated" in faults and content:
+                finish = "length"  # it stopped mid-object, whatever character it stopped on
             completion_tokens = max(1, -(-len(content) // 4))
             if completion_tokens > max_tokens:  # the model runs out of max_tokens
                 content = content[: max_tokens * 4]
                 completion_tokens = max_tokens
                 finish = "length"
-                st["truncated"] += 1
+                if "truncated" not in faults:  # (counted once)
+                    st["truncated"] += 1
             produced = completion_tokens
             delay = cfg.ttft + completion_tokens * cfg.tpot
             if cfg.jitter > 0 and delay > 0:
@@ -1763,6 +1774,9 @@ def parse_args(argv: list[str] | None = None) -> SimConfig:
     _add(p, "quota", type=int, default=d.quota, help="successful completions before insufficient_quota")
     for f in ("p_500", "p_timeout", "p_drop", "p_malformed", "p_duplicate", "p_empty", "p_wrong_format", "p_garbage"):
         _add(p, f, type=float, default=0.0)
+    _add(p, "p_truncated", type=float, default=0.0,
+         help="a 200 whose content stops inside its last object, finish_reason 'length', the other objects "
+              "whole (p_malformed mixes such cuts with missing fields)")
     _add(p, "hang_s", type=float, default=d.hang_s, help="how long a p_timeout request hangs")
     g = p.add_argument_group("data quality (the creator's filters)")
     _add(g, "questions_from", metavar="FILE.jsonl", help="serve these records (question, context, "

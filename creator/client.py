@@ -89,6 +89,26 @@ def _error_info(body: bytes) -> tuple[str, str]:
         return "", body[:300].decode("utf-8", "replace")
 
 
+def _not_an_api(url: str, answered: str) -> str:
+    hint = "" if url.rstrip("/").endswith("/v1") else f" (did you mean {url.rstrip('/')}/v1?)"
+    return (f"{url} is not an OpenAI-compatible API: POST {url}/chat/completions answered "
+            f"{answered}; a base URL looks like http://host:port/v1{hint}")
+
+
+def _looks_like_json(raw: bytes) -> bool:
+    try:
+        orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
+def _describe(raw: bytes, resp: Any) -> str:
+    kind = resp.headers.get("Content-Type", "no content type").split(";")[0]
+    start = raw[:40].decode("utf-8", "replace").strip().replace("\n", " ")
+    return f"{kind} ({start!r}...)" if start else f"{kind}, empty"
+
+
 def _model_ids(body: bytes) -> list[str]:
     """The model names a GET /models lists (OpenAI's {"data": [{"id": ...}]})."""
     try:
@@ -232,6 +252,10 @@ class ChatClient:
                         self.stats.server_errors += 1
                         self.router.server_error(route, ticket, hint)
                         settled = True
+                        if not route.stats.completions and not _looks_like_json(raw):
+                            # the first answer and not even JSON: not an OpenAI API at all
+                            self._set_aside(route, None, _not_an_api(
+                                endpoint.base_url, f"HTTP 200 with {_describe(raw, resp)}"))
                         return Retryable("bad_reply")
                     self.router.completed(route, ticket, hint, completion.prompt_tokens,
                                           completion.completion_tokens)
@@ -303,6 +327,11 @@ class ChatClient:
         if status == 400 and _is_context_overflow(message):
             self.router.server_error(route, ticket, hint)
             raise RequestFailed("context_length_exceeded")
+        if status in (404, 405, 501) and not route.stats.completions and \
+                not _looks_like_json(raw):
+            # the chat route is not there: an HTTP server, but not an OpenAI API (or a base
+            # URL without its /v1): retrying cannot help
+            return self._set_aside(route, ticket, _not_an_api(url, f"HTTP {status}"))
         if status in (408, 409) or status >= 500:
             self.stats.server_errors += 1
             self.router.server_error(route, ticket, hint)
@@ -310,10 +339,14 @@ class ChatClient:
         return self._set_aside(route, ticket, f"{url} rejected the request "
                                f"(HTTP {status} {code}): {message}")
 
-    def _set_aside(self, route: Route, ticket: Ticket, reason: str) -> Retryable:
+    def _set_aside(self, route: Route, ticket: Ticket | None, reason: str) -> Retryable:
         """An endpoint refused us for good: with others left the run goes on without it (the
-        request is tried elsewhere); alone, the run stops with the reason."""
-        self.router.refused(route, ticket, self.redact(reason))
+        request is tried elsewhere); alone, the run stops with the reason. (No ticket: it was
+        settled already.)"""
+        if ticket is not None:
+            self.router.refused(route, ticket, self.redact(reason))
+        else:
+            route.set_aside = route.set_aside or self.redact(reason)
         if not self.router.usable():
             raise self._fatal(reason)
         return Retryable("endpoint_set_aside")

@@ -47,6 +47,7 @@ class RunConfig:
     resume: bool = False
     overwrite: bool = False
     encoder: str | None = None
+    encoder_backend: str | None = None
     price_in: float | None = None
     price_out: float | None = None
     progress: bool = True

@@ -144,7 +144,7 @@ class Breaker:
     not 429s) is set aside for a cooldown that doubles while it keeps failing, then one request
     probes it; the run goes on on the others."""
 
-    FAILURES = 5  # in a row
+    FAILURES = 10  # in a row: 20% of random 5xx give ten in a row once in ten million
     COOLDOWN_S = 5.0
     MAX_COOLDOWN_S = 60.0
 
@@ -197,11 +197,13 @@ class Route:
         self.stats = RouteStats()
         self.set_aside: str | None = None  # why it was dropped for good (a refused key, ...)
 
-    def wait_time(self, tokens: int, prompt: int, now: float) -> float:
+    def wait_time(self, tokens: int, prompt: int, now: float, alone: bool = False) -> float:
+        """`alone`: the only endpoint left, where setting it aside would only idle the run
+        (each request's own backoff spaces the retries)."""
         if self.set_aside is not None:
             return math.inf
-        return max(self.breaker.wait_time(now, self.limits.in_flight),
-                   self.limits.wait_time(tokens, now, prompt))
+        breaker = 0.0 if alone else self.breaker.wait_time(now, self.limits.in_flight)
+        return max(breaker, self.limits.wait_time(tokens, now, prompt))
 
     def summary(self) -> dict[str, Any]:
         limits = self.limits
@@ -232,8 +234,9 @@ class Router:
     def choose(self, tokens: int, prompt: int, now: float) -> tuple[Route | None, float]:
         """The route with room soonest (ties: the least busy), and how long until it has."""
         best, best_wait = None, math.inf
-        for route in self.usable():
-            wait = route.wait_time(tokens, prompt, now)
+        usable = self.usable()
+        for route in usable:
+            wait = route.wait_time(tokens, prompt, now, alone=len(usable) == 1)
             if best is None or wait < best_wait or (
                     wait == best_wait and route.limits.in_flight < best.limits.in_flight):
                 best, best_wait = route, wait

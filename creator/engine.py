@@ -519,8 +519,10 @@ async def create(cfg: RunConfig, encoder: Any = None, plan: RunPlan | None = Non
     engine = await _build_engine(cfg, plan, encoder)
     if engine.accepted >= engine.target:
         data = engine.write_summary("completed")
+        more = f", more than the target {engine.target}" if engine.accepted > engine.target else ""
         return RunResult("completed", engine.accepted, engine.target, data,
-                         f"{cfg.output} already has {engine.accepted} records")
+                         f"{cfg.output} already has {engine.accepted} records{more}: nothing "
+                         "to do")
     try:
         async with engine.client:
             await engine.client.check_servers()

@@ -96,9 +96,13 @@ def card_text(records: list[Record], summary: RunSummary | None,
 
 
 def export(created: str | os.PathLike, folder: str | os.PathLike, *, name: str | None = None,
-           headline: dict[str, Any] | None = None, overwrite: bool = False) -> Exported:
-    """Write `folder` (see the module docstring) from a created JSONL file and its summary.
-    Raises InputError for a missing or invalid file or an existing folder (unless overwrite)."""
+           report: Any = None, headline: dict[str, Any] | None = None,
+           overwrite: bool = False) -> Exported:
+    """Write `folder` (see the module docstring) from a created JSONL file and its summary;
+    `report` (a creator.Report) puts its headline in the card. Raises InputError for a missing
+    or invalid file or an existing folder (unless overwrite)."""
+    if report is not None:
+        headline = {**report.headline(), **(headline or {})}
     source, target = Path(created), Path(folder)
     if not source.is_file():
         raise InputError(f"file not found: {source}")

@@ -20,6 +20,7 @@ per second or per day is recognised by the limiter from how its counts and reset
 from __future__ import annotations
 
 import email.utils
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -129,6 +130,7 @@ class RateLimitHint:
     others also state input and output tokens apart (`input_tokens`, `output_tokens`)."""
 
     retry_after: float | None = None
+    limited: str | None = None  # a 429's own word on which limit: requests, tokens, input, output
     requests: Reading = NOTHING
     tokens: Reading = NOTHING
     input_tokens: Reading = NOTHING
@@ -150,6 +152,7 @@ class RateLimitHint:
         retry_after = retry_after_seconds(headers, reference)
         if retry_after is None and body:
             retry_after = retry_hint_in_message(body)
+        limited = limit_named_in(body) if body else None
         requests, tokens = _openai(headers)
         inputs = outputs = NOTHING
         if requests.empty and tokens.empty:
@@ -160,7 +163,7 @@ class RateLimitHint:
                 retry_after = requests.reset
         if requests.empty and tokens.empty:
             requests, tokens = _ietf(headers)
-        return cls(retry_after, requests, tokens, inputs, outputs)
+        return cls(retry_after, limited, requests, tokens, inputs, outputs)
 
 
 def retry_after_seconds(headers: Mapping[str, str], reference: float) -> float | None:
@@ -194,6 +197,35 @@ def retry_hint_in_message(body: bytes | str) -> float | None:
     if match.group(2) and amount.replace(".", "", 1).isdigit():
         return float(amount)
     return parse_duration(amount)
+
+
+_ERROR_TYPES = {"requests": "requests", "tokens": "tokens", "input_tokens": "input",
+                "output_tokens": "output"}
+_LIMIT_WORDS = (  # what a 429 message says was reached (OpenAI, Groq, Azure, Anthropic)
+    (re.compile(r"input[ -]tokens", re.I), "input"),
+    (re.compile(r"output[ -]tokens", re.I), "output"),
+    (re.compile(r"tokens per (min|minute|day)|\bTP[MD]\b|token rate limit", re.I), "tokens"),
+    (re.compile(r"requests per (min|minute|day)|\bRP[MD]\b", re.I), "requests"),
+)
+
+
+def limit_named_in(body: bytes | str) -> str | None:
+    """Which limit a 429 says was reached: OpenAI's error type ("tokens", "requests") or the
+    words of its message ("... on tokens per min (TPM)"); None if it does not say."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    try:
+        error = json.loads(text).get("error")
+    except (ValueError, AttributeError):
+        error = None
+    if isinstance(error, dict):
+        kind = _ERROR_TYPES.get(str(error.get("type")))
+        if kind:
+            return kind
+        text = str(error.get("message") or "")
+    for pattern, kind in _LIMIT_WORDS:
+        if pattern.search(text[:2000]):
+            return kind
+    return None
 
 
 def _openai(headers: Mapping[str, str]) -> tuple[Reading, Reading]:

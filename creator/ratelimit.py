@@ -46,7 +46,9 @@ LATE_SHARE = 0.25  # a request up to this share of its interval late keeps the p
 MINUTE = 60.0
 LONG_PERIOD_S = 600.0  # a limit stated over a longer period (a day) is a budget, not a pace
 PROBE_GIVE_UP_S = 5.0  # the first request is alone until it is answered, or this long
-STORM_PAUSE_MAX_S = 2.0  # the longest pause between probes when the server says nothing
+STORM_PAUSE_MAX_S = 2.0
+REFUND_EVIDENCE = 20  # the last requests whose 429s say whether the server keeps our refunds
+REFUND_MISTAKE_SHARE = 0.25  # the longest pause between probes when the server says nothing
 KINDS = ("requests", "tokens", "input", "output")
 
 
@@ -360,6 +362,7 @@ class Limits:
         self.storm_pause = 0.0
         self.refunds = True  # of unused tokens; off once the server shows it keeps them
         self.refusals: deque[float] = deque()  # isolated 429s of the last minute
+        self.explained_until = -math.inf  # 429s until then are the refunds' doing
         for kind in KINDS:
             self._repace(kind, now)
 
@@ -426,7 +429,8 @@ class Limits:
         if ticket.sent_at >= self.refused_since:  # replies to older requests prove nothing
             self.refused_in_a_row, self.refused_since = 0, math.inf
         if self.storm_began is not None and ticket.sent_at >= self.storm_began:
-            self.learner.storm_ended(self.storm_began, now, self.storm_pause)
+            if now >= self.explained_until:
+                self.learner.storm_ended(self.storm_began, now, self.storm_pause)
             self.storm_began, self.storm_pause = None, 0.0
         if prompt_used is not None and completion_used is not None and self.refunds:
             self._refund(ticket, prompt_used, completion_used, now)
@@ -449,16 +453,21 @@ class Limits:
             # storms teach even where the server states limits: if we pace by what it states
             # and still get nothing through, we have misread it (a per-second figure taken
             # for a per-minute one, a shared quota)
-            self.storm_began = self.learner.storm_began(now) if self.learn else now
+            teach = self.learn and now >= self.explained_until
+            self.storm_began = self.learner.storm_began(now) if teach else now
             self.storm_pause = 0.0
             probe_refused = True
-        elif self._tokens_explain():
+        elif self._tokens_explain(hint) and self._refused_share(now) >= REFUND_MISTAKE_SHARE:
             # our token count, refunds included, said there was room: the server keeps what a
             # request reserved (OpenAI and Azure count max_tokens whole, and document no
             # refund). Stop refunding: one 429 instead of one every few seconds. (Probing
             # refunds back up would cost a 429 each time against such a server.)
             self.refunds = False
-        elif self.storm_began is None and self.learn and self._learns_from(now):
+            # what the refunds let through may fill a long window for a while yet: the storms
+            # that follow are explained, and teach no request rate
+            self.explained_until = now + MINUTE
+        elif self.storm_began is None and self.learn and now >= self.explained_until and \
+                self._learns_from(now):
             # a server that states its limits has counted differently from us by a little on a
             # first 429 (its next reply's count corrects ours); 429s that keep coming, or a
             # server that states nothing, mean a limit to learn (one enforced per second on
@@ -498,11 +507,22 @@ class Limits:
             if amount > 0 and kind in self.pacers:
                 self.pacers[kind].give_back(amount, now)
 
-    def _tokens_explain(self) -> bool:
-        """A 429 while we pace tokens with refunds, and pace no requests: the refunds are the
-        likely error."""
-        return self.refunds and "requests" not in self.pacers and \
-            any(kind in self.pacers for kind in ("tokens", "input", "output"))
+    def _refused_share(self, now: float) -> float:
+        """The share of the last requests answered 429. Refunds a server does not give make
+        most requests fail at once (we send twice what it allows and more); a server that
+        refunds but counts per short window refuses one now and then: that is a rate to learn,
+        and stopping the refunds would leave most of its limit unused."""
+        recent = list(self.learner.log)[-REFUND_EVIDENCE:]
+        return sum(1 for _, outcome in recent if outcome is False) / max(1, len(recent))
+
+    def _tokens_explain(self, hint: RateLimitHint) -> bool:
+        """A 429 while we pace tokens with refunds, that says a token limit was reached (or
+        says nothing and we pace no requests): the refunds are the likely error."""
+        if not self.refunds or not any(k in self.pacers for k in ("tokens", "input", "output")):
+            return False
+        if hint.limited is not None:
+            return hint.limited in ("tokens", "input", "output")
+        return "requests" not in self.pacers
 
     def _follow_learner(self, now: float) -> None:
         rate = self.learner.rate
@@ -535,7 +555,10 @@ class Limits:
                     self._repace(kind, now)
             if reading.remaining is None:
                 continue
-            later = 0 if ticket is None else self.sent.units(kind) - ticket.sent.units(kind)
+            # (a window that resets at once counted everything it admitted when it wrote the
+            # reply: taking off what we sent since would halve a per-second window)
+            later = 0 if ticket is None or not reading.refills else \
+                self.sent.units(kind) - ticket.sent.units(kind)
             stated = self.stated.get(kind)
             reset = reading.reset if reading.reset is not None else 1.0
             # a bucket refilling as it goes (OpenAI, Anthropic), or a window reset at once

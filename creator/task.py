@@ -62,11 +62,26 @@ def read_records(path: Path, limit: int | None = None) -> list[Record]:
         raise TaskError(f"cannot read {path}: {exc.strerror}") from None
 
 
+def _nearest(missing: Path) -> str:
+    """' (did you mean X?)' when a folder beside the missing one has a close name."""
+    import difflib
+
+    parent = missing.parent
+    try:
+        names = [p.name for p in parent.iterdir() if p.is_dir()] if parent.is_dir() else []
+    except OSError:
+        names = []
+    close = difflib.get_close_matches(missing.name, names, n=1, cutoff=0.6)
+    return f" (did you mean {parent / close[0]}?)" if close else ""
+
+
 def split_path(data_dir: Path, data_name: str) -> Path:
     """The human split to draw the exemplar from: train.jsonl, or dev.jsonl where train is missing."""
     folder = data_dir / data_name
+    if not data_dir.is_dir():
+        raise TaskError(f"data folder not found: {data_dir}{_nearest(data_dir)}")
     if not folder.is_dir():
-        raise TaskError(f"data folder not found: {folder}")
+        raise TaskError(f"data folder not found: {folder}{_nearest(folder)}")
     for name in ("train.jsonl", "dev.jsonl"):
         if (folder / name).is_file():
             return folder / name

@@ -240,7 +240,8 @@ def assert_run_failed(r: Result, *needles: str) -> str:
     """Exit 1 (the run stopped early) with a first line `creator: ...` naming the cause."""
     assert_no_traceback(r)
     assert r.returncode == 1, f"exit {r.returncode}, stderr:\n{r.stderr}"
-    first = r.lines[0]
+    # (the run's first line says where its output goes; the cause comes after it)
+    first = next(ln for ln in r.lines if not ln.startswith("creator: writing "))
     assert first.startswith("creator: "), first
     for needle in needles:
         assert needle.lower() in first.lower(), f"{needle!r} not in {first!r}"

@@ -9,7 +9,6 @@ import json
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
@@ -171,3 +170,24 @@ def test_export_writes_a_dataset_folder_with_a_card(tmp_path):
                            str(tmp_path / "cli")], capture_output=True, text=True, timeout=60,
                           env=creatorproc.creator_env())
     assert proc.returncode == 0 and (tmp_path / "cli" / "README.md").is_file(), proc.stderr
+
+
+def test_report_is_typed_and_feeds_the_card(shared_data, tmp_path):
+    out = tmp_path / "train_tree.jsonl"
+    human = shared_data / "yesno_close" / "strategyqa" / "dev.jsonl"
+    with start_simulator(seed=8) as sim:
+        creator.create(data_dir=str(shared_data / "yesno_close"), data_name="strategyqa",
+                       setting="tree", target=60, output=out, base_url=sim.base_url)
+    report = creator.report(out, reference=human)
+    assert isinstance(report, creator.Report) and report.created.valid == 60
+    assert report.human is not None and report.human.valid > 100
+    assert report.created.duplicate_rate == 0.0  # the creator never writes a question twice
+    assert 0 <= report.created.near_duplicate_rate <= 1
+    assert set(report.created.label_shares) <= {"True", "False"}
+    assert creator.Report.from_json(report.to_json()) == report
+    assert "created" in report.table()
+    done = creator.export(out, tmp_path / "hub", report=report)
+    card = done.card.read_text()
+    assert "## Quality (creator report)" in card and "exact duplicate questions: 0.0%" in card
+    with pytest.raises(creator.InputError, match="file not found"):
+        creator.report(tmp_path / "missing.jsonl")

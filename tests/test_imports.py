@@ -77,3 +77,15 @@ def test_no_import_circles():
 def test_the_walker_finds_a_circle():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_importing_the_packages_is_light():
+    """`import creator, trainer` loads no torch, transformers, accelerate, aiohttp or numpy."""
+    import subprocess
+    import sys
+
+    heavy = ("torch", "transformers", "accelerate", "aiohttp", "numpy", "datasets")
+    code = f"import sys, creator, trainer; print([m for m in {heavy!r} if m in sys.modules])"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, cwd=REPO)
+    assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr

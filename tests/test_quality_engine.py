@@ -118,7 +118,7 @@ def test_minhash_rejects_near_copies_and_keeps_the_file_free_of_them(tmp_path):
     summary = read_summary(out)
     assert summary["quality"]["options"]["near_dup"] == "minhash"  # auto without an encoder
     assert summary["rejected"]["near_duplicate"] > 50
-    from creator.report import minhash_near_duplicates
+    from creator.quality import minhash_near_duplicates
 
     assert minhash_near_duplicates([r["question"] for r in rows])["count"] == 0
     written = {norm(r["question"]) for r in rows}

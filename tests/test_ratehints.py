@@ -109,3 +109,20 @@ def test_try_again_in_the_message(message, seconds):
 
 def test_a_header_wins_over_the_message():
     assert hint({"retry-after": "2"}, b"Please try again in 9s").retry_after == 2.0
+
+
+@pytest.mark.parametrize("body,kind", [
+    (b'{"error": {"message": "Rate limit reached for gpt-4o on tokens per min (TPM): Limit 1",'
+     b' "type": "tokens", "code": "rate_limit_exceeded"}}', "tokens"),
+    (b'{"error": {"message": "Rate limit reached ... on requests per min (RPM): Limit 3",'
+     b' "type": "requests"}}', "requests"),
+    (b'{"error": {"message": "Rate limit reached on tokens per min (TPM)", "type": "x"}}',
+     "tokens"),
+    (b'{"type": "error", "error": {"type": "rate_limit_error", "message": "This request would '
+     b'exceed the rate limit for your organization of 8,000 output tokens per minute."}}',
+     "output"),
+    (b"Requests to the ChatCompletions_Create Operation have exceeded token rate limit", "tokens"),
+    (b'{"error": {"message": "Too many requests"}}', None),
+])
+def test_which_limit_a_429_names(body, kind):
+    assert hint({}, body).limited == kind

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 
-from creator.report import build_report, creation_filters, format_table, minhash_near_duplicates
+from creator.quality import build_report, creation_filters, format_table, minhash_near_duplicates
 
 
 class Hashed:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import email.utils
+import json
 import math
 import re
 import subprocess
@@ -529,3 +530,58 @@ def test_body_hint(hint):
             assert m and DURATION.match(m[1])
         else:
             assert msg.endswith("Requested 1.") and "try again" not in msg
+
+
+# --------------------------------------------------------------------------- truncation fault
+
+
+def test_p_truncated_cuts_the_last_object_and_nothing_else():
+    """--p_truncated: a 200 whose content stops inside its last object, finish_reason "length";
+    the objects before it are whole and complete (no field removed, unlike --p_malformed)."""
+    with start_simulator("--p_truncated", "1", seed=3) as s, httpx.Client() as c:
+        for k in (1, 3, 5):
+            r = post(c, s, body(YN_CLOSED, k=k))
+            assert r.status_code == 200
+            reply = r.json()
+            choice = reply["choices"][0]
+            assert choice["finish_reason"] == "length"
+            content = choice["message"]["content"]
+            parts = content.split("\n\n")
+            assert len(parts) == k
+            for part in parts[:-1]:  # whole objects, every field there
+                obj = json.loads(part)
+                assert set(obj) == {"Question", "Options", "Answer"}
+            assert parts[-1].startswith("{")
+            with pytest.raises(ValueError):
+                json.loads(parts[-1])  # cut mid-object
+            assert reply["usage"]["completion_tokens"] == max(1, -(-len(content) // 4))
+        st = s.stats()
+        assert st["truncated"] == 3 and st["ok"] == 3 and st["malformed"] == 0
+
+
+def test_p_truncated_share_and_other_faults_unchanged():
+    """About the share asked for is cut; --p_500 and the other flags still work beside it, and a
+    run without the flag draws the same replies as before it existed (same seed, same content)."""
+    with start_simulator(p_truncated=0.5, p_500=0.2, seed=5) as s, httpx.Client() as c:
+        finishes = []
+        for _ in range(60):
+            r = post(c, s)
+            if r.status_code == 200:
+                finishes.append(r.json()["choices"][0]["finish_reason"])
+            else:
+                assert r.status_code in (500, 502, 503)
+        st = s.stats()
+        assert st["errors_5xx"] + st["ok"] == 60 and 3 <= st["errors_5xx"] <= 25
+        assert finishes.count("length") == st["truncated"]
+        assert 0.2 * len(finishes) <= st["truncated"] <= 0.8 * len(finishes)
+    replies = []
+    for args in ((), ("--p_truncated", "0")):
+        with start_simulator(*args, seed=9, p_malformed=0.3) as s, httpx.Client() as c:
+            replies.append([post(c, s).json()["choices"][0]["message"]["content"] for _ in range(8)])
+    assert replies[0] == replies[1]
+
+
+def test_p_truncated_flag_spellings():
+    assert parse_args(["--p_truncated", "0.2"]).p_truncated == 0.2
+    assert parse_args(["--p-truncated", "0.3"]).p_truncated == 0.3
+    assert parse_args([]).p_truncated == 0.0

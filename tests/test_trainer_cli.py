@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from trainer_helpers import DATA, run_trainer, write_jsonl
 
-from trainer.cli import parse_config
-from trainer.sweep import parse_args as parse_sweep_args
-from trainer.sweep import run_command, summarise, table
+from trainer.cli import parse_config, parse_sweep_args
+from trainer.results import SweepRun
+from trainer.sweeping import run_command, summarise, table
 
 GOOD = {"question": "Pick", "context": None, "options": ["a", "b", "c"], "label": "a"}
 
@@ -20,7 +20,7 @@ def test_defaults_are_the_papers():
     assert (config.num_train_epochs, config.max_seq_length) == (10, 256)
     assert (config.per_device_train_batch_size, config.gradient_accumulation_steps) == (4, 16)
     assert (config.weight_decay, config.warmup_steps, config.setting) == (0.01, 100, "original")
-    assert config.model == ""  # resolved to the packaged MiniLM later
+    assert config.model is None  # resolved to the packaged MiniLM by trainer.train
 
 
 def dataset(tmp_path: Path, train=None, dev=(GOOD,)) -> list[str]:
@@ -105,7 +105,7 @@ def test_unknown_model_is_one_line_and_exit_2(tmp_path):
     # a hub name while offline (tests run with HF_HUB_OFFLINE=1)
     assert_one_line_error(
         run_trainer(args + ["--model", "no-such-org/no-such-model"], timeout=120),
-        "cannot load model",
+        "not in the local Hugging Face cache",
     )
 
 
@@ -115,7 +115,7 @@ def test_bad_resume_path(tmp_path):
 
 
 def test_malformed_command_line_exits_2(tmp_path):
-    cases = [(["--setting", "bogus"], "invalid choice"), (["--learning_rate", "-1"], "must be above 0"),
+    cases = [(["--setting", "bogus"], "invalid choice"), (["--learning_rate", "-1"], "must be greater than 0"),
              (["--max_seq_length", "abc"], "expected a whole number, got 'abc'"),
              (["--epochs", "3"], "unrecognized arguments: --epochs")]
     for extra, fragment in cases:
@@ -136,14 +136,18 @@ def test_sweep_arguments(tmp_path):
             "1",
         ]
     )
-    assert args.learning_rates == [5e-6, 1e-5, 2e-5]
-    assert passed == ["--data_dir", "d", "--data_name", "n", "--num_train_epochs", "1"]
+    assert args.learning_rates == (5e-6, 1e-5, 2e-5) and args.output_dir == tmp_path
+    assert (passed["data_dir"], passed["data_name"], passed["num_train_epochs"]) == (Path("d"), "n", 1)
+    assert "learning_rate" not in passed and "output_dir" not in passed
     with pytest.raises(SystemExit):
         parse_sweep_args(
             ["--output_dir", "o", "--data_dir", "d", "--data_name", "n", "--learning_rate", "1e-5"]
         )
     with pytest.raises(SystemExit):  # the passed-through arguments are checked up front
         parse_sweep_args(["--output_dir", "o", "--data_dir", "d", "--data_name", "n", "--bogus"])
+    with pytest.raises(SystemExit):
+        parse_sweep_args(["--output_dir", "o", "--learning_rates", "-1e-5", "--data_dir", "d",
+                          "--data_name", "n"])
 
 
 def test_sweep_commands_and_table():
@@ -154,19 +158,13 @@ def test_sweep_commands_and_table():
     assert launched[:5] == ["torchrun", "--nproc_per_node", "2", "-m", "trainer"]
 
     rows = [
-        {
-            "learning_rate": lr,
-            "dev_acc": acc,
-            "test_acc": None,
-            "best_epoch": 1,
-            "train_examples": 10,
-            "train_seconds": 1.0,
-            "examples_per_second": 10.0,
-        }
+        SweepRun(lr, acc, None, 1, 10, 1.0, 10.0, Path(f"out/lr_{lr:g}"))
         for lr, acc in ((2e-5, 0.7), (5e-6, 0.7), (1e-5, 0.6))
     ]
-    summary = summarise(rows)
-    assert [row["learning_rate"] for row in summary["runs"]] == [5e-6, 1e-5, 2e-5]
-    assert summary["best"]["learning_rate"] == 5e-6  # a tie goes to the lower rate
+    summary = summarise(rows, ["--data_name", "n"])
+    assert [row.learning_rate for row in summary.runs] == [5e-6, 1e-5, 2e-5]
+    assert summary.best.learning_rate == 5e-6  # a tie goes to the lower rate
     lines = table(summary).splitlines()
     assert len(lines) == 5 and lines[2].startswith("| 5e-06 * | 0.7 | - |")
+    assert summary.to_json()["best"] == summary.to_json()["runs"][0]
+    assert type(summary).from_json(summary.to_json()) == summary

@@ -1,4 +1,5 @@
-"""Trainer data handling: format detection, validation, paths, encoding, metrics and checkpoints."""
+"""Trainer data handling: format detection, validation (creator.records' rule and reason codes),
+paths, encoding, metrics (the TrainResult schema) and checkpoints."""
 
 from __future__ import annotations
 
@@ -15,19 +16,20 @@ from trainer.checkpoint import (
     latest_checkpoint,
     resolve_resume,
 )
-from trainer.config import InputError, TrainConfig
+from trainer.config import TrainConfig
 from trainer.data import (
     MULTIPLE_CHOICE,
     YES_NO,
     Example,
     detect_format,
-    label_text,
     load_task,
     parse_record,
     skipped_warnings,
     text_pair,
 )
+from trainer.errors import InputError
 from trainer.metrics import accuracy, build_metrics, prediction_rows
+from trainer.results import TrainResult
 
 
 def yes_no(question="Is water wet?", label=True, context=None, options=("True", "False")):
@@ -53,26 +55,21 @@ def test_format_comes_from_the_options():
 
 
 @pytest.mark.parametrize(
-    "label, text",
-    [
-        (True, "True"),
-        (False, "False"),
-        ("True", "True"),
-        ("false", "False"),
-        (" cat ", "cat"),
-        (3, "3"),
-    ],
+    "label, index",
+    [(True, 0), (False, 1), ("True", 0), ("False", 1), ("true", 0), (" FALSE ", 1)],
 )
-def test_labels_are_compared_as_text(label, text):
-    assert label_text(label) == text
+def test_yes_no_labels_are_booleans_or_the_words(label, index):
+    """Created files carry JSON booleans now, older ones the strings: both read the same."""
+    assert parse_record(yes_no(label=label), YES_NO, 2, "x").label == index
 
 
-def test_yes_no_labels_accept_booleans_and_strings_in_a_fixed_order():
-    for label in (True, "True", "true"):
-        assert parse_record(yes_no(label=label), YES_NO, 2, "x").label == 0
+def test_yes_no_options_in_any_case_and_order_are_fixed_to_true_false():
+    assert detect_format(yes_no(options=("true", "FALSE"))) == (YES_NO, 2)
     # whatever order a record lists its options in, index 0 means True
     reversed_options = parse_record(yes_no(label=False, options=("False", "True")), YES_NO, 2, "x")
     assert reversed_options.options == ("True", "False") and reversed_options.label == 1
+    lower = parse_record(yes_no(label="true", options=("false", "true")), YES_NO, 2, "x")
+    assert lower.options == ("True", "False") and lower.label == 0
 
 
 def test_multiple_choice_labels_are_matched_as_written():
@@ -83,25 +80,34 @@ def test_multiple_choice_labels_are_matched_as_written():
 def test_label_outside_the_options_is_skipped_not_fatal():
     assert parse_record(yes_no(label="Maybe"), YES_NO, 2, "x") is None
     assert parse_record(choice(label="z"), MULTIPLE_CHOICE, 3, "x") is None
+    assert parse_record(choice(label=" b"), MULTIPLE_CHOICE, 3, "x") is None  # as written
 
 
 @pytest.mark.parametrize(
     "record, message",
     [
         (choice(options=("a", "b")), "2 options, expected 3"),
-        ({"context": None, "options": ["a", "b", "c"], "label": "a"}, "question"),
-        ({"question": "q", "options": ["a", "b", "c"]}, "missing label"),
-        ({"question": "q", "options": "a,b,c", "label": "a"}, "options must be a list"),
+        (choice(options=("a", "b"), label="z"), "2 options, expected 3"),  # not merely skipped
+        ({"context": None, "options": ["a", "b", "c"], "label": "a"}, "missing field.s. question"),
+        ({"question": "q", "options": ["a", "b", "c"]}, "missing field.s. label"),
+        ({"question": "q", "options": "a,b,c", "label": "a"}, "'options' must be a list"),
+        ({"question": " ", "options": ["a", "b", "c"], "label": "a"}, "'question' must be"),
+        (choice(label=3), "label must be a string or a boolean, got int"),
+        (yes_no(label=1), "label must be a string or a boolean, got int"),
+        (dict(choice(), context=["a"]), "'context' must be a string or null"),
+        (["a", "b"], "expected a JSON object"),
     ],
 )
-def test_malformed_multiple_choice_records_are_errors(record, message):
-    with pytest.raises(InputError, match=message):
+def test_records_of_the_wrong_shape_are_errors_that_say_where(record, message):
+    with pytest.raises(InputError, match=f"^file:7: .*{message}"):
         parse_record(record, MULTIPLE_CHOICE, 3, "file:7")
 
 
 def test_yes_no_record_with_other_options_is_an_error():
     with pytest.raises(InputError, match="yes/no"):
-        parse_record(yes_no(options=("Yes", "No")), YES_NO, 2, "file:1")
+        parse_record(yes_no(label="Yes", options=("Yes", "No")), YES_NO, 2, "file:1")
+    with pytest.raises(InputError, match="^file:1: "):  # a boolean label fits only True/False
+        parse_record(yes_no(label=True, options=("Yes", "No")), YES_NO, 2, "file:1")
 
 
 def test_text_pairs():
@@ -166,6 +172,30 @@ def test_invalid_json_names_the_line(tmp_path):
     (folder / "train.jsonl").write_text(json.dumps(choice()) + "\n{not json\n", encoding="utf-8")
     with pytest.raises(InputError, match=r"train.jsonl:2: not valid JSON"):
         load_task(config_for(tmp_path))
+    (folder / "train.jsonl").write_text("[1, 2]\n" + json.dumps(choice()) + "\n")
+    with pytest.raises(InputError, match=r"train.jsonl:1: expected a JSON object"):
+        load_task(config_for(tmp_path))
+
+
+@pytest.mark.parametrize("label_form", ["boolean", "string"])
+def test_created_yes_no_files_with_boolean_or_string_labels_load_alike(tmp_path, label_form):
+    """creator.records writes JSON booleans; files created before it wrote "True"/"False"."""
+    from creator.records import Record, record_line
+
+    records = [Record(f"q{i}?", None, ("True", "False"), "True" if i % 3 else "False")
+               for i in range(6)]
+    lines = [record_line(record, {"id": i}).decode() for i, record in enumerate(records)]
+    if label_form == "string":
+        lines = [line.replace('"label":true', '"label":"True"')
+                 .replace('"label":false', '"label":"False"') for line in lines]
+    assert ('"label":true' in lines[1]) == (label_form == "boolean")
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    (folder / "train_tree.jsonl").write_text("".join(lines))
+    write_jsonl(folder / "dev.jsonl", [yes_no()])
+    task = load_task(config_for(tmp_path, setting="tree"))
+    assert task.format == YES_NO
+    assert [example.label for example in task.train.examples] == [1, 0, 0, 1, 0, 0]
 
 
 def test_encoding_and_padding():
@@ -240,7 +270,7 @@ def test_metrics_have_the_promised_keys(tmp_path):
         examples_trained=10,
         dev_examples=1,
     )
-    metrics = build_metrics(
+    result = build_metrics(
         config,
         load_task(config),
         state,
@@ -250,6 +280,8 @@ def test_metrics_have_the_promised_keys(tmp_path):
         device="cpu",
         mixed_precision="no",
     )
+    assert isinstance(result, TrainResult) and result.examples_per_second == 5.0
+    metrics = result.to_json()
     for key in (
         "dev_acc",
         "test_acc",
@@ -260,7 +292,9 @@ def test_metrics_have_the_promised_keys(tmp_path):
     ):
         assert key in metrics
     assert metrics["test_acc"] is None and metrics["examples_per_second"] == 5.0
-    json.dumps(metrics)  # serialisable
+    assert metrics["config"]["data_dir"] == str(tmp_path)
+    # serialisable, and back again
+    assert TrainResult.from_json(json.loads(json.dumps(metrics))) == result
 
 
 def test_only_complete_checkpoints_are_resumed(tmp_path):

@@ -78,7 +78,7 @@ def test_bad_input_is_one_line(finished_run, tmp_path):
          ["no dev.jsonl or test.jsonl"]),
         (["--run_dir", str(run_dir), "--data_dir", str(mcqa), "--data_name", "csqa"], ["csqa"]),
         (["--run_dir", str(run_dir), "--output", str(tmp_path / "missing" / "e.json")],
-         ["no folder for --output"]),
+         ["no folder for output"]),
     ]
     for args, fragments in cases:
         _one_line_error(run_trainer(["evaluate", *args], threads=1), *fragments)

@@ -57,9 +57,11 @@ def trainer_env(threads: int | None = None) -> dict[str, str]:
     return env
 
 
-def trainer_command(args: list[str], processes: int = 1) -> list[str]:
+def trainer_command(args: list[str], processes: int = 1, script: Path | None = None) -> list[str]:
+    """`python -m trainer ARGS`, or `python SCRIPT ARGS`; under torchrun for several processes."""
+    target = [str(script)] if script else ["-m", "trainer"]
     if processes == 1:
-        return [sys.executable, "-m", "trainer", *args]
+        return [sys.executable, *target, *args]
     # torchrun, as `python -m torch.distributed.run`, so that it runs under this very interpreter
     return [
         sys.executable,
@@ -67,17 +69,20 @@ def trainer_command(args: list[str], processes: int = 1) -> list[str]:
         "torch.distributed.run",
         "--standalone",
         f"--nproc_per_node={processes}",
-        "-m",
-        "trainer",
+        *target,
         *args,
     ]
 
 
 def run_trainer(
-    args: list[str], processes: int = 1, timeout: float = 300, threads: int | None = None
+    args: list[str],
+    processes: int = 1,
+    timeout: float = 300,
+    threads: int | None = None,
+    script: Path | None = None,
 ) -> subprocess.CompletedProcess:
     """Run to the end; on a timeout the whole process group (launcher and workers) is killed."""
-    command = trainer_command(args, processes)
+    command = trainer_command(args, processes, script)
     with subprocess.Popen(
         command,
         env=trainer_env(threads),

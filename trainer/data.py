@@ -1,26 +1,43 @@
 """JSONL splits -> validated examples with label indices (pure Python, no torch).
 
-Records are `{"question", "context", "options", "label"}`. The format comes from the data: options
-True/False make a yes/no task (2-label classification), anything else is multiple choice with as
-many options as the first training record has. Yes/no labels may be JSON booleans (human files)
-or the strings "True"/"False" (created files).
+The record, the yes/no rule and validation are creator.records' (the same for the creator, the
+report and the trainer); this module adds what training needs on top: the task's format (options
+True/False make a yes/no task, 2-label classification; anything else is multiple choice with as many
+options as the first training record has), the label as an index, and the split files.
 
-A record whose label is not among its options is skipped and counted (an LLM-created file may hold a
-few); a record of the wrong shape stops the run, since it means the wrong file was given.
+A record whose label is not among its options (reason LABEL_NOT_IN_OPTIONS) is skipped and counted:
+an LLM-created file may hold a few. Any other invalid record (not JSON, not an object, a missing
+field, options or a label of the wrong type, a wrong number of options) stops the run with a one-line
+InputError, since it means the wrong file was given. Yes/no labels may be JSON booleans (human
+files, and created files since records.py) or the strings "True"/"False" (older created files).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from trainer.config import InputError, TrainConfig
+from creator.records import (
+    LABEL_NOT_IN_OPTIONS,
+    YES_NO_OPTIONS,
+    Invalid,
+    Record,
+    check_record,
+    is_yes_no,
+    iter_lines,
+    parse_line,
+)
+from trainer.config import TrainConfig
+from trainer.errors import InputError
 
 MULTIPLE_CHOICE = "mcqa"
 YES_NO = "yesno"
-# Fixed order of the yes/no head's labels, whatever order a record lists its options in.
-YES_NO_OPTIONS = ("True", "False")
+# YES_NO_OPTIONS (from creator.records) is also the fixed order of the yes/no head's labels:
+# index 0 is True, whatever order a record lists its options in.
+__all__ = ["MULTIPLE_CHOICE", "YES_NO", "YES_NO_OPTIONS", "Example", "Split", "Task",
+           "read_jsonl", "detect_format", "parse_record", "load_split", "load_task",
+           "skipped_warnings", "text_pair"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +46,16 @@ class Example:
     context: str | None
     options: tuple[str, ...]
     label: int  # index into options
+
+    @classmethod
+    def from_record(cls, record: Record) -> Example:
+        """The model's text is stripped; the options and the label stay as the record has them."""
+        return cls(
+            question=record.question.strip(),
+            context=(record.context or "").strip() or None,
+            options=record.options,
+            label=record.label_index,
+        )
 
 
 @dataclass(frozen=True)
@@ -58,38 +85,28 @@ class Task:
         }
 
 
-def read_jsonl(path: Path, role: str) -> list[tuple[int, dict]]:
-    """(line number, record) for each non-blank line; role names the file in error messages."""
+def read_jsonl(path: Path, role: str) -> list[tuple[int, Any]]:
+    """(line number, parsed JSON) for each non-blank line; role names the file in error messages.
+    A line that is not JSON is an InputError; what the value is, is parse_record's business."""
     if not path.is_file():
         raise InputError(f"no {role} file: {path}")
     records = []
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise InputError(f"{path}:{number}: not valid JSON ({error.msg})") from None
-            if not isinstance(record, dict):
-                raise InputError(f"{path}:{number}: expected a JSON object")
-            records.append((number, record))
+    try:
+        for number, line in iter_lines(path):
+            value = parse_line(line)
+            if isinstance(value, Invalid):
+                raise InputError(f"{path}:{number}: {value.message}")
+            records.append((number, value))
+    except OSError as error:
+        raise InputError(f"cannot read {role} file {path}: {error.strerror or error}") from None
     if not records:
         raise InputError(f"{role} file is empty: {path}")
     return records
 
 
-def is_yes_no(options: object) -> bool:
-    return (
-        isinstance(options, list)
-        and len(options) == 2
-        and sorted(str(option) for option in options) == sorted(YES_NO_OPTIONS)
-    )
-
-
-def detect_format(first_record: dict) -> tuple[str, int]:
+def detect_format(first_record: Any) -> tuple[str, int]:
     """(format, number of options) from the first training record."""
-    options = first_record.get("options")
+    options = first_record.get("options") if isinstance(first_record, dict) else None
     if is_yes_no(options):
         return YES_NO, 2
     if not isinstance(options, list) or len(options) < 2:
@@ -97,51 +114,31 @@ def detect_format(first_record: dict) -> tuple[str, int]:
     return MULTIPLE_CHOICE, len(options)
 
 
-def label_text(label: object) -> str:
-    """A yes/no label as "True" or "False" (from JSON true/false or any case of the words)."""
-    if isinstance(label, bool):
-        return "True" if label else "False"
-    text = str(label).strip()
-    if text.lower() in ("true", "false"):
-        return text.capitalize()
-    return text
-
-
-def parse_record(record: dict, task_format: str, num_options: int, where: str) -> Example | None:
-    """A validated example, or None when the label is not among the options."""
-    question = record.get("question")
-    context = record.get("context")
-    options = record.get("options")
-    if not isinstance(question, str) or not question.strip():
-        raise InputError(f"{where}: missing or empty question")
-    if context is not None and not isinstance(context, str):
-        raise InputError(f"{where}: context must be a string or null")
-    if "label" not in record:
-        raise InputError(f"{where}: missing label")
-    if not isinstance(options, list):
-        raise InputError(f"{where}: options must be a list")
+def _check_options(options: Any, task_format: str, num_options: int, where: str) -> None:
+    """A well-formed record may still not fit the task: yes/no in a yes/no task, else the count."""
     if task_format == YES_NO:
         if not is_yes_no(options):
             raise InputError(
                 f'{where}: expected options ["True", "False"] in a yes/no task, got {options!r}'
             )
-        options = list(YES_NO_OPTIONS)
     elif len(options) != num_options:
         raise InputError(
             f"{where}: {len(options)} options, expected {num_options} "
             "(the count of the first training record)"
         )
-    options = tuple(str(option).strip() for option in options)
-    # only yes/no labels are normalised: a multiple-choice option may well be "true"
-    label = label_text(record["label"]) if task_format == YES_NO else str(record["label"]).strip()
-    if label not in options:
+
+
+def parse_record(record: Any, task_format: str, num_options: int, where: str) -> Example | None:
+    """A validated example, or None when the label is not among the options (skipped)."""
+    outcome = check_record(record)
+    if isinstance(outcome, Invalid):
+        if outcome.reason != LABEL_NOT_IN_OPTIONS:
+            raise InputError(f"{where}: {outcome.message}")
+        # options are well formed when only the label is wrong: the count still has to fit
+        _check_options(record["options"], task_format, num_options, where)
         return None
-    return Example(
-        question=question.strip(),
-        context=(context or "").strip() or None,
-        options=options,
-        label=options.index(label),
-    )
+    _check_options(list(outcome.options), task_format, num_options, where)
+    return Example.from_record(outcome)
 
 
 def load_split(
@@ -150,7 +147,7 @@ def load_split(
     task_format: str,
     num_options: int,
     limit: int | None = None,
-    records: list[tuple[int, dict]] | None = None,
+    records: list[tuple[int, Any]] | None = None,
 ) -> Split:
     """Read and validate a split; `limit` keeps the first valid examples."""
     records = read_jsonl(path, name) if records is None else records
@@ -180,7 +177,11 @@ def load_task(config: TrainConfig) -> Task:
             "(data_dir is the format folder, data_name the dataset inside it)"
         )
     train_records = read_jsonl(config.train_path, "train")
-    task_format, num_options = detect_format(train_records[0][1])
+    number, first = train_records[0]
+    outcome = check_record(first)
+    if isinstance(outcome, Invalid) and outcome.reason != LABEL_NOT_IN_OPTIONS:
+        raise InputError(f"{config.train_path}:{number}: {outcome.message}")
+    task_format, num_options = detect_format(first)
     train = load_split(
         config.train_path,
         "train",

@@ -3,13 +3,22 @@
 Modelled on accelerate's examples/nlp_example.py. The same code runs on a CPU, one GPU, or many
 processes started by `accelerate launch` or `torchrun` (several nodes through the same launchers):
 accelerate reads the launcher's environment, shards the data and all-reduces the gradients.
+
+Called through trainer.train (trainer/api.py), which checks the arguments and the data first.
+Messages go to the `trainer` logger from the main process only; tqdm shows the progress there.
+The global state this touches is put back: transformers' verbosity on the other processes, and
+accelerate's shared state when this run created it (so that a later run in the same process, with
+other settings or after the process group is gone, starts afresh). The random seed stays set.
 """
 
 from __future__ import annotations
 
 import gc
+import logging
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +26,7 @@ import torch
 import torch.nn.functional as F
 import transformers
 from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate.state import AcceleratorState, GradientState, PartialState
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -35,9 +45,10 @@ from trainer.checkpoint import (
     save_best_model,
     save_checkpoint,
 )
-from trainer.config import InputError, TrainConfig
+from trainer.config import TrainConfig
 from trainer.data import YES_NO, YES_NO_OPTIONS, Split, Task
 from trainer.encode import PadCollator, encode
+from trainer.errors import InputError
 from trainer.metrics import (
     accuracy,
     build_metrics,
@@ -45,10 +56,20 @@ from trainer.metrics import (
     write_metrics,
     write_predictions,
 )
+from trainer.results import TrainResult
+from trainer.runtime import is_main_process
+
+log = logging.getLogger("trainer")
 
 
-def train(config: TrainConfig, task: Task) -> dict:
-    """Fine-tune config.model on task; writes checkpoints, metrics.json and predictions.jsonl."""
+def train(config: TrainConfig, task: Task) -> TrainResult:
+    """Fine-tune config.model (a name or folder, not None) on task; writes checkpoints,
+    metrics.json and predictions.jsonl into config.output_dir."""
+    with quiet_unless_main(), own_accelerate_state():
+        return _train(config, task)
+
+
+def _train(config: TrainConfig, task: Task) -> TrainResult:
     resume_path = resolve_resume(config.resume_from_checkpoint, config.output_dir)
     if resume_path is not None:
         check_same_data(resume_path, task.signature())
@@ -64,14 +85,11 @@ def train(config: TrainConfig, task: Task) -> dict:
         # Each epoch's order depends on (seed, epoch) only: a resumed run sees the same batches.
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed),
     )
-    if not accelerator.is_main_process:
-        transformers.logging.set_verbosity_error()
-        transformers.utils.logging.disable_progress_bar()
     set_seed(config.seed)
     if accelerator.is_main_process:
         config.output_dir.mkdir(parents=True, exist_ok=True)
-    if task.test is None:
-        accelerator.print(f"note: no {config.test_path}: test is skipped, predictions are for dev")
+    if task.test is None and accelerator.is_main_process:
+        log.info(f"note: no {config.test_path}: test is skipped, predictions are for dev")
 
     # Padding to a multiple of 8 lets fp16/bf16 use tensor cores; on fp32 it only wastes compute.
     collate = PadCollator(
@@ -130,7 +148,8 @@ def train(config: TrainConfig, task: Task) -> dict:
     state = TrainerState(data=task.signature())
     if resume_path is not None:
         state = load_checkpoint(accelerator, resume_path)
-        accelerator.print(f"resumed from {resume_path} after epoch {state.epochs_done}")
+        if accelerator.is_main_process:
+            log.info(f"resumed from {resume_path} after epoch {state.epochs_done}")
 
     for epoch in range(state.epochs_done, config.num_train_epochs):
         model.train()
@@ -193,11 +212,11 @@ def train(config: TrainConfig, task: Task) -> dict:
                 )
         state.epochs_done = epoch + 1
         save_checkpoint(accelerator, config.output_dir, state)
-        accelerator.print(
-            f"epoch {epoch + 1}: train loss {train_loss:.4f}, dev acc {dev.accuracy:.4f} "
-            f"on {dev.count} examples, best epoch {state.best_epoch}"
-        )
         if accelerator.is_main_process:
+            log.info(
+                f"epoch {epoch + 1}: train loss {train_loss:.4f}, dev acc {dev.accuracy:.4f} "
+                f"on {dev.count} examples, best epoch {state.best_epoch}"
+            )
             write_metrics(
                 config.output_dir, run_metrics(config, task, state, accelerator, finished=False)
             )
@@ -214,6 +233,38 @@ def train(config: TrainConfig, task: Task) -> dict:
     gc.collect()
     accelerator.end_training()
     return metrics
+
+
+@contextmanager
+def quiet_unless_main() -> Iterator[None]:
+    """transformers' warnings and progress bars from the main process only, for this call."""
+    if is_main_process():
+        yield
+        return
+    verbosity = transformers.logging.get_verbosity()
+    bars = transformers.utils.logging.is_progress_bar_enabled()
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+        if bars:
+            transformers.utils.logging.enable_progress_bar()
+
+
+@contextmanager
+def own_accelerate_state() -> Iterator[None]:
+    """accelerate keeps process-wide singletons (the process group, mixed precision, gradient
+    accumulation): when this call created them, clear them again at the end, after
+    end_training() has destroyed the process group. A caller's own Accelerator is left alone."""
+    created_here = not PartialState._shared_state
+    try:
+        yield
+    finally:
+        if created_here:
+            AcceleratorState._reset_state(reset_partial_state=True)
+            GradientState._reset_state()
 
 
 @dataclass(frozen=True)
@@ -277,7 +328,7 @@ def run_metrics(
     accelerator: Accelerator,
     *,
     finished: bool,
-) -> dict:
+) -> TrainResult:
     return build_metrics(
         config,
         task,

@@ -1,4 +1,4 @@
-"""metrics.json and predictions.jsonl: pure builders plus the two writers."""
+"""metrics.json (a TrainResult) and predictions.jsonl: pure builders plus the two writers."""
 
 from __future__ import annotations
 
@@ -10,9 +10,7 @@ from pathlib import Path
 from trainer.checkpoint import TrainerState, write_json
 from trainer.config import TrainConfig
 from trainer.data import Split, Task
-
-METRICS_FILE = "metrics.json"
-PREDICTIONS_FILE = "predictions.jsonl"
+from trainer.results import METRICS_FILE, PREDICTIONS_FILE, Epoch, TrainResult
 
 
 def accuracy(predictions: Sequence[int], labels: Sequence[int]) -> float:
@@ -59,40 +57,40 @@ def build_metrics(
     distributed_type: str,
     device: str,
     mixed_precision: str,
-) -> dict:
+) -> TrainResult:
     examples_per_second = (
         state.examples_trained / state.train_seconds if state.train_seconds else None
     )
-    return {
-        "finished": finished,
-        "dev_acc": state.best_dev_acc,
-        "dev_loss": state.best_dev_loss,
-        "test_acc": state.test_acc,
-        "best_epoch": state.best_epoch,
-        "epochs_run": state.epochs_done,
-        "train_examples": len(task.train.examples),
-        "dev_examples": state.dev_examples,
-        "test_examples": state.test_examples,
-        "skipped_examples": {
+    return TrainResult(
+        finished=finished,
+        dev_acc=state.best_dev_acc,
+        dev_loss=state.best_dev_loss,
+        test_acc=state.test_acc,
+        best_epoch=state.best_epoch,
+        epochs_run=state.epochs_done,
+        train_examples=len(task.train.examples),
+        dev_examples=state.dev_examples,
+        test_examples=state.test_examples,
+        skipped_examples={
             split.name: split.skipped
             for split in (task.train, task.dev, task.test)
             if split is not None
         },
-        "train_seconds": round(state.train_seconds, 3),
-        "examples_per_second": round(examples_per_second, 3) if examples_per_second else None,
-        "predictions": {"file": PREDICTIONS_FILE, "split": "test" if task.test else "dev"},
-        "format": task.format,
-        "num_options": task.num_options,
-        "train_file": str(task.train.path),
-        "num_processes": num_processes,
-        "distributed_type": distributed_type,
-        "device": device,
-        "mixed_precision": mixed_precision,
-        "history": state.history,
-        "loss_curve": state.loss_curve,
-        "config": config.to_json(),
-    }
+        train_seconds=round(state.train_seconds, 3),
+        examples_per_second=round(examples_per_second, 3) if examples_per_second else None,
+        predictions={"file": PREDICTIONS_FILE, "split": "test" if task.test else "dev"},
+        format=task.format,
+        num_options=task.num_options,
+        train_file=task.train.path,
+        num_processes=num_processes,
+        distributed_type=distributed_type,
+        device=device,
+        mixed_precision=mixed_precision,
+        history=[Epoch.from_json(entry) for entry in state.history],
+        loss_curve=list(state.loss_curve),
+        config=config,
+    )
 
 
-def write_metrics(output_dir: Path, metrics: dict) -> None:
-    write_json(output_dir / METRICS_FILE, metrics)
+def write_metrics(output_dir: Path, metrics: TrainResult) -> None:
+    write_json(output_dir / METRICS_FILE, metrics.to_json())

@@ -10,7 +10,7 @@ import zlib
 import numpy as np
 import pytest
 
-from creator.report import (
+from creator.quality import (
     EXIT_OK,
     EXIT_USAGE,
     add_report_arguments,
@@ -170,11 +170,11 @@ def test_invalid_lines_are_counted_by_reason_never_raised():
     ]
     read = parse_lines(lines)
     assert read.lines == 9 and [r.label for r in read.records] == ["True"]
-    assert read.invalid == {
-        "not valid JSON": 3, "not a JSON object": 1, "missing field": 1,
-        "label not in options": 1, "bad question": 1, "bad options": 1,
+    assert read.invalid == {  # the records module's reason codes
+        "not_json": 3, "not_an_object": 1, "missing_field": 1,
+        "label_not_in_options": 1, "bad_question": 1, "bad_options": 1,
     }  # fmt: skip
-    assert read.first_invalid["not valid JSON"] == 3
+    assert read.first_invalid["not_json"] == 3
 
 
 # --- whole reports -------------------------------------------------------------------------------
@@ -203,8 +203,8 @@ def test_report_on_a_small_file_with_the_real_encoder(tmp_path, minilm):
     c = report["created"]
     assert (c["lines"], c["valid"], c["invalid"]) == (10, 8, 2)
     assert c["valid_rate"] == 0.8
-    assert c["invalid_by_reason"] == {"not valid JSON": {"count": 1, "first_line": 5},
-                                      "missing field": {"count": 1, "first_line": 8}}
+    assert c["invalid_by_reason"] == {"not_json": {"count": 1, "first_line": 5},
+                                      "missing_field": {"count": 1, "first_line": 8}}
     assert c["exact_duplicates"] == {"count": 1, "rate": 1 / 8}
     nd = c["near_duplicates"]
     assert nd["count"] == 3 and nd["not_exact"] == 2  # the exact dup + two paraphrases

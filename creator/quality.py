@@ -19,7 +19,7 @@ import argparse
 import re
 import sys
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Protocol, Sequence
 
@@ -28,7 +28,8 @@ import orjson
 
 from .filters import DEFAULT_COSINE, DEFAULT_JACCARD
 from .parse import question_key
-from .task import YES_NO_OPTIONS, Record, TaskError, record_from_json
+from .errors import InputError
+from .records import YES_NO_OPTIONS, Invalid, Record, check_record, parse_line
 
 EXIT_OK, EXIT_USAGE, EXIT_FAILED = 0, 2, 1
 DEFAULT_THRESHOLD = DEFAULT_COSINE  # the creator's near-duplicate threshold
@@ -36,7 +37,7 @@ TOP_LABELS = 20  # multiple-choice labels are free text: keep the most frequent 
 PLOT_POINTS = 5000  # points per side in the projection plot (a sample beyond that)
 
 
-class ReportError(ValueError):
+class ReportError(InputError):
     """Bad input for the report: shown to the user as one line."""
 
 
@@ -57,44 +58,21 @@ class ReadResult:
     first_invalid: dict[str, int] = field(default_factory=dict)  # reason -> first line number
 
 
-_REASONS = (
-    ("missing field", "missing field"),
-    ("expected a JSON object", "not a JSON object"),
-    ("'question' must", "bad question"),
-    ("'options' must", "bad options"),
-    ("'context' must", "bad context"),
-    ("label must be", "bad label type"),
-    ("is not one of the options", "label not in options"),
-)
-
-
-def invalid_reason(message: str) -> str:
-    """A short, data-free category for a validation message (so reasons can be counted)."""
-    for needle, reason in _REASONS:
-        if needle in message:
-            return reason
-    return "invalid record"
-
-
 def parse_lines(lines: Iterable[bytes | str], where: str = "") -> ReadResult:
-    """Validate JSONL lines as input data (task.record_from_json); never raises on content."""
+    """Validate JSONL lines as input data (records.check_record); never raises on content.
+    Invalid lines are counted by the records module's reason codes."""
     result = ReadResult()
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
         result.lines += 1
-        try:
-            obj = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            reason = "not valid JSON"
-        else:
-            try:
-                result.records.append(record_from_json(obj, f"{where}:{lineno}"))
-                continue
-            except TaskError as exc:
-                reason = invalid_reason(str(exc))
-        result.invalid[reason] += 1
-        result.first_invalid.setdefault(reason, lineno)
+        obj = parse_line(line)
+        outcome = obj if isinstance(obj, Invalid) else check_record(obj)
+        if isinstance(outcome, Record):
+            result.records.append(outcome)
+            continue
+        result.invalid[outcome.reason] += 1
+        result.first_invalid.setdefault(outcome.reason, lineno)
     return result
 
 
@@ -439,6 +417,7 @@ def analyse(
     encoder: Encoder | None = None,
     threshold: float = DEFAULT_THRESHOLD,
     encoder_model: str | None = None,
+    encoder_backend: str | None = None,
 ) -> tuple[dict[str, Any], np.ndarray, np.ndarray | None]:
     """The report plus the question embeddings (created, reference) for the plot. The files are
     read first, so bad input fails before the encoder (a few seconds) loads."""
@@ -452,11 +431,16 @@ def analyse(
         ref = read_jsonl(reference)
         if not ref.records:
             raise ReportError(f"{reference}: no valid record in {_why(ref)} (--reference)")
-    if encoder is None:
-        encoder = load_encoder(encoder_model)
+    own = encoder is None
+    if own:
+        encoder = load_encoder(encoder_model, encoder_backend)
     questions = [r.question for r in created.records]
     ref_questions = [r.question for r in ref.records] if ref else []
-    (emb, ref_emb), encoded = encode_questions(encoder, questions, ref_questions)
+    try:
+        (emb, ref_emb), encoded = encode_questions(encoder, questions, ref_questions)
+    finally:
+        if own:
+            encoder.close()  # type: ignore[union-attr]
     report: dict[str, Any] = {
         "file": str(path),
         "reference": str(reference) if reference is not None else None,
@@ -488,11 +472,112 @@ def build_report(
     return analyse(path, reference, encoder, threshold)[0]
 
 
-def load_encoder(model: str | None):
+@dataclass
+class Side:
+    """The figures of one file (created, or the human reference)."""
+
+    lines: int
+    valid: int
+    valid_rate: float | None
+    invalid: int
+    invalid_by_reason: dict[str, Any]  # reason code -> {count, first_line}
+    format: str  # "yes/no" or "multiple choice"
+    num_options: dict[str, int]
+    with_context: int
+    exact_duplicates: dict[str, Any]  # count, rate
+    near_duplicates: dict[str, Any] | None  # count, rate, not_exact, threshold
+    labels: dict[str, Any]  # counts, fractions, distinct, other, majority_fraction
+    answer_positions: dict[str, Any] | None  # multiple choice: counts, fractions, majority
+    diversity: dict[str, Any]
+    lengths: dict[str, Any]
+
+    @property
+    def duplicate_rate(self) -> float | None:
+        return self.exact_duplicates.get("rate")
+
+    @property
+    def near_duplicate_rate(self) -> float | None:
+        return (self.near_duplicates or {}).get("rate")
+
+    @property
+    def label_shares(self) -> dict[str, float]:
+        return dict(self.labels.get("fractions") or {})
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Side":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class Report:
+    """`creator report` as a typed record: `created` (the file) beside `human` (the reference,
+    when given), and their `overlap`. `to_json()` is the --json file."""
+
+    file: str
+    reference: str | None
+    threshold: float
+    encoded_questions: int
+    created: Side
+    human: Side | None = None
+    overlap: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Report":
+        return cls(file=data["file"], reference=data.get("reference"),
+                   threshold=data.get("threshold", DEFAULT_THRESHOLD),
+                   encoded_questions=data.get("encoded_questions", 0),
+                   created=Side.from_json(data["created"]),
+                   human=Side.from_json(data["human"]) if data.get("human") else None,
+                   overlap=data.get("overlap"))
+
+    def table(self) -> str:
+        return format_table(self.to_json())
+
+    def headline(self) -> dict[str, str]:
+        """A few figures in words, for a dataset card."""
+        c = self.created
+        out = {"valid records": f"{c.valid} of {c.lines} lines",
+               "exact duplicate questions": _pct(c.duplicate_rate)}
+        if c.near_duplicates is not None:
+            out[f"near-duplicate questions (cosine > {self.threshold:g})"] = \
+                _pct(c.near_duplicate_rate)
+        out["label shares"] = ", ".join(f"{k} {_pct(v)}" for k, v in c.label_shares.items())
+        if c.answer_positions:
+            out["answer position shares"] = ", ".join(
+                f"{k}: {_pct(v)}" for k, v in c.answer_positions["fractions"].items())
+        distance = c.diversity.get("mean_pairwise_cosine_distance")
+        if distance is not None:
+            out["diversity (mean pairwise cosine distance)"] = f"{distance:.3f}"
+        return out
+
+
+def report(path: str | Path, reference: str | Path | None = None, *,
+           threshold: float = DEFAULT_THRESHOLD, encoder: Any = None,
+           encoder_backend: str | None = None) -> Report:
+    """The quality report of a created (or any) JSONL file, beside the human `reference` split
+    when given: `creator report` from Python. `encoder`: a path to a sentence encoder, an object
+    with `.encode(texts)`, or None for the default MiniLM. Raises ReportError (an InputError)
+    for a missing file or one with no valid record."""
+    if not 0 < threshold <= 1:
+        raise ReportError(f"threshold must be in (0, 1], got {threshold!r}")
+    model = None
+    if encoder is not None and not hasattr(encoder, "encode"):
+        model, encoder = str(encoder), None
+    data, _, _ = analyse(path, reference, encoder, threshold, model, encoder_backend)
+    return Report.from_json(data)
+
+
+def load_encoder(model: str | None, backend: str | None = None):
+    """The engine's SentenceEncoder (same backend, same vectors); its `encode` spreads a long
+    list over every core in batches sorted by length."""
     from .embed import EncoderError, SentenceEncoder
 
     try:
-        return SentenceEncoder(model)
+        return SentenceEncoder(model, backend=backend)
     except EncoderError as exc:
         raise ReportError(str(exc)) from None
 
@@ -519,8 +604,9 @@ def _lens(s: dict[str, Any]) -> str:
 
 
 def format_table(report: dict[str, Any]) -> str:
-    """A plain-text table: one row per figure, the created data beside the human data."""
-    sides = [("created", report["created"])]
+    """A plain-text table: one row per figure, the created data beside the human data (a file
+    reported alone is just "this file": it may well be human data)."""
+    sides = [("created" if report.get("human") else "this file", report["created"])]
     if report.get("human"):
         sides.append(("human", report["human"]))
     rows: list[tuple[str, ...]] = []
@@ -686,18 +772,26 @@ def plot_report(
     fig, (ax_a, ax_b) = plt.subplots(1, 2, figsize=(13, 5.5))
     try:
         n_created = len(parts[0])
-        if len(parts) > 1:
-            ax_a.scatter(proj[n_created:, 0], proj[n_created:, 1], s=6, alpha=0.4,
-                         color="tab:orange", label=f"human ({len(parts[1])})")
-        ax_a.scatter(proj[:n_created, 0], proj[:n_created, 1], s=6, alpha=0.4,
-                     color="tab:blue", label=f"created ({n_created})")
-        sampled = " (random sample)" if len(created_rows) < len(embeddings) else ""
-        ax_a.set_title(f"(a) question embeddings, PCA 2-D{sampled}")
+        alone = len(parts) == 1
+        if not alone:  # human first, small and faint, so the created points show on top
+            n_ref = len(reference_embeddings)  # type: ignore[arg-type]
+            shown = f"{len(parts[1]):,} of {n_ref:,}, a random sample" \
+                if len(parts[1]) < n_ref else f"{n_ref:,}"
+            ax_a.scatter(proj[n_created:, 0], proj[n_created:, 1], s=4, alpha=0.25,
+                         color="tab:orange", linewidths=0, label=f"human ({shown})",
+                         zorder=1)
+        shown = f"{n_created:,} of {len(embeddings):,}, a random sample" \
+            if n_created < len(embeddings) else f"{n_created:,}"
+        ax_a.scatter(proj[:n_created, 0], proj[:n_created, 1], s=16, alpha=0.85,
+                     color="tab:blue", edgecolors="white", linewidths=0.3,
+                     label=f"{'this file' if alone else 'created'} ({shown})", zorder=2)
+        ax_a.set_title("(a) question embeddings, PCA 2-D")
         ax_a.set_xlabel("PC 1")
         ax_a.set_ylabel("PC 2")
         ax_a.legend(loc="best")
 
-        sides = [("created", report["created"], "tab:blue")]
+        sides = [("created" if report.get("human") else "this file", report["created"],
+                  "tab:blue")]
         if report.get("human"):
             sides.append(("human", report["human"], "tab:orange"))
         by_position = any(s["answer_positions"] for _, s, _ in sides)
