@@ -490,6 +490,9 @@ class Side:
     answer_positions: dict[str, Any] | None  # multiple choice: counts, fractions, majority
     diversity: dict[str, Any]
     lengths: dict[str, Any]
+    # estimated 5-gram Jaccard with an earlier question (the creator's measure without an
+    # encoder): count, rate, threshold
+    minhash_near_duplicates: dict[str, Any] | None = None
 
     @property
     def duplicate_rate(self) -> float | None:
@@ -500,8 +503,17 @@ class Side:
         return (self.near_duplicates or {}).get("rate")
 
     @property
+    def minhash_near_duplicate_rate(self) -> float | None:
+        return (self.minhash_near_duplicates or {}).get("rate")
+
+    @property
     def label_shares(self) -> dict[str, float]:
         return dict(self.labels.get("fractions") or {})
+
+    @property
+    def position_shares(self) -> dict[str, float] | None:
+        """Multiple choice: the share of records with the answer at each option position."""
+        return dict(self.answer_positions["fractions"]) if self.answer_positions else None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Side":
@@ -521,9 +533,18 @@ class Report:
     created: Side
     human: Side | None = None
     overlap: dict[str, Any] | None = None
+    # what the creator's filters did (from the run summary beside the file): rejections by
+    # filter, the options, verification agreement; None without a summary
+    creation_filters: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def verification_agreement(self) -> float | None:
+        """The share of verified candidates whose blind majority answer was their label."""
+        ver = (self.creation_filters or {}).get("verification")
+        return ver.get("agreement") if ver else None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Report":
@@ -532,7 +553,7 @@ class Report:
                    encoded_questions=data.get("encoded_questions", 0),
                    created=Side.from_json(data["created"]),
                    human=Side.from_json(data["human"]) if data.get("human") else None,
-                   overlap=data.get("overlap"))
+                   overlap=data.get("overlap"), creation_filters=data.get("creation_filters"))
 
     def table(self) -> str:
         return format_table(self.to_json())
@@ -545,6 +566,9 @@ class Report:
         if c.near_duplicates is not None:
             out[f"near-duplicate questions (cosine > {self.threshold:g})"] = \
                 _pct(c.near_duplicate_rate)
+        if c.minhash_near_duplicates is not None:
+            out["near-duplicate questions (5-gram Jaccard > "
+                f"{c.minhash_near_duplicates['threshold']:g})"] = _pct(c.minhash_near_duplicate_rate)
         out["label shares"] = ", ".join(f"{k} {_pct(v)}" for k, v in c.label_shares.items())
         if c.answer_positions:
             out["answer position shares"] = ", ".join(
@@ -552,6 +576,8 @@ class Report:
         distance = c.diversity.get("mean_pairwise_cosine_distance")
         if distance is not None:
             out["diversity (mean pairwise cosine distance)"] = f"{distance:.3f}"
+        if self.verification_agreement is not None:
+            out["verification agreement"] = _pct(self.verification_agreement)
         return out
 
 
@@ -631,7 +657,8 @@ def format_table(report: dict[str, Any]) -> str:
     row(f"near-duplicates (cos > {thr:g})", lambda s: _near(s["near_duplicates"]))
     row(f"near-duplicates (5-gram Jaccard > {DEFAULT_JACCARD:g})",
         lambda s: _count_rate(s["minhash_near_duplicates"]["count"],
-                              s["minhash_near_duplicates"]["rate"]))
+                              s["minhash_near_duplicates"]["rate"])
+        if s.get("minhash_near_duplicates") else "n/a")
     section("label balance")
     label_names = []
     for _, s in sides:

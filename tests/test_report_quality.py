@@ -66,3 +66,31 @@ def test_report_of_a_file_without_a_summary_has_no_filter_lines(tmp_path):
     report = build_report(human, encoder=Hashed())
     assert report["creation_filters"] is None
     assert "filters while creating" not in format_table(report)
+
+
+def test_typed_report_carries_the_new_sections(tmp_path):
+    """creator.report (the typed Report): position shares, MinHash near-duplicates, label shares
+    and verification agreement, in its table, its JSON and its headline."""
+    from creator.quality import report
+
+    created = tmp_path / "train_mc.jsonl"
+    rows = [{"question": f"Which number is {w}?", "context": None,
+             "options": ["one", "two", "three"], "label": ["one", "two", "three"][i % 3]}
+            for i, w in enumerate(("small", "large", "odd", "even", "prime", "square"))]
+    created.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    summary = {"accepted": 6, "rejected": {"failed_verification": 2},
+               "quality": {"options": {"shuffle_options": True, "near_dup": "minhash",
+                                       "label_balance": None, "verify": 3},
+                           "verification": {"votes_per_candidate": 3, "candidates": 8,
+                                            "agreed": 6, "disagreed": 2, "unverified": 0,
+                                            "agreement": 0.75}}}
+    (tmp_path / "train_mc.summary.json").write_text(json.dumps(summary))
+    rep = report(created, encoder=Hashed())
+    assert rep.created.position_shares == {"0": 1 / 3, "1": 1 / 3, "2": 1 / 3}
+    assert rep.created.minhash_near_duplicate_rate == 0.0
+    assert rep.verification_agreement == 0.75
+    assert rep.to_json()["creation_filters"]["rejected"]["failed_verification"] == 2
+    assert "verification: 6 of 8 candidates agreed (75.0%)" in rep.table()
+    head = rep.headline()
+    assert head["verification agreement"] == "75.0%"
+    assert head["near-duplicate questions (5-gram Jaccard > 0.6)"] == "0.0%"
