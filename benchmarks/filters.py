@@ -1,4 +1,4 @@
-"""The quality filters of issue 14, measured (figures for README_quality.md).
+"""The quality filters of issue 14, measured (figures for README.md, "Better data").
 
     python -m benchmarks.filters threshold [--cache DIR]   # near-duplicate thresholds on human data
     python -m benchmarks.filters index                     # index speed: numpy scan vs faiss; MinHash
@@ -14,7 +14,8 @@ embeddings) with an earlier accepted one is above t (or its MinHash 5-gram Jacca
 duplicates (case and white space aside) are left out: exact dedup catches them. The rate of human
 questions rejected at each t is the cost of the filter on human-like data; the share of the
 simulator's paraphrases (benchmarks/simserver.paraphrase) of each human question that land above
-t is what it catches. The threshold is chosen on the train splits and checked on dev and test.
+t is what it catches. The threshold is chosen on the dev splits (pooled, WinoGrande aside) and
+checked on test; train shows the rate on larger sets.
 """
 
 from __future__ import annotations

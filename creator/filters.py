@@ -37,7 +37,7 @@ LABEL_OVER_REPRESENTED = "label_over_represented"
 
 NEAR_DUP_MODES = ("auto", "embedding", "minhash", "off")
 BALANCE_MODES = ("uniform", "reference")
-# Chosen by measurement on the human data (README_quality.md, `python -m benchmarks.filters
+# Chosen by measurement on the human data (README.md, "Better data"; `python -m benchmarks.filters
 # threshold`): the human dev questions of every dataset but WinoGrande (minimal pairs by design),
 # fed back in a random order, are rejected under 1% of the time, pooled; 0.92 (cosine) and 0.6
 # (Jaccard) are the lowest such thresholds, so they catch the most paraphrases while human-like

@@ -198,7 +198,7 @@ CREATE_OPTIONS: tuple[Option, ...] = (
            "quality", choices=NEAR_DUP_MODES),
     Option("near_dup_threshold", "cosine", DEFAULT_COSINE, "cosine above which a question is a "
            f"near-duplicate (default {DEFAULT_COSINE}, chosen on the human data: see "
-           "README_quality.md)", "quality"),
+           "README.md, Better data)", "quality"),
     Option("minhash_threshold", "share", DEFAULT_JACCARD, "estimated Jaccard similarity of "
            "character 5-grams above which a question is a near-duplicate, without an encoder "
            f"(default {DEFAULT_JACCARD})", "quality"),
