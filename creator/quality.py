@@ -567,8 +567,9 @@ class Report:
             out[f"near-duplicate questions (cosine > {self.threshold:g})"] = \
                 _pct(c.near_duplicate_rate)
         if c.minhash_near_duplicates is not None:
-            out["near-duplicate questions (5-gram Jaccard > "
-                f"{c.minhash_near_duplicates['threshold']:g})"] = _pct(c.minhash_near_duplicate_rate)
+            jaccard = c.minhash_near_duplicates["threshold"]
+            out[f"near-duplicate questions (5-gram Jaccard > {jaccard:g})"] = \
+                _pct(c.minhash_near_duplicate_rate)
         out["label shares"] = ", ".join(f"{k} {_pct(v)}" for k, v in c.label_shares.items())
         if c.answer_positions:
             out["answer position shares"] = ", ".join(
@@ -711,13 +712,13 @@ def format_table(report: dict[str, Any]) -> str:
         lines.append(f"  nearest human question cos > {thr:g}: "
                      f"{_count_rate(ov['near_count'], ov['near_rate'])} of created records; "
                      f"mean nearest cos {_num(ov['mean_nearest_cosine'])}")
-    lines += _filter_lines(report.get("creation_filters"))
+    lines += _filter_lines(report.get("creation_filters"), report["created"]["format"] == "yes/no")
     lines.append("(mean pairwise cos distance is exact over all pairs, computed in closed form; "
                  "near-duplicate = cos above the threshold with an earlier question)")
     return "\n".join(lines)
 
 
-def _filter_lines(filters: dict[str, Any] | None) -> list[str]:
+def _filter_lines(filters: dict[str, Any] | None, yes_no: bool = False) -> list[str]:
     """The creator's filters as the run summary records them (created data only)."""
     if not filters:
         return []
@@ -726,7 +727,8 @@ def _filter_lines(filters: dict[str, Any] | None) -> list[str]:
     lines.append("  " + ", ".join(f"{k}: {v}" for k, v in rej.items()))
     options = filters.get("options") or {}
     if options:
-        lines.append(f"  options shuffled: {'yes' if options.get('shuffle_options') else 'no'}; "
+        shuffled = "n/a (yes/no)" if yes_no else "yes" if options.get("shuffle_options") else "no"
+        lines.append(f"  options shuffled: {shuffled}; "
                      f"near-duplicates: {options.get('near_dup')}; label balance: "
                      f"{options.get('label_balance') or 'off'}; verify: {options.get('verify')}")
     ver = filters.get("verification")

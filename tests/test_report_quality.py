@@ -58,6 +58,7 @@ def test_report_shows_the_filters_of_the_run_that_made_the_file(tmp_path):
     assert "near_duplicate: 4" in table and "failed_verification: 3" in table
     assert "verification: 6 of 9 candidates agreed (66.7%), 3 votes each; 1 unverified" in table
     assert "5-gram Jaccard > 0.6" in table
+    assert "options shuffled: n/a (yes/no); near-duplicates: embedding" in table
 
 
 def test_report_of_a_file_without_a_summary_has_no_filter_lines(tmp_path):
