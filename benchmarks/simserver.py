@@ -20,6 +20,20 @@ Models, all optional and off by default:
 Counters: GET /stats (with "limits": the configuration below), POST /stats/reset (also restarts
 the timeline), GET /stats/timeline.
 
+Data quality (issue 14), all off by default, for the creator's filters:
+  * --questions_from FILE.jsonl: serve the records of a human file (in a seeded order) instead of
+    made-up questions, e.g. a dev split fed back as replies
+  * --p_paraphrase P: a served question is, with probability P, a paraphrase of a question served
+    earlier (rule-based rewordings: synonyms, a lead-in, contractions, articles, punctuation)
+  * --p_mislabel P: a served answer is, with probability P, another option than the true one
+  * --label_skew S: the answer is True (yes/no), or the first option (multiple choice), with
+    probability S instead of uniformly
+  * verification prompts (system "Answer the question. Choose exactly one of the options...")
+    are answered with the true answer of a served question, or another option with probability
+    --verify_error_rate; deterministic per (seed, question, n-th time it is asked)
+  GET /stats/injected lists the paraphrases ([source, paraphrase]), the mislabelled questions and
+  the questions verification prompts asked about (normalised: lowercase, single spaces).
+
 Rate limits model the PROVIDERS, not this project's client. Each limit is stated per minute and
 enforced by --limit_mode (--token_limit_mode / --token_window_s for the token limits):
 
@@ -213,6 +227,12 @@ class SimConfig:
     p_wrong_format: float = 0.0
     p_garbage: float = 0.0
     hang_s: float = 300.0
+    # data quality (issue 14): content the creator's filters must catch
+    questions_from: str | None = None
+    p_paraphrase: float = 0.0
+    p_mislabel: float = 0.0
+    label_skew: float | None = None
+    verify_error_rate: float = 0.0
     fault_burst: int = 1  # a fired fault also hits the next fault_burst-1 admitted requests
     # server
     backlog: int = 8192
@@ -286,9 +306,11 @@ STAT_KEYS = (
     "completion_tokens", "in_flight", "max_in_flight", "questions_served",
     "admitted", "rate_limited_requests", "rate_limited_tokens", "rate_limited_input_tokens",
     "rate_limited_output_tokens", "rejected_counted",
+    "paraphrases", "mislabelled", "verify_requests", "verify_wrong", "verify_unknown",
 )
 
 K_RE = re.compile(r"creating\s+(\d+)\s+more\s+examples", re.IGNORECASE)
+VERIFY_RE = re.compile(r"answer the question\.\s+choose exactly one of the options", re.IGNORECASE)
 
 # --------------------------------------------------------------------------- words
 
@@ -877,6 +899,12 @@ class Simulator:
         }
         self.auth_header = f"Bearer {config.api_key}" if config.api_key else None
         self.tasks: set[asyncio.Task] = set()
+        # issue 14: the true answer of every served question, what was injected, human records
+        self.truth: dict[str, str] = {}
+        self.asked: collections.Counter[str] = collections.Counter()
+        self.injected: dict[str, list] = {"paraphrases": [], "mislabelled": []}
+        self.pool = _read_pool(config.questions_from, config.seed) if config.questions_from else []
+        self.pool_next = 0
 
     # ---------------------------------------------------------------- helpers
 
@@ -996,7 +1024,12 @@ class Simulator:
             elif key == "Options":
                 obj[key] = opts if opts is not None else val
             elif key == "Answer":
-                obj[key] = r.choice(opts) if opts else r.choice(("True", "False"))
+                choices = opts or ["True", "False"]
+                skew = self.cfg.label_skew
+                if skew is None:
+                    obj[key] = r.choice(choices)
+                else:  # the first option (True for yes/no) with probability skew
+                    obj[key] = choices[0] if r.random() < skew else r.choice(choices[1:])
             elif key == "Context":
                 obj[key] = self._sentence()
             elif isinstance(val, bool):
@@ -1026,7 +1059,9 @@ class Simulator:
             return "", 0
         ex_q = exemplar.get("Question")
         ex_q_norm = _norm(ex_q) if isinstance(ex_q, str) else None
-        objs = [self._make_object(exemplar, ex_q_norm) for _ in range(k)]
+        objs = [self._human_object(exemplar) or self._make_object(exemplar, ex_q_norm)
+                if self.pool else self._make_object(exemplar, ex_q_norm) for _ in range(k)]
+        self._inject(objs)  # remembers the true answers (verification prompts need them)
         for o in objs:
             q = o.get("Question")
             if isinstance(q, str):
@@ -1077,6 +1112,75 @@ class Simulator:
             cut = r.randint(lo, max(lo, end - 1))
             content = content[:cut]
         return content, len(objs)
+
+    # ---------------------------------------------------------------- data quality (issue 14)
+
+    def _human_object(self, exemplar: dict) -> dict | None:
+        """The next record of --questions_from in the exemplar's shape (None: it does not fit)."""
+        rec = self.pool[self.pool_next % len(self.pool)]
+        self.pool_next += 1
+        ex_opts = exemplar.get("Options")
+        if not isinstance(ex_opts, list) or len(ex_opts) != len(rec["options"]):
+            return None
+        obj: dict[str, Any] = {}
+        for key in exemplar:
+            if key == "Question":
+                obj[key] = rec["question"]
+            elif key == "Context":
+                obj[key] = rec.get("context") or self._sentence()
+            elif key == "Options":
+                obj[key] = list(rec["options"])
+            elif key == "Answer":
+                obj[key] = rec["label"]
+        return obj
+
+    def _inject(self, objs: list[dict]) -> None:
+        """Paraphrases of earlier questions and wrong answers; remembers every true answer."""
+        r, cfg = self.rng, self.cfg
+        earlier = len(self.served)
+        for obj in objs:
+            q, opts, answer = obj.get("Question"), obj.get("Options"), obj.get("Answer")
+            if not isinstance(q, str) or not isinstance(opts, list) or answer not in opts:
+                continue
+            if cfg.p_paraphrase > 0 and earlier and r.random() < cfg.p_paraphrase:
+                source = self.served[r.randrange(earlier)]
+                obj["Question"] = q = paraphrase(source, r)
+                self.stats["paraphrases"] += 1
+                _bounded_append(self.injected["paraphrases"], [source, q])
+            self.truth[_norm(q)] = str(answer)
+            if cfg.p_mislabel > 0 and len(opts) > 1 and r.random() < cfg.p_mislabel:
+                obj["Answer"] = r.choice([o for o in opts if o != answer])
+                self.stats["mislabelled"] += 1
+                _bounded_append(self.injected["mislabelled"], q)
+        if len(self.truth) > 400000:  # bounded memory: forget the oldest half
+            for key in list(self.truth)[:200000]:
+                del self.truth[key]
+
+    def _verify_content(self, shown: dict, json_mode: bool) -> str:
+        """A verification prompt's answer: the true one, or with --verify_error_rate another
+        option; drawn from (seed, question, how often it was asked) so reruns agree."""
+        self.stats["verify_requests"] += 1
+        q, opts = shown.get("Question"), shown.get("Options")
+        if not isinstance(q, str) or not isinstance(opts, list) or not opts:
+            return "I cannot answer that."
+        key = _norm(q)
+        self.asked[key] += 1
+        r = random.Random(f"{self.cfg.seed}|{key}|{self.asked[key]}")
+        options = [str(o) for o in opts]
+        truth = self.truth.get(key)
+        if truth is None or truth not in options:
+            self.stats["verify_unknown"] += 1
+            answer = r.choice(options)
+        elif len(options) > 1 and r.random() < self.cfg.verify_error_rate:
+            self.stats["verify_wrong"] += 1
+            answer = r.choice([o for o in options if o != truth])
+        else:
+            answer = truth
+        return json.dumps({"Answer": answer}) if json_mode or r.random() < 0.5 else answer
+
+    async def get_injected(self, request: web.Request) -> web.Response:
+        """What was injected, and the questions verification prompts asked about."""
+        return self._json(200, orjson.dumps({**self.injected, "verified": list(self.asked)}))
 
     def _duplicate(self, objs: list[dict], ex_q: Any) -> None:
         """Make 1..K objects repeat the exemplar's question, an earlier reply's question, or a
@@ -1283,6 +1387,7 @@ class Simulator:
         except (ValueError, TypeError) as e:
             st["bad_request"] += 1
             return self._json(400, _err(f"Invalid request: {e}", "invalid_request_error"))
+        verifying = VERIFY_RE.search(system) is not None
         km = K_RE.search(system)
         k = min(max(int(km.group(1)), 1), 200) if km else 5
         rf = body.get("response_format")
@@ -1329,7 +1434,10 @@ class Simulator:
                     503: "The engine is currently overloaded, please try again later.",
                 }[status]
                 return self._json(status, _err(msg, "server_error"))
-            content, n_obj = self._content(exemplar, k, json_mode, faults)
+            if verifying:  # issue 14: a blind answer to one created question
+                content, n_obj = self._verify_content(exemplar, json_mode), 0
+            else:
+                content, n_obj = self._content(exemplar, k, json_mode, faults)
             finish = "stop"
             if "malformed" in faults and content and not _closed(content):
                 finish = "length"
@@ -1878,6 +1986,99 @@ def _text(content: Any) -> str:
     raise ValueError("message content must be a string or a list of parts")
 
 
+def _read_pool(path: str, seed: int) -> list[dict[str, Any]]:
+    """--questions_from: the file's records, shuffled with the seed; yes/no labels as text."""
+    pool = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            rec = json.loads(line)
+            label = rec["label"]
+            if isinstance(label, bool):
+                label = "True" if label else "False"
+            pool.append({"question": rec["question"], "context": rec.get("context"),
+                         "options": [str(o) for o in rec["options"]], "label": str(label)})
+    if not pool:
+        raise ValueError(f"--questions_from {path}: no records")
+    random.Random(seed).shuffle(pool)
+    return pool
+
+
+def _bounded_append(items: list, item: Any, limit: int = 200000) -> None:
+    items.append(item)
+    if len(items) > limit:
+        del items[: limit // 2]
+
+
+_SYNONYMS = {
+    "big": "large", "large": "big", "small": "little", "little": "small", "fast": "quick",
+    "quick": "fast", "buy": "purchase", "purchase": "buy", "people": "individuals",
+    "often": "frequently", "frequently": "often", "start": "begin", "begin": "start",
+    "help": "assist", "use": "utilize", "get": "obtain", "make": "create", "create": "make",
+    "many": "numerous", "children": "kids", "kids": "children", "doctor": "physician",
+    "car": "automobile", "movie": "film", "film": "movie", "job": "occupation", "house": "home",
+    "home": "house", "happy": "glad", "sad": "unhappy", "famous": "well-known", "old": "aged",
+    "near": "close to", "usually": "typically", "typically": "usually", "always": "invariably",
+    "likely": "probable", "would": "could", "could": "would", "can": "could", "might": "may",
+    "may": "might", "find": "locate", "show": "display", "need": "require", "want": "wish",
+    "place": "location", "eat": "consume", "tiny": "minuscule", "enough": "sufficient",
+}
+_CONTRACTIONS = {"is not": "isn't", "are not": "aren't", "do not": "don't", "does not": "doesn't",
+                 "did not": "didn't", "can not": "can't", "cannot": "can't", "will not": "won't",
+                 "was not": "wasn't", "would not": "wouldn't", "could not": "couldn't"}
+_LEADS = ("Is it true that", "Would you say that", "Do you think that", "Tell me whether",
+          "I wonder:", "Question:", "In your view,", "Can you tell me if")
+
+
+def paraphrase(question: str, r: random.Random) -> str:
+    """A rewording of `question` that keeps its meaning: two of synonyms, a lead-in,
+    contractions, an article dropped, the question mark changed. Never the same text (case and
+    white space aside)."""
+    def synonyms(q: str) -> str:
+        words = q.split(" ")
+        spots = [i for i, w in enumerate(words) if w.lower().strip("?,.") in _SYNONYMS]
+        for i in r.sample(spots, min(len(spots), r.randint(1, 2))):
+            core = words[i].lower().strip("?,.")
+            new = _SYNONYMS[core]
+            if words[i][:1].isupper():
+                new = new[:1].upper() + new[1:]
+            words[i] = words[i].lower().replace(core, new) if words[i][:1].islower() else \
+                new + words[i][len(core):]
+        return " ".join(words)
+
+    def lead(q: str) -> str:
+        body = q[:1].lower() + q[1:] if q[:2] != "I " else q
+        return f"{r.choice(_LEADS)} {body}"
+
+    def contract(q: str) -> str:
+        for long, short in _CONTRACTIONS.items():
+            if long in q:
+                return q.replace(long, short, 1)
+            if short in q:
+                return q.replace(short, long, 1)
+        return q
+
+    def article(q: str) -> str:
+        words = q.split(" ")
+        spots = [i for i, w in enumerate(words) if w.lower() in ("the", "a", "an") and i > 0]
+        if spots:
+            del words[r.choice(spots)]
+        return " ".join(words)
+
+    def mark(q: str) -> str:
+        q = q.rstrip()
+        return q.rstrip("?").rstrip() + (" ?" if r.random() < 0.5 else "") if q.endswith("?") \
+            else q + "?"
+
+    out = question
+    for op in r.sample((synonyms, lead, contract, article, mark), 2):
+        out = op(out)
+    if _norm(out) == _norm(question):
+        out = lead(out)
+    return out
+
+
 def _closed(content: str) -> bool:
     s = content.rstrip()
     return s.endswith("}") or s.endswith("]") or s.endswith("```")
@@ -1913,6 +2114,7 @@ def build_app(config: SimConfig | None = None) -> web.Application:
     app.router.add_get("/stats", sim.get_stats)
     app.router.add_post("/stats/reset", sim.reset_stats)
     app.router.add_get("/stats/timeline", sim.get_timeline)
+    app.router.add_get("/stats/injected", sim.get_injected)
     app.router.add_get("/health", sim.health)
     if config.batch:
         batches = BatchSim(sim)
@@ -2043,6 +2245,17 @@ def parse_args(argv: list[str] | None = None) -> SimConfig:
          help="a 200 whose content stops inside its last object, finish_reason 'length', the other objects "
               "whole (p_malformed mixes such cuts with missing fields)")
     _add(p, "hang_s", type=float, default=d.hang_s, help="how long a p_timeout request hangs")
+    g = p.add_argument_group("data quality (the creator's filters)")
+    _add(g, "questions_from", metavar="FILE.jsonl", help="serve these records (question, context, "
+         "options, label; a human split) in a seeded order instead of made-up questions")
+    _add(g, "p_paraphrase", type=float, default=0.0,
+         help="probability that a served question paraphrases an earlier one")
+    _add(g, "p_mislabel", type=float, default=0.0,
+         help="probability that a served answer is another option than the true one")
+    _add(g, "label_skew", type=float, default=None,
+         help="probability of True (yes/no) or of the first option (multiple choice) as answer")
+    _add(g, "verify_error_rate", type=float, default=0.0,
+         help="probability that a verification prompt is answered wrongly")
     _add(p, "fault_burst", type=int, default=d.fault_burst, help="a fired fault repeats for this many requests")
     g = p.add_argument_group("batch API (times in simulated seconds; see the table below)")
     _add(g, "no_batch", action="store_true", help="serve no batch endpoints (404), as vLLM and llama.cpp")

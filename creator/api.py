@@ -30,6 +30,7 @@ import orjson
 from .config import RunConfig
 from .endpoints import Endpoint, EndpointsError, load_endpoints
 from .errors import InputError, ServerError, option
+from .filters import QualityOptions
 from .options import BY_NAME, OPENAI_DEFAULT_MODEL, OPENAI_URL, check
 from .records import Record, read_records
 from .summary import RunSummary
@@ -169,6 +170,20 @@ def _endpoints(opts: dict[str, Any]) -> list[Endpoint] | None:
     return [replace(e, rpm=e.rpm or opts["rpm"], tpm=e.tpm or opts["tpm"]) for e in endpoints]
 
 
+def quality_options(opts: dict[str, Any]) -> QualityOptions:
+    """The filters of issue 14; `auto` near-duplicate detection uses embeddings where the run
+    loads the sentence encoder anyway (diverse, similar), MinHash elsewhere."""
+    near_dup = opts["near_dup"]
+    if near_dup == "auto":
+        near_dup = "embedding" if opts["setting"] in ("diverse", "similar") else "minhash"
+    return QualityOptions(
+        shuffle_options=opts["shuffle_options"] is not False, near_dup=near_dup,
+        near_dup_threshold=opts["near_dup_threshold"], minhash_threshold=opts["minhash_threshold"],
+        label_balance=opts["label_balance"], label_tolerance=opts["label_tolerance"],
+        verify=opts["verify"],
+    )
+
+
 def prepare(api_key: str | None = None, **options: Any) -> Prepared:
     """Check every argument and plan the run: no network, no writes. Raises InputError."""
     unknown = sorted(set(options) - set(BY_NAME))
@@ -220,6 +235,7 @@ def prepare(api_key: str | None = None, **options: Any) -> Prepared:
         price_out=opts["price_out"], progress=not opts["quiet"], max_cost=opts["max_cost"],
         dry_run=opts["dry_run"], acceptance_prior=opts["acceptance_prior"], batch=opts["batch"],
         batch_size=opts["batch_size"], batch_poll=opts["batch_poll"],
+        quality=quality_options(opts),
     )  # fmt: skip
     _check_batch(cfg, embedded)
     from .engine import check_budget, make_projection, plan_run
@@ -268,7 +284,7 @@ class Resources:
     def __enter__(self) -> "Resources":
         cfg = self.prepared.cfg
         try:
-            if cfg.setting in ("diverse", "similar"):
+            if cfg.setting in ("diverse", "similar") or cfg.quality.near_dup == "embedding":
                 from .embed import EncoderError, SentenceEncoder
 
                 try:

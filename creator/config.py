@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .endpoints import Endpoint
+from .filters import QualityOptions
 
 # USD per 1M tokens (input, output), list prices when this was written
 # (https://developers.openai.com/api/docs/pricing); --price_in/--price_out win
@@ -63,6 +64,7 @@ class RunConfig:
     batch: bool = False  # send through the provider's Batch API
     batch_size: int = 50_000  # requests per batch (OpenAI's limit per batch file)
     batch_poll: float = 60.0  # longest wait between two looks at a batch, seconds
+    quality: QualityOptions = field(default_factory=QualityOptions)  # filters beyond the paper
 
     def endpoint_list(self) -> list[Endpoint]:
         """The endpoints file's, or one per --base_url with the run's key and limits."""

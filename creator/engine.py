@@ -21,6 +21,7 @@ from typing import Any
 from .client import ChatClient, Completion, RequestFailed, estimate_prompt_tokens
 from .config import RunConfig
 from .errors import option
+from .filters import Candidate, Quality, reference_shares
 from .parse import parse_reply, question_key
 from .projection import Projection, project
 from .ratelimit import RetryPolicy
@@ -29,11 +30,13 @@ from .spend import BudgetSpent, Hold, Spend, cost_usd, prompt_token_bound
 from .summary import COUNTERS, RunSummary
 from .strategy import ROOT_ID, Job, Node, Strategy, make_strategy
 from .records import Record
+from .verify import Verifier, VerifyStats
 from .task import (
     TaskError,
     TaskFormat,
     detect_format,
     load_exemplar,
+    read_records,
     render_messages,
     response_schema,
     split_path,
@@ -138,6 +141,8 @@ class Engine:
     next_id: int
     previous: dict[str, Any]  # cumulative counters of earlier sessions of this output
     identity: dict[str, Any]
+    quality: Quality  # issue 14's filters (debiasing, near-duplicates, label balance)
+    verifier: Verifier | None = None  # --verify N
     spend: Spend = field(default_factory=Spend)  # the budgets (the client holds the same one)
     projection: Projection | None = None  # made before the first request of this session
     batch_info: dict[str, Any] | None = None  # with --batch: the batches, for the summary
@@ -207,33 +212,54 @@ class Engine:
         result = parse_reply(completion.text, self.fmt, self.seen, echoes)
         self.rejected.update(result.rejected)
         self.answered += 1
-        self.produced += len(result.records)
+        candidates = await self._screen(result.records)
         # from here to sink.write nothing awaits: the dedup set and the count stay consistent
         room = self.target - self.accepted
-        kept = result.records[:room]
-        self.over_target += len(result.records) - len(kept)
+        # the filters look again only if others may have added records since screen looked
+        recheck = self.quality.awaits or self.verifier is not None
+        kept, passed = self.quality.admit(candidates, self.seen, room, self.rejected, recheck)
+        self.produced += passed
+        self.over_target += passed - len(kept)
         nodes = []
-        for record in kept:
-            self.seen.add(question_key(record.question))
+        vectors = self.cfg.setting in ("diverse", "similar") and self.quality.awaits
+        for cand in kept:
+            self.seen.add(question_key(cand.record.question))
             nodes.append(
                 Node(
                     id=self.next_id,
-                    record=record,
+                    record=cand.record,
                     parent=job.exemplar.id,
                     depth=job.exemplar.depth + 1,
                     chain=job.chain,
+                    vector=cand.feature if vectors else None,  # encoded once, for both
                 )
             )
             self.next_id += 1
         self.sink.write(nodes)
         self.accepted += len(nodes)
-        if result.records:
+        if passed:
             self.unproductive_in_a_row = 0
         else:
             self._count_unproductive()
         self.progress.update(len(nodes), self.client.stats.requests,
                              self.client.stats.rate_limited, self.started, self.cost_postfix())
         await self.strategy.on_result(job, nodes)
+
+    async def _screen(self, records: list[Record]) -> list[Candidate]:
+        """The filters' early checks, then verification of what may still be written."""
+        candidates = await self.quality.screen(records, self.rejected)
+        if self.verifier is None or not candidates:
+            self.quality.release(candidates)
+            return candidates
+        room = max(0, self.target - self.accepted)
+        self.over_target += len(candidates[room:])
+        try:
+            reasons = await asyncio.gather(*(self.verifier.check(c.record)
+                                             for c in candidates[:room]))
+        finally:
+            self.quality.release(candidates)
+        self.rejected.update(r for r in reasons if r is not None)
+        return [c for c, reason in zip(candidates, reasons) if reason is None]
 
     def _count_unproductive(self) -> None:
         self.unproductive += 1
@@ -410,7 +436,17 @@ class Engine:
             dict(prev.get("projection") or {}),
             projected_cost_usd=round(self.projected_cost(), 6) if self.cfg.priced else None,
             batch=self.batch_info or dict(prev.get("batch") or {}),
+            quality=self.quality_summary(),
         )  # fmt: skip
+
+    def quality_summary(self) -> dict[str, Any]:
+        out = self.quality.state()
+        if self.verifier is not None:
+            stats = VerifyStats()
+            stats.add_json((self.previous.get("quality") or {}).get("verification") or {})
+            stats.add_json(self.verifier.stats.to_json())
+            out["verification"] = {"votes_per_candidate": self.verifier.votes, **stats.to_json()}
+        return out
 
     def write_summary(self, status: str, error: str | None = None) -> RunSummary:
         summary = self.summary(status, error)
@@ -432,6 +468,7 @@ class RunPlan:
     nodes: list[Node]  # records already in the output (resume)
     previous: dict[str, Any]  # the earlier sessions' summary (resume)
     torn_bytes: int = 0
+    reference_shares: list[float] | None = None  # the human split's label shares
 
 
 def _same_file(a: Path, b: Path | None) -> bool:
@@ -455,7 +492,8 @@ def plan_run(cfg: RunConfig) -> RunPlan:
         raise TaskError(f"--output {cfg.output} is the file the exemplar is read from; "
                         "created data must go to another file")
     identity = run_identity(cfg, exemplar, fmt)
-    plan = RunPlan(exemplar, fmt, target, identity, nodes=[], previous={})
+    plan = RunPlan(exemplar, fmt, target, identity, nodes=[], previous={},
+                   reference_shares=_reference_shares(cfg, fmt, inputs[0]))
     from .batch import check_state
 
     check_state(cfg.output, cfg.resume, cfg.overwrite, cfg.batch)
@@ -486,6 +524,18 @@ def plan_run(cfg: RunConfig) -> RunPlan:
     return plan
 
 
+def _reference_shares(cfg: RunConfig, fmt: TaskFormat, split: Path) -> list[float] | None:
+    """--label_balance reference: the label (answer position) shares of the human split."""
+    if cfg.quality.label_balance != "reference":
+        return None
+    shares = reference_shares(read_records(split), fmt.yes_no, fmt.num_options)
+    if not shares or 0.0 in shares:
+        raise TaskError(f"--label_balance reference: {split} does not hold every label "
+                        f"{'(True and False)' if fmt.yes_no else '(answer position)'}; "
+                        "use --label_balance uniform")
+    return shares
+
+
 def _identity_diff(old: dict[str, Any], new: dict[str, Any]) -> str:
     keys = [k for k in new if old.get(k) != new[k]]
     return ", ".join(f"{k}: file has {old.get(k)!r}, now {new[k]!r}" for k in keys
@@ -501,13 +551,24 @@ async def _build_engine(cfg: RunConfig, plan: RunPlan, encoder: Any) -> Engine:
                         cfg.timeout, max_in_flight=cfg.concurrency, seed=cfg.seed)
     client.spend = previous_spend(cfg, plan.previous)
     nodes = plan.nodes
-    return Engine(
+    quality = Quality.build(cfg.quality, plan.fmt.yes_no, plan.fmt.num_options, cfg.seed,
+                            plan.reference_shares, encode, plan.target)
+    await quality.restore([n.record for n in nodes])  # counts and the near-duplicate index
+    engine = Engine(
         cfg=cfg, exemplar=plan.exemplar, fmt=plan.fmt, target=plan.target, strategy=strategy,
         client=client, sink=JsonlSink(cfg.output),
         seen={question_key(n.record.question) for n in nodes}, accepted=len(nodes),
         next_id=max((n.id for n in nodes), default=ROOT_ID) + 1, previous=plan.previous,
         identity=plan.identity, initial_accepted=len(nodes), spend=client.spend,
+        quality=quality,
     )  # fmt: skip
+    if cfg.quality.verify:
+        engine.verifier = Verifier(
+            client, cfg.quality.verify, cfg.seed, {"temperature": cfg.temperature,
+                                                    "top_p": cfg.top_p},
+            json_schema=cfg.json_schema, schema_style=cfg.schema_style,
+            on_failed=lambda reason: engine.failed.update([reason]))
+    return engine
 
 
 def previous_spend(cfg: RunConfig, previous: dict[str, Any]) -> Spend:

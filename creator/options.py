@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from . import clitools
 from .errors import InputError
+from .filters import BALANCE_MODES, DEFAULT_COSINE, DEFAULT_JACCARD, DEFAULT_TOLERANCE, NEAR_DUP_MODES
 from .strategy import SETTINGS
 
 OPENAI_URL = "https://api.openai.com/v1"
@@ -75,6 +76,23 @@ def _bool(name: str, value: Any) -> bool:
     return value
 
 
+def _cosine_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not -1 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a cosine in [-1, 1], got {text}")
+    return value
+
+
+def _share_arg(text: str) -> float:
+    value = clitools.non_negative_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
 # kind -> (checker of a Python value, argparse keyword arguments)
 KINDS: dict[str, tuple[Callable[[str, Any], Any], dict[str, Any]]] = {
     "path": (_path, {"type": Path}),
@@ -94,6 +112,10 @@ KINDS: dict[str, tuple[Callable[[str, Any], Any], dict[str, Any]]] = {
     "maybe": (_bool, {"action": argparse.BooleanOptionalAction}),  # None: the default
     "urls": (_urls, {"action": "append"}),
     "choice": (_str, {}),
+    "cosine": (lambda n, v: _float(n, v, lambda x: -1 <= x <= 1, "a cosine in [-1, 1]"),
+               {"type": _cosine_arg}),
+    "share": (lambda n, v: _float(n, v, lambda x: 0 <= x < 1, "in [0, 1)"),
+              {"type": _share_arg}),
 }
 
 CREATE_OPTIONS: tuple[Option, ...] = (
@@ -188,6 +210,32 @@ CREATE_OPTIONS: tuple[Option, ...] = (
            "spend", metavar="N"),
     Option("batch_poll", "positive", 60.0, "longest wait between two looks at a running batch, "
            "seconds (it starts at 0.5 s and grows; default 60)", "spend", metavar="S"),
+    Option("shuffle_options", "maybe", None, "reorder each created multiple-choice record's "
+           "options so the answer positions are balanced (uniform, or the human shares with "
+           "--label_balance reference), the label following its option; placement drawn from "
+           "--seed and the question. Default on where options vary per example (multiple "
+           "choice); --no-shuffle_options keeps the model's order", "quality"),
+    Option("near_dup", "choice", "auto", "reject a question too similar to an accepted one "
+           "(reason near_duplicate): embedding = cosine of sentence embeddings above "
+           "--near_dup_threshold; minhash = estimated Jaccard of character 5-grams above "
+           "--minhash_threshold; auto (default) = embedding where the run loads the encoder "
+           "anyway (diverse, similar), else minhash; off = the paper's exact-match dedup only",
+           "quality", choices=NEAR_DUP_MODES),
+    Option("near_dup_threshold", "cosine", DEFAULT_COSINE, "cosine above which a question is a "
+           f"near-duplicate (default {DEFAULT_COSINE}, chosen on the human data: see "
+           "README.md, Better data)", "quality"),
+    Option("minhash_threshold", "share", DEFAULT_JACCARD, "estimated Jaccard similarity of "
+           "character 5-grams above which a question is a near-duplicate, without an encoder "
+           f"(default {DEFAULT_JACCARD})", "quality"),
+    Option("label_balance", "choice", None, "keep the created labels (yes/no) or answer "
+           "positions (multiple choice) within --label_tolerance of uniform shares, or of the "
+           "human split's shares (reference), by rejecting over-represented ones (reason "
+           "label_over_represented). Default off", "quality", choices=BALANCE_MODES),
+    Option("label_tolerance", "share", DEFAULT_TOLERANCE, "how far a label's share may exceed "
+           f"its target with --label_balance (default {DEFAULT_TOLERANCE})", "quality"),
+    Option("verify", "count0", 0, "answer each candidate blind N times with the model (same "
+           "limiter and budgets) and keep it only if the most frequent answer is its label "
+           "(reason failed_verification). Default 0: off", "quality", metavar="N"),
 )
 BY_NAME = {o.name: o for o in CREATE_OPTIONS}
 

@@ -26,12 +26,13 @@ from typing import Any, Iterable, Protocol, Sequence
 import numpy as np
 import orjson
 
+from .filters import DEFAULT_COSINE, DEFAULT_JACCARD
 from .parse import question_key
 from .errors import InputError
 from .records import YES_NO_OPTIONS, Invalid, Record, check_record, parse_line
 
 EXIT_OK, EXIT_USAGE, EXIT_FAILED = 0, 2, 1
-DEFAULT_THRESHOLD = 0.9
+DEFAULT_THRESHOLD = DEFAULT_COSINE  # the creator's near-duplicate threshold
 TOP_LABELS = 20  # multiple-choice labels are free text: keep the most frequent ones only
 PLOT_POINTS = 5000  # points per side in the projection plot (a sample beyond that)
 
@@ -340,8 +341,47 @@ def side_summary(
         "answer_positions": None if yes_no else answer_positions(records),
         "diversity": diversity(questions, embeddings),
         "lengths": lengths(records),
+        "minhash_near_duplicates": minhash_near_duplicates(questions),
     }
     return summary
+
+
+def minhash_near_duplicates(questions: Sequence[str],
+                            threshold: float = DEFAULT_JACCARD) -> dict[str, Any]:
+    """Records whose question's estimated 5-gram Jaccard with an EARLIER question is above the
+    threshold: the measure the creator uses where no encoder is loaded (creator/filters.py)."""
+    from .filters import MinHasher, MinHashIndex
+
+    hasher, index = MinHasher(), MinHashIndex()
+    count = 0
+    for start in range(0, len(questions), 1024):
+        for sig in hasher.signatures(questions[start : start + 1024]):
+            count += bool(index.max_similarity(sig)[0] > threshold)
+            index.add(sig)
+    return {"count": count, "rate": rate(count, len(questions)), "threshold": threshold}
+
+
+def creation_filters(path: Path) -> dict[str, Any] | None:
+    """What the creator's filters did while creating (the run summary beside the file):
+    rejections by filter and verification agreement; None without a summary."""
+    summary = path.with_name(path.stem + ".summary.json")
+    try:
+        data = orjson.loads(summary.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    rejected = data.get("rejected") or {}
+    quality = data.get("quality") or {}
+    return {
+        "summary": str(summary),
+        "options": quality.get("options"),
+        "rejected": {k: int(rejected.get(k, 0)) for k in
+                     ("duplicate_question", "near_duplicate", "label_over_represented",
+                      "failed_verification", "unverified")},
+        "accepted": data.get("accepted"),
+        "verification": quality.get("verification"),
+    }
 
 
 # --- the report ----------------------------------------------------------------------------------
@@ -409,6 +449,7 @@ def analyse(
         "created": side_summary(created, emb, threshold),
         "human": side_summary(ref, ref_emb, threshold) if ref else None,
         "overlap": overlap(questions, ref_questions, emb, ref_emb, threshold) if ref else None,
+        "creation_filters": creation_filters(path),
     }
     if ref:  # distinct-n side by side at the same size (the smaller of the two)
         size = min(len(questions), len(ref_questions))
@@ -449,6 +490,9 @@ class Side:
     answer_positions: dict[str, Any] | None  # multiple choice: counts, fractions, majority
     diversity: dict[str, Any]
     lengths: dict[str, Any]
+    # estimated 5-gram Jaccard with an earlier question (the creator's measure without an
+    # encoder): count, rate, threshold
+    minhash_near_duplicates: dict[str, Any] | None = None
 
     @property
     def duplicate_rate(self) -> float | None:
@@ -459,8 +503,17 @@ class Side:
         return (self.near_duplicates or {}).get("rate")
 
     @property
+    def minhash_near_duplicate_rate(self) -> float | None:
+        return (self.minhash_near_duplicates or {}).get("rate")
+
+    @property
     def label_shares(self) -> dict[str, float]:
         return dict(self.labels.get("fractions") or {})
+
+    @property
+    def position_shares(self) -> dict[str, float] | None:
+        """Multiple choice: the share of records with the answer at each option position."""
+        return dict(self.answer_positions["fractions"]) if self.answer_positions else None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Side":
@@ -480,9 +533,18 @@ class Report:
     created: Side
     human: Side | None = None
     overlap: dict[str, Any] | None = None
+    # what the creator's filters did (from the run summary beside the file): rejections by
+    # filter, the options, verification agreement; None without a summary
+    creation_filters: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def verification_agreement(self) -> float | None:
+        """The share of verified candidates whose blind majority answer was their label."""
+        ver = (self.creation_filters or {}).get("verification")
+        return ver.get("agreement") if ver else None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Report":
@@ -491,7 +553,7 @@ class Report:
                    encoded_questions=data.get("encoded_questions", 0),
                    created=Side.from_json(data["created"]),
                    human=Side.from_json(data["human"]) if data.get("human") else None,
-                   overlap=data.get("overlap"))
+                   overlap=data.get("overlap"), creation_filters=data.get("creation_filters"))
 
     def table(self) -> str:
         return format_table(self.to_json())
@@ -504,6 +566,10 @@ class Report:
         if c.near_duplicates is not None:
             out[f"near-duplicate questions (cosine > {self.threshold:g})"] = \
                 _pct(c.near_duplicate_rate)
+        if c.minhash_near_duplicates is not None:
+            jaccard = c.minhash_near_duplicates["threshold"]
+            out[f"near-duplicate questions (5-gram Jaccard > {jaccard:g})"] = \
+                _pct(c.minhash_near_duplicate_rate)
         out["label shares"] = ", ".join(f"{k} {_pct(v)}" for k, v in c.label_shares.items())
         if c.answer_positions:
             out["answer position shares"] = ", ".join(
@@ -511,6 +577,8 @@ class Report:
         distance = c.diversity.get("mean_pairwise_cosine_distance")
         if distance is not None:
             out["diversity (mean pairwise cosine distance)"] = f"{distance:.3f}"
+        if self.verification_agreement is not None:
+            out["verification agreement"] = _pct(self.verification_agreement)
         return out
 
 
@@ -588,6 +656,10 @@ def format_table(report: dict[str, Any]) -> str:
     row("exact duplicates", lambda s: _count_rate(s["exact_duplicates"]["count"],
                                                   s["exact_duplicates"]["rate"]))
     row(f"near-duplicates (cos > {thr:g})", lambda s: _near(s["near_duplicates"]))
+    row(f"near-duplicates (5-gram Jaccard > {DEFAULT_JACCARD:g})",
+        lambda s: _count_rate(s["minhash_near_duplicates"]["count"],
+                              s["minhash_near_duplicates"]["rate"])
+        if s.get("minhash_near_duplicates") else "n/a")
     section("label balance")
     label_names = []
     for _, s in sides:
@@ -640,9 +712,31 @@ def format_table(report: dict[str, Any]) -> str:
         lines.append(f"  nearest human question cos > {thr:g}: "
                      f"{_count_rate(ov['near_count'], ov['near_rate'])} of created records; "
                      f"mean nearest cos {_num(ov['mean_nearest_cosine'])}")
+    lines += _filter_lines(report.get("creation_filters"), report["created"]["format"] == "yes/no")
     lines.append("(mean pairwise cos distance is exact over all pairs, computed in closed form; "
                  "near-duplicate = cos above the threshold with an earlier question)")
     return "\n".join(lines)
+
+
+def _filter_lines(filters: dict[str, Any] | None, yes_no: bool = False) -> list[str]:
+    """The creator's filters as the run summary records them (created data only)."""
+    if not filters:
+        return []
+    rej = filters["rejected"]
+    lines = ["[filters while creating: candidates rejected, from the run summary]"]
+    lines.append("  " + ", ".join(f"{k}: {v}" for k, v in rej.items()))
+    options = filters.get("options") or {}
+    if options:
+        shuffled = "n/a (yes/no)" if yes_no else "yes" if options.get("shuffle_options") else "no"
+        lines.append(f"  options shuffled: {shuffled}; "
+                     f"near-duplicates: {options.get('near_dup')}; label balance: "
+                     f"{options.get('label_balance') or 'off'}; verify: {options.get('verify')}")
+    ver = filters.get("verification")
+    if ver:
+        lines.append(f"  verification: {ver['agreed']} of {ver['agreed'] + ver['disagreed']} "
+                     f"candidates agreed ({_pct(ver['agreement'])}), "
+                     f"{ver['votes_per_candidate']} votes each; {ver['unverified']} unverified")
+    return lines
 
 
 def _invalid(s: dict[str, Any], reason: str) -> str:

@@ -180,8 +180,13 @@ class SimilarityChains(Chains):
         # and the others' vectors are dropped, so memory does not grow with the run
         if current.vector is None:
             current.vector = (await self.encode([current.record.question]))[0]
-        vectors = await self.encode([n.record.question for n in created])
+        if all(n.vector is not None for n in created):  # the engine's near-duplicate filter
+            vectors = np.stack([n.vector for n in created])  # encoded them already
+        else:
+            vectors = await self.encode([n.record.question for n in created])
         best = created[pick_by_similarity(current.vector, vectors, self.most_similar)]
+        for node in created:
+            node.vector = None
         best.vector = vectors[created.index(best)]
         if current is not self.root:
             current.vector = None

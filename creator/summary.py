@@ -50,6 +50,7 @@ class RunSummary:
     projection: dict[str, Any] = field(default_factory=dict)
     projected_cost_usd: float | None = None
     batch: dict[str, Any] = field(default_factory=dict)
+    quality: dict[str, Any] = field(default_factory=dict)  # the filters' settings and figures
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
