@@ -263,6 +263,10 @@ def _check_batch(cfg: RunConfig, embedded: bool) -> None:
     if embedded:
         raise InputError(f"{option('batch')} needs an API with a Batch API (OpenAI, or "
                          f"{option('base_url', 'URL')} of one); the embedded server has none")
+    if cfg.quality.verify:  # votes are answered at once, at the full price, one reply at a time
+        raise InputError(f"{option('verify', cfg.quality.verify)} is not available with "
+                         f"{option('batch')} yet: the votes would be sent one by one at the "
+                         "full price outside the batch; run without one of them")
     if len(cfg.endpoint_list()) > 1:
         raise InputError(f"{option('batch')} sends every batch to one API: give one "
                          f"{option('base_url', 'URL')} (or one endpoint)")

@@ -227,8 +227,10 @@ class ChatClient:
             if hold is None and self.spend is not None:
                 hold = self.reserve(messages, max_tokens)
                 if hold is None:
-                    raise BudgetSpent(self.spend.why_spent(
+                    spent = BudgetSpent(self.spend.why_spent(
                         self.spend.worst_case(prompt_token_bound(messages), max_tokens)))
+                    spent.sent = attempt > 0  # an earlier attempt of this request went out
+                    raise spent
             try:
                 outcome = await self._attempt(messages, params, reserved, prompt, hold)
             finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import sys
 import time
 from collections import Counter, deque
@@ -143,6 +144,7 @@ class Engine:
     identity: dict[str, Any]
     quality: Quality  # issue 14's filters (debiasing, near-duplicates, label balance)
     verifier: Verifier | None = None  # --verify N
+    _vote_worst: float | None = None  # one vote's worst case, with budgets and --verify
     spend: Spend = field(default_factory=Spend)  # the budgets (the client holds the same one)
     projection: Projection | None = None  # made before the first request of this session
     batch_info: dict[str, Any] | None = None  # with --batch: the batches, for the summary
@@ -287,6 +289,9 @@ class Engine:
                     messages, hold = self.messages(job), None
                     if self.spend.limited:  # the first attempt's worst case, before it is sent
                         hold = self.client.reserve(messages, self.cfg.max_tokens)
+                        if hold is not None and not self._room_for_votes(len(tasks) + 1):
+                            self.spend.release(hold)
+                            hold = None
                         if hold is None:
                             self.strategy.on_failure(job)  # not sent: it goes back
                             break
@@ -323,6 +328,17 @@ class Engine:
             if watcher is not None:
                 watcher.cancel()
             self.progress.close()
+
+    def _room_for_votes(self, jobs: int) -> bool:
+        """With --verify and a budget: the candidates of `jobs` replies can still be voted on (a
+        reply whose candidates could not be verified would be money spent on nothing)."""
+        if self.verifier is None:
+            return True
+        if self._vote_worst is None:
+            self._vote_worst = self.verifier.worst_case(self.spend, self.exemplar)
+        per_reply = self.produced / self.answered if self.answered else self.cfg.num_examples
+        votes = math.ceil(jobs * per_reply * self.verifier.votes)
+        return self.spend.fits(self._vote_worst, votes)
 
     def _more_needed(self, in_flight: int) -> bool:
         """Send no request that those in flight will likely make unnecessary: near the target

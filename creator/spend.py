@@ -41,7 +41,10 @@ def cost_usd(prompt_tokens: float, completion_tokens: float, price_in: float,
 
 
 class BudgetSpent(RuntimeError):
-    """No budget left for one more request: the message says which budget and how to go on."""
+    """No budget left for one more request: the message says which budget and how to go on.
+    `sent`: an earlier attempt of the same request was sent (the refusal came on a retry)."""
+
+    sent = False
 
 
 @dataclass(eq=False)

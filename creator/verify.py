@@ -25,7 +25,7 @@ from .client import ChatClient, RequestFailed
 from .filters import stable_hash
 from .parse import extract_candidates, question_key
 from .records import Record
-from .spend import BudgetSpent
+from .spend import BudgetSpent, Hold, Spend, prompt_token_bound
 
 FAILED_VERIFICATION = "failed_verification"
 UNVERIFIED = "unverified"
@@ -143,18 +143,39 @@ class Verifier:
                                              "json_schema": {"name": "answer", "schema": schema}}
         return params
 
-    async def _vote(self, record: Record) -> str | None:
-        messages = verify_messages(record, self.seed)
-        options = shown_options(record, self.seed)
-        self.stats.vote_requests += 1
+    def _vote_request(self, record: Record) -> tuple[list[dict[str, str]], dict[str, Any]]:
+        return verify_messages(record, self.seed), \
+            self._request_params(record, shown_options(record, self.seed))
+
+    def worst_case(self, spend: Spend, record: Record) -> float:
+        """One vote's worst case for `record`'s kind of question (the scheduler keeps room)."""
+        messages, params = self._vote_request(record)
+        return spend.worst_case(prompt_token_bound(messages), params["max_tokens"])
+
+    def _hold_votes(self, record: Record) -> list[Hold | None] | None:
+        """With budgets, all N votes are held before any is sent: a candidate is judged on N
+        votes or not at all (None: they do not fit)."""
+        if self.client.spend is None or not self.client.spend.limited:
+            return [None] * self.votes
+        messages, params = self._vote_request(record)
+        holds = [self.client.reserve(messages, params["max_tokens"]) for _ in range(self.votes)]
+        if any(h is None for h in holds):
+            for h in holds:
+                if h is not None:
+                    self.client.spend.release(h)
+            return None
+        return holds
+
+    async def _vote(self, record: Record, hold: Hold | None) -> str | None:
+        messages, params = self._vote_request(record)
+        self.stats.vote_requests += 1  # counted as it leaves (a cancelled one was still sent)
         try:
-            completion = await self.client.complete(messages,
-                                                    **self._request_params(record, options))
+            completion = await self.client.complete(messages, hold, **params)
         except RequestFailed as exc:
             self.on_failed(exc.reason)
             return None
-        except BudgetSpent:  # no room in --max_requests/--max_cost: the vote is not sent
-            self.stats.vote_requests -= 1
+        except BudgetSpent as exc:  # no room left for it (or for a retry of it)
+            self.stats.vote_requests -= not exc.sent
             return None
         answer = read_answer(completion.text, record.options)
         if answer is not None:
@@ -164,7 +185,12 @@ class Verifier:
 
     async def check(self, record: Record) -> str | None:
         """None when the record is kept, else the reason code."""
-        votes = await asyncio.gather(*(self._vote(record) for _ in range(self.votes)))
+        holds = self._hold_votes(record)
+        if holds is None:  # no room for its votes in --max_requests/--max_cost
+            self.stats.candidates += 1
+            self.stats.unverified += 1
+            return UNVERIFIED
+        votes = await asyncio.gather(*(self._vote(record, hold) for hold in holds))
         self.stats.candidates += 1
         if all(v is None for v in votes):
             self.stats.unverified += 1
