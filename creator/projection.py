@@ -84,6 +84,7 @@ class Projection:
     batch_rounds: int | None = None
     worst_case_usd: float | None = None  # one request, as the budget reserves it
     in_flight: int = 0  # of `replies`, already submitted by an earlier session (batches)
+    vote_requests: int = 0  # of `requests`, --verify's votes
     budget: str | None = None  # what the budgets allow of this, in words
 
     def to_json(self) -> dict[str, Any]:
@@ -97,7 +98,9 @@ class Projection:
                f"reply (acceptance {self.acceptance:.2f}, {self.acceptance_basis}): "
                f"~{self.requests:,} requests"
                + (f" more (and {self.in_flight:,} already submitted)" if self.in_flight else "")
-               + (f" in ~{self.batch_rounds} batch round(s)" if self.batch_rounds else "")]
+               + (f" in ~{self.batch_rounds} batch round(s)" if self.batch_rounds else "")
+               + (f", of which ~{self.vote_requests:,} --verify votes" if self.vote_requests
+                  else "")]
         out.append(f"projection: ~{self.prompt_tokens:,} prompt + ~{self.completion_tokens:,} "
                    f"completion tokens ({self.prompt_tokens_per_request:,} + "
                    f"{self.completion_tokens_per_request:,} per reply, {self.tokens_basis})")
@@ -140,8 +143,11 @@ def project(cfg: RunConfig, exemplar: Record, fmt: TaskFormat, target: int, acce
     replies are part of what is needed and will be billed, but are not sent again."""
     k = cfg.num_examples
     remaining = max(0, target - accepted)
-    completions = int(previous.get("completions") or 0)
-    sent = int(previous.get("requests") or 0)
+    # earlier sessions' figures for the creation requests alone: --verify's votes taken apart
+    votes_before = (previous.get("quality") or {}).get("verification") or {}
+    completions = max(0, int(previous.get("completions") or 0)
+                      - int(votes_before.get("vote_replies") or 0))
+    sent = max(0, int(previous.get("requests") or 0) - int(votes_before.get("vote_requests") or 0))
     produced = int(previous.get("accepted") or 0) + int(previous.get("over_target") or 0)
     if completions >= 1:
         per_reply = produced / completions
@@ -157,8 +163,10 @@ def project(cfg: RunConfig, exemplar: Record, fmt: TaskFormat, target: int, acce
     requests = math.ceil((replies - in_flight) * per_completion)
     messages = render_messages(exemplar, fmt, k)
     if completions >= 1 and previous.get("prompt_tokens") and previous.get("completion_tokens"):
-        prompt_each = round(int(previous["prompt_tokens"]) / completions)
-        completion_each = round(int(previous["completion_tokens"]) / completions)
+        prompt_each = round((int(previous["prompt_tokens"])
+                             - int(votes_before.get("prompt_tokens") or 0)) / completions)
+        completion_each = round((int(previous["completion_tokens"])
+                                 - int(votes_before.get("completion_tokens") or 0)) / completions)
         tokens_basis = "measured"
     else:
         prompt_each = prompt_tokens(messages)
@@ -167,6 +175,14 @@ def project(cfg: RunConfig, exemplar: Record, fmt: TaskFormat, target: int, acce
     price_in, price_out = cfg.prices()
     priced = bool(price_in or price_out)
     prompt_total, completion_total = replies * prompt_each, replies * completion_each
+    votes = _votes(cfg, exemplar, replies, k, votes_before, completions)
+    if votes is not None:
+        vote_requests, vote_prompt, vote_completion = votes
+        requests += vote_requests
+        prompt_total += vote_prompt
+        completion_total += vote_completion
+    else:
+        vote_requests = 0
     cost = cost_usd(prompt_total, completion_total, price_in, price_out) if priced else None
     worst = cost_usd(prompt_token_bound(messages), cfg.max_tokens, price_in, price_out) \
         if priced else None
@@ -181,9 +197,33 @@ def project(cfg: RunConfig, exemplar: Record, fmt: TaskFormat, target: int, acce
         cost_usd=round(cost, 6) if cost is not None else None,
         seconds=round(seconds, 1) if seconds is not None else None, time_basis=time_basis,
         batch_rounds=rounds, worst_case_usd=round(worst, 6) if worst is not None else None,
-        in_flight=in_flight,
+        in_flight=in_flight, vote_requests=vote_requests,
         budget=_budget_words(cfg, previous, requests, replies, per_reply_for_plan, cost),
     )  # fmt: skip
+
+
+def _votes(cfg: RunConfig, exemplar: Record, replies: int, k: int, before: dict[str, Any],
+           completions: int) -> tuple[int, int, int] | None:
+    """--verify N: N votes per candidate that passes the other checks; their requests and
+    tokens (measured per vote and per reply on resume, else from the exemplar: every object of a
+    reply a candidate, a vote's prompt as rendered, its reply a short JSON answer)."""
+    n = cfg.quality.verify
+    if not n or not replies:
+        return None
+    from .verify import verify_messages
+
+    candidates_before = int(before.get("candidates") or 0)
+    per_reply = candidates_before / completions if completions and candidates_before else \
+        k * cfg.acceptance_prior
+    requests = math.ceil(replies * per_reply * n)
+    vote_replies = int(before.get("vote_replies") or 0)
+    if vote_replies:
+        prompt_each = int(before.get("prompt_tokens") or 0) / vote_replies
+        completion_each = int(before.get("completion_tokens") or 0) / vote_replies
+    else:
+        prompt_each = prompt_tokens(verify_messages(exemplar, cfg.seed))
+        completion_each = text_tokens(orjson.dumps({"answer": exemplar.label}).decode()) + 2
+    return requests, round(requests * prompt_each), round(requests * completion_each)
 
 
 def _budget_words(cfg: RunConfig, previous: dict[str, Any], requests: int, replies: int,

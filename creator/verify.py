@@ -103,6 +103,10 @@ class VerifyStats:
     votes: int = 0  # answers read
     vote_requests: int = 0  # verification requests made (each may be retried by the client)
     votes_for_label: int = 0
+    # the votes' share of the run's replies and tokens (the projection takes them apart)
+    vote_replies: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
     def to_json(self) -> dict[str, Any]:
         judged = self.agreed + self.disagreed
@@ -111,12 +115,15 @@ class VerifyStats:
             "unverified": self.unverified, "votes": self.votes,
             "vote_requests": self.vote_requests, "votes_for_label": self.votes_for_label,
             "agreement": self.agreed / judged if judged else None,
+            "vote_replies": self.vote_replies, "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
         }
 
     def add_json(self, data: dict[str, Any]) -> None:
         """Add an earlier session's figures (resume)."""
         for name in ("candidates", "agreed", "disagreed", "unverified", "votes",
-                     "vote_requests", "votes_for_label"):
+                     "vote_requests", "votes_for_label", "vote_replies", "prompt_tokens",
+                     "completion_tokens"):
             setattr(self, name, getattr(self, name) + int(data.get(name) or 0))
 
 
@@ -177,6 +184,9 @@ class Verifier:
         except BudgetSpent as exc:  # no room left for it (or for a retry of it)
             self.stats.vote_requests -= not exc.sent
             return None
+        self.stats.vote_replies += 1
+        self.stats.prompt_tokens += completion.prompt_tokens
+        self.stats.completion_tokens += completion.completion_tokens
         answer = read_answer(completion.text, record.options)
         if answer is not None:
             self.stats.votes += 1

@@ -176,3 +176,24 @@ def test_the_progress_bar_shows_spent_and_projected_cost(tmp_path):
     summary = read_summary(out)
     assert summary["projected_cost_usd"] == pytest.approx(summary["estimated_cost_usd"],
                                                           rel=1e-6)  # at the target: all spent
+
+
+@pytest.mark.parametrize("name", ["yesno_close", "mcqa_5"])
+def test_the_projection_counts_the_verification_votes(name, tmp_path):
+    """--verify 3: three short requests per candidate, most of the requests of the run (before
+    they were counted the projection said 34 requests where the run sent ~490)."""
+    out = tmp_path / "out.jsonl"
+    data = example_args(name)
+    dry = project(data, setting="naive", target=150, output=out, verify=3)
+    with start_simulator(seed=3) as sim:
+        r = run_creator(*data, "--setting", "naive", "--target", "150", "--verify", "3",
+                        *PRICES, "--output", out, "--base_url", sim.base_url, cwd=tmp_path,
+                        timeout=120)
+        stats = sim.stats()
+    assert r.returncode == 0, r.stderr
+    cost = (stats["prompt_tokens"] * 0.15 + stats["completion_tokens"] * 0.6) / 1e6
+    assert dry.vote_requests > 0.8 * dry.requests
+    assert abs(dry.requests - stats["requests"]) <= 0.15 * stats["requests"]
+    assert abs(dry.cost_usd - cost) <= 0.25 * cost  # the votes' tokens from the exemplar
+    resumed = project(data, setting="naive", target=300, output=out, resume=True, verify=3)
+    assert resumed.tokens_basis == "measured" and resumed.vote_requests > 0.8 * resumed.requests
