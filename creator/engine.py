@@ -457,11 +457,14 @@ class Engine:
 
     def quality_summary(self) -> dict[str, Any]:
         out = self.quality.state()
+        before = (self.previous.get("quality") or {}).get("verification")
         if self.verifier is not None:
             stats = VerifyStats()
-            stats.add_json((self.previous.get("quality") or {}).get("verification") or {})
+            stats.add_json(before or {})
             stats.add_json(self.verifier.stats.to_json())
             out["verification"] = {"votes_per_candidate": self.verifier.votes, **stats.to_json()}
+        elif before:  # resumed without --verify: the earlier sessions' votes still happened
+            out["verification"] = dict(before)
         return out
 
     def write_summary(self, status: str, error: str | None = None) -> RunSummary:
