@@ -244,6 +244,13 @@ METRIC_COLUMNS = [
 ]
 
 
+def targets_table(targets: list[dict[str, Any]]) -> str:
+    """The targets of a result (dicts of `check`'s Target), one row each."""
+    rows = [{**t, "rule": f"{t['op']} {t['threshold']:g}"} for t in targets]
+    return format_table(rows, [("name", "target", ""), ("value", "value", ".3f"),
+                               ("rule", "rule", ""), ("met", "met", ""), ("note", "", "")])
+
+
 def metrics_rows(runs: Iterable[Any]) -> list[dict[str, Any]]:
     return [to_jsonable(r) if not isinstance(r, dict) else r for r in runs]
 

@@ -69,7 +69,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .common import REPO, Simulator, Target, check, child_env, format_table, log, machine_info, python
+from .common import (
+    REPO,
+    Simulator,
+    Target,
+    check,
+    child_env,
+    format_table,
+    log,
+    machine_info,
+    python,
+    targets_table,
+)
 
 DATA = ["--data_dir", str(REPO / "data" / "yesno_close"), "--data_name", "example"]
 K = 5
@@ -801,12 +812,6 @@ def tables(data: dict[str, Any]) -> str:
             "given up" for c in base))
     out += ["", targets_table(data["targets"])]
     return "\n".join(out)
-
-
-def targets_table(targets: list[dict[str, Any]]) -> str:
-    rows = [{**t, "rule": f"{t['op']} {t['threshold']:g}"} for t in targets]
-    return format_table(rows, [("name", "target", ""), ("value", "value", ".3f"),
-                               ("rule", "rule", ""), ("met", "met", ""), ("note", "", "")])
 
 
 if __name__ == "__main__":

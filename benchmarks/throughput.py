@@ -43,6 +43,7 @@ from .common import (
     percentile,
     python,
     run_measured,
+    targets_table,
 )
 
 DATA = ["--data_dir", str(REPO / "data" / "yesno_close"), "--data_name", "example"]
@@ -545,12 +546,6 @@ def tables(data: dict[str, Any]) -> str:
     out.append("")
     out.append(targets_table(data["targets"]))
     return "\n".join(out)
-
-
-def targets_table(targets: list[dict[str, Any]]) -> str:
-    rows = [{**t, "rule": f"{t['op']} {t['threshold']:g}"} for t in targets]
-    return format_table(rows, [("name", "target", ""), ("value", "value", ".3f"),
-                               ("rule", "rule", ""), ("met", "met", ""), ("note", "", "")])
 
 
 if __name__ == "__main__":
