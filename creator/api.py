@@ -27,6 +27,7 @@ from typing import Any
 
 import orjson
 
+from .clitools import why_folder_cannot_be_made
 from .config import RunConfig
 from .endpoints import Endpoint, EndpointsError, load_endpoints
 from .errors import InputError, ServerError, option
@@ -128,16 +129,12 @@ def default_output(data_dir: Path, data_name: str, setting: str) -> tuple[Path, 
 def _check_output(output: Path, chosen: bool) -> None:
     """A missing folder is made when the run starts (`out/run1/data.jsonl` as users write it);
     one that cannot be made, under a file or a read-only folder, is refused now."""
-    if chosen and not output.parent.is_dir():
-        existing = output.parent
-        while not existing.exists() and existing != existing.parent:
-            existing = existing.parent
-        if not existing.is_dir():
-            raise InputError(f"the folder of {option('output', output)} cannot be made: "
-                             f"{existing} is a file")
-        if not os.access(existing, os.W_OK):
-            raise InputError(f"the folder of {option('output', output)} cannot be made: "
-                             f"{existing} is read-only")
+    problem = why_folder_cannot_be_made(output.parent) \
+        if chosen and not output.parent.is_dir() else None
+    if problem is not None:
+        existing, kind = problem
+        raise InputError(f"the folder of {option('output', output)} cannot be made: "
+                         f"{existing} is {'a file' if kind == 'file' else 'read-only'}")
     if output.is_dir():
         raise InputError(f"{option('output', output)} is a folder")
 

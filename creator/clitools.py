@@ -4,7 +4,9 @@ subcommands): exit codes, a parser whose refusals are one line, and the argument
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 from typing import Callable, NoReturn
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -81,3 +83,16 @@ def temperature(text: str) -> float:
     if not 0 <= value <= 2:
         raise argparse.ArgumentTypeError(f"must be between 0 and 2, got {text}")
     return float(value)
+
+
+def why_folder_cannot_be_made(folder: Path) -> tuple[Path, str] | None:
+    """Whether an output folder (there, or made on demand) can be written: None if so, else its
+    nearest existing ancestor and "file" (it is not a folder) or "read-only"."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return existing, "file"
+    if not os.access(existing, os.W_OK):
+        return existing, "read-only"
+    return None

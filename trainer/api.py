@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from creator.clitools import why_folder_cannot_be_made
 from trainer.checkpoint import resolve_resume, write_json
 from trainer.config import PAPER_LEARNING_RATES, EvaluateConfig, SweepConfig, TrainConfig, config_argv
 from trainer.data import load_task, skipped_warnings
@@ -91,12 +92,11 @@ def _check_output_dir(path: Path, name: str = "output_dir") -> None:
     """A folder we can write, or one we can make: every failure one line, before training."""
     if path.exists() and not path.is_dir():
         raise InputError(f"{name}: not a folder: {path}")
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if existing.is_file() and existing != path:
-        raise InputError(f"{name}: {existing} is a file, so {path} cannot be made")
-    if not os.access(existing, os.W_OK):
+    problem = why_folder_cannot_be_made(path)
+    if problem is not None:
+        existing, kind = problem
+        if kind == "file":
+            raise InputError(f"{name}: {existing} is a file, so {path} cannot be made")
         raise InputError(f"{name}: cannot write to {existing} (read-only)")
 
 
