@@ -336,15 +336,18 @@ class Engine:
             return True
         if self._vote_worst is None:
             self._vote_worst = self.verifier.worst_case(self.spend, self.exemplar)
-        per_reply = self.produced / self.answered if self.answered else self.cfg.num_examples
-        votes = math.ceil(jobs * per_reply * self.verifier.votes)
+        votes = math.ceil(jobs * self._per_reply * self.verifier.votes)
         return self.spend.fits(self._vote_worst, votes)
 
     def _more_needed(self, in_flight: int) -> bool:
         """Send no request that those in flight will likely make unnecessary: near the target
         it would be cancelled after the server had done (and billed) the work."""
-        per_reply = self.produced / self.answered if self.answered else self.cfg.num_examples
-        return self.accepted + in_flight * per_reply < self.target
+        return self.accepted + in_flight * self._per_reply < self.target
+
+    @property
+    def _per_reply(self) -> float:
+        """Records a reply has given so far (k before the first)."""
+        return self.produced / self.answered if self.answered else self.cfg.num_examples
 
     def worst_case(self) -> float:
         """One request's worst case with the original exemplar (for messages; each attempt

@@ -159,12 +159,12 @@ class Verifier:
         messages, params = self._vote_request(record)
         return spend.worst_case(prompt_token_bound(messages), params["max_tokens"])
 
-    def _hold_votes(self, record: Record) -> list[Hold | None] | None:
+    def _hold_votes(self, messages: list[dict[str, str]],
+                    params: dict[str, Any]) -> list[Hold | None] | None:
         """With budgets, all N votes are held before any is sent: a candidate is judged on N
         votes or not at all (None: they do not fit)."""
         if self.client.spend is None or not self.client.spend.limited:
             return [None] * self.votes
-        messages, params = self._vote_request(record)
         holds = [self.client.reserve(messages, params["max_tokens"]) for _ in range(self.votes)]
         if any(h is None for h in holds):
             for h in holds:
@@ -173,8 +173,8 @@ class Verifier:
             return None
         return holds
 
-    async def _vote(self, record: Record, hold: Hold | None) -> str | None:
-        messages, params = self._vote_request(record)
+    async def _vote(self, record: Record, messages: list[dict[str, str]], params: dict[str, Any],
+                    hold: Hold | None) -> str | None:
         self.stats.vote_requests += 1  # counted as it leaves (a cancelled one was still sent)
         try:
             completion = await self.client.complete(messages, hold, **params)
@@ -195,12 +195,14 @@ class Verifier:
 
     async def check(self, record: Record) -> str | None:
         """None when the record is kept, else the reason code."""
-        holds = self._hold_votes(record)
+        messages, params = self._vote_request(record)  # the same prompt for every vote
+        holds = self._hold_votes(messages, params)
         if holds is None:  # no room for its votes in --max_requests/--max_cost
             self.stats.candidates += 1
             self.stats.unverified += 1
             return UNVERIFIED
-        votes = await asyncio.gather(*(self._vote(record, hold) for hold in holds))
+        votes = await asyncio.gather(*(self._vote(record, messages, params, hold)
+                                       for hold in holds))
         self.stats.candidates += 1
         if all(v is None for v in votes):
             self.stats.unverified += 1
