@@ -364,6 +364,8 @@ def test_wrong_api_key_exits_1_and_never_shows_the_key(tmp_path):
     line = assert_run_failed(r, "API key")
     assert "401" in line or "refused" in line.lower(), line
     assert stats["ok"] == 0 and stats["unauthorized"] >= 1
+    # no output was made, so no line sends the user to it (issue 16, item 8)
+    assert not out.exists() and "records so far" not in r.stderr, r.stderr
     assert r.duration < 30
     text = _all_text(tmp_path, r)
     assert WRONG_KEY not in text and RIGHT_KEY not in text
