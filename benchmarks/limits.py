@@ -29,7 +29,7 @@ completions, tokens), between the first request the server saw and the SIGINT:
 - held: units the server admitted per second / the limit per second. Units are requests for an
   RPM limit, tokens for a TPM limit: with `refund` accounting a request costs what it used
   (prompt + completion; admitted x the server's mean tokens per completed request), with
-  `reserve` prompt + max_tokens. Over the whole run, and after the first 60 s ("steady") for runs
+  `reserve` prompt + max_tokens as each request asked (the server's reserved_tokens). Over the whole run, and after the first 60 s ("steady") for runs
   of >= 90 s. A server whose bucket starts full lets a client exceed 100% early on.
 - 429s per 1,000 requests the server saw; lost: requests the client gave up (the creator's
   failed_requests, the baseline's errors) plus records the creator's summary counts that are not
@@ -39,8 +39,10 @@ completions, tokens), between the first request the server saw and the SIGINT:
   until the SIGINT; none if the last one is outside.
 - low 5 s: the lowest 5-s average after the first 60 s; below 50%: the longest run of whole
   seconds after the first 60 s each under half the limit.
-- ceiling: what a client that sends evenly could hold at most under the server's token
-  accounting (1 for request limits). With refunds a request holds prompt + max_tokens (~1,127
+- ceiling: what a client that sends evenly, asking for max_tokens 1,024 (the default) on every
+  request, could hold at most under the server's token accounting (1 for request limits). The
+  creator asks for less where a token limit applies (creator/replysize.py: 1.25 x the longest
+  recent reply), so it can pass this ceiling; "asked" is the mean max_tokens its requests asked. With refunds a request holds prompt + max_tokens (~1,127
   tokens) while in flight and gives back ~860 when it completes; a window that closes while it is
   in flight keeps the whole reservation. So in a W-second window (fixed or sliding), for latency
   L, used tokens a and unused reservation d per request, at most 1 / (1 + L d / (W a)) of the
@@ -417,20 +419,24 @@ def per_second(timelines: list[dict[str, Any]], units: str, accounting: str
     info: dict[str, float] = {}
     for tl in timelines:
         ok = sum(tl["ok"])
+        admitted = sum(tl["admitted"])
         prompt = sum(tl["input_tokens"]) / ok if ok else 0.0
         used = (sum(tl["input_tokens"]) + sum(tl["output_tokens"])) / ok if ok else 0.0
-        per_request = (1.0 if units == "requests"
-                       else prompt + MAX_TOKENS if accounting == "reserve" else used)
+        reserved = sum(tl["reserved_tokens"]) / admitted if admitted else 0.0
+        per_request = 1.0 if units == "requests" else used
         info = {"prompt_tokens_per_request": round(prompt, 1),
                 "tokens_per_request": round(used, 1),
-                "units_per_admitted_request": round(per_request, 1)}
+                # the creator asks for less than --max_tokens under a token limit (replysize.py)
+                "max_tokens_asked": round(reserved - prompt, 1) if admitted and ok else None}
         for i in range(tl["seconds"]):
             row = out.setdefault(tl["t0"] + i, {"admitted": 0, "rate_limited": 0, "ok": 0,
                                                 "units": 0.0})
             row["admitted"] += tl["admitted"][i]
             row["rate_limited"] += tl["rate_limited"][i]
             row["ok"] += tl["ok"][i]
-            row["units"] += tl["admitted"][i] * per_request
+            # what `reserve` charges is what each request asked for, as the server counted it
+            row["units"] += (tl["reserved_tokens"][i] if units == "tokens" and accounting == "reserve"
+                             else tl["admitted"][i] * per_request)
     return out, info
 
 
@@ -759,6 +765,7 @@ def targets(cases: list[dict[str, Any]]) -> list[Target]:
 COLUMNS = [
     ("name", "case", ""), ("duration_s", "s", ".0f"), ("held_whole", "held", ".1%"),
     ("held_steady", "steady", ".1%"), ("ceiling", "ceiling", ".0%"),
+    ("max_tokens_asked", "asked", ".0f"),
     ("per_1000_429", "429s/1k", ".1f"), ("converge_s", "converge s", ".1f"),
     ("low_5s_after_60s", "low 5s", ".0%"), ("below_50pct_after_60s_s", "<50% s", "d"),
     ("lost", "lost", "d"), ("load", "load", ""),
@@ -783,8 +790,9 @@ def tables(data: dict[str, Any]) -> str:
            f"({p['latency_nothing_s']:g} s where nothing is known); measured by the server from "
            "the first request to the SIGINT"]
     for title, group in (("matrix: RPM-bound", ("matrix", "rpm")),
-                         ("matrix: TPM-bound (units: tokens; ceiling: even sending under the "
-                          "refund accounting)", ("matrix", "tpm")),
+                         ("matrix: TPM-bound (units: tokens; ceiling: even sending of max_tokens "
+                          "1,024 under the refund accounting; asked: mean max_tokens asked)",
+                          ("matrix", "tpm")),
                          ("header dialects, Retry-After forms, accounting, rejected requests "
                           "that count", None),
                          ("faults and two endpoints", ("faults", "endpoints")),

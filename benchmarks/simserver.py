@@ -109,7 +109,8 @@ does: pick windows and --burst that hold your largest request (prompt + max_toke
 
 GET /stats/timeline: per-second lists since start (or the last POST /stats/reset) of requests
 admitted, answered 429 (rate_limited), completed (ok) and their input_tokens / output_tokens
-(counted when the reply is sent), with t0 (the whole Unix second of entry 0) and the configured
+(counted when the reply is sent), reserved_tokens (prompt + max_tokens of each admitted request,
+what a limit counting max_tokens charges), with t0 (the whole Unix second of entry 0) and the configured
 limits, so a benchmark can plot sent/s against limit/60 and compute the share of the limit held.
 The sums equal /stats admitted, rate_limited, ok, prompt_tokens and completion_tokens.
 
@@ -839,7 +840,9 @@ class Timeline:
     server's wall clock, t0 = the whole second at start or at the last POST /stats/reset, so that
     fixed windows of whole seconds fall on whole entries."""
 
-    FIELDS = ("admitted", "rate_limited", "ok", "input_tokens", "output_tokens")
+    # reserved_tokens: prompt + max_tokens of each admitted request, what a token limit that
+    # counts max_tokens charges (whatever --token_accounting then gives back)
+    FIELDS = ("admitted", "rate_limited", "ok", "input_tokens", "output_tokens", "reserved_tokens")
 
     def __init__(self, wall: float) -> None:
         self.t0 = math.floor(wall)
@@ -1406,6 +1409,7 @@ class Simulator:
                         for kind, lim in self.limits.items() if costs[kind][0] > 0}
         st["admitted"] += 1
         self.timeline.add("admitted", self.clock.wall(now))
+        self.timeline.add("reserved_tokens", self.clock.wall(now), prompt_tokens + max_tokens)
         # ---- admitted
         if cfg.quota > 0:
             self.quota_pending += 1

@@ -223,6 +223,7 @@ def prepare(api_key: str | None = None, **options: Any) -> Prepared:
         concurrency=opts["concurrency"] or (2 if embedded else 16), chains=opts["chains"],
         rpm=opts["rpm"], tpm=opts["tpm"], temperature=opts["temperature"],
         top_p=opts["top_p"], max_tokens=opts["max_tokens"],
+        fit_max_tokens=opts["fit_max_tokens"] != "off",
         json_schema=opts["json_schema"] if opts["json_schema"] is not None else embedded,
         schema_style=opts["schema_style"] or ("llamacpp" if embedded else "openai"),
         timeout=opts["timeout"], max_retries=opts["max_retries"],

@@ -206,6 +206,10 @@ class ChatClient:
             else:
                 raise self._fatal(f"cannot reach the server at {url}: {last}")
 
+    def counts_tokens(self) -> bool:
+        """Some endpoint has a token limit (given, stated, or named by a 429)."""
+        return any(route.limits.counts_tokens for route in self.router.routes)
+
     def reserve(self, messages: list[dict[str, str]], max_tokens: int) -> Hold | None:
         """The worst case of one attempt held against the budgets (None: it does not fit)."""
         if self.spend is None:

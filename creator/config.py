@@ -45,6 +45,7 @@ class RunConfig:
     temperature: float = 1.0
     top_p: float = 1.0
     max_tokens: int = 1024
+    fit_max_tokens: bool = True  # under a token limit, ask for what replies need (replysize.py)
     json_schema: bool = False
     schema_style: str = "openai"  # how response_format carries the schema: openai | llamacpp
     timeout: float = 120.0

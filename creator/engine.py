@@ -26,6 +26,7 @@ from .filters import Candidate, Quality, reference_shares
 from .parse import parse_reply, question_key
 from .projection import Projection, project
 from .ratelimit import RetryPolicy
+from .replysize import ReplySize
 from .sink import JsonlSink, read_summary, scan_output, summary_path, write_json_atomic
 from .spend import BudgetSpent, Hold, Spend, cost_usd, prompt_token_bound
 from .summary import COUNTERS, RunSummary
@@ -182,20 +183,37 @@ class Engine:
                 }
         return params
 
+    @cached_property
+    def reply_size(self) -> ReplySize:
+        return ReplySize(self.cfg.max_tokens)
+
+    def creation_params(self) -> dict[str, Any]:
+        """request_params, asking for no more completion tokens than replies need where a
+        token limit charges max_tokens (creator/replysize.py)."""
+        params = self.request_params
+        if self.cfg.fit_max_tokens and self.client.counts_tokens():
+            fitted = self.reply_size.max_tokens()
+            if fitted != params["max_tokens"]:
+                params = {**params, "max_tokens": fitted}
+        return params
+
     def messages(self, job: Job) -> list[dict[str, str]]:
         return render_messages(job.exemplar.record, self.fmt, self.cfg.num_examples)
 
     async def run_job(self, job: Job, messages: list[dict[str, str]] | None = None,
                       hold: Hold | None = None) -> None:
         messages = messages or self.messages(job)
+        params = self.creation_params()
         try:
-            completion = await self.client.complete(messages, hold, **self.request_params)
+            completion = await self.client.complete(messages, hold, **params)
         except RequestFailed as exc:
             self.job_failed(job, exc.reason)
             return
         except BudgetSpent:
             self.strategy.on_failure(job)  # not sent: the job goes back, the scheduler stops
             return
+        self.reply_size.observe(completion.completion_tokens, completion.finish_reason,
+                                params["max_tokens"])
         await self.take_reply(job, completion)
 
     def job_failed(self, job: Job, reason: str) -> None:
@@ -446,6 +464,7 @@ class Engine:
                 "temperature": self.cfg.temperature,
                 "top_p": self.cfg.top_p,
                 "max_tokens": self.cfg.max_tokens,
+                "fit_max_tokens": self.reply_size.to_json() if self.cfg.fit_max_tokens else "off",
                 "json_schema": self.cfg.json_schema,
                 "schema_style": self.cfg.schema_style,
                 "batch": self.cfg.batch,

@@ -153,6 +153,11 @@ CREATE_OPTIONS: tuple[Option, ...] = (
     Option("top_p", "unit", 1.0, "default 1", "model and API"),
     Option("max_tokens", "count", 1024, "completion tokens per request (default 1024)",
            "model and API"),
+    Option("fit_max_tokens", "choice", "auto", "auto: where a token rate limit applies (given, "
+           "stated by the server or named by a 429), ask for 1.25 x the longest recent reply "
+           "(at most --max_tokens) instead of --max_tokens, since providers charge max_tokens "
+           "against the limit; off: always --max_tokens (default auto)", "model and API",
+           choices=("auto", "off")),
     Option("json_schema", "maybe", None, "ask for structured output with a JSON schema of k "
            "examples (OpenAI structured outputs, llama.cpp grammars); default on for the "
            "embedded server, where it turns the tiny model's yield from ~0 to useful, off "

@@ -363,6 +363,7 @@ class Limits:
         self.refunds = True  # of unused tokens; off once the server shows it keeps them
         self.refusals: deque[float] = deque()  # isolated 429s of the last minute
         self.explained_until = -math.inf  # 429s until then are the refunds' doing
+        self.tokens_refused = False  # a 429 named a token limit
         for kind in KINDS:
             self._repace(kind, now)
 
@@ -372,6 +373,12 @@ class Limits:
     def known(self) -> bool:
         """Some limit is known (given or stated): pace by it from the first request."""
         return any(self.given.values()) or bool(self.stated)
+
+    @property
+    def counts_tokens(self) -> bool:
+        """A token limit applies: given, stated by the server, or named by a 429."""
+        return self.tokens_refused or any(
+            kind in self.pacers or kind in self.budgets for kind in KINDS[1:])
 
     def _probing(self, now: float) -> bool:
         """Nothing is known of the server yet: the first request goes alone, until it is
@@ -446,6 +453,7 @@ class Limits:
         """A 429. Returns how long everybody pauses (None: only this request waits)."""
         self._ended(ticket, now, hint)
         ticket.record[1] = False
+        self.tokens_refused = self.tokens_refused or hint.limited in KINDS[1:]
         self.refused_in_a_row += 1
         self.refused_since = min(self.refused_since, ticket.sent_at)
         probe_refused = self.storm_began is not None and ticket.sent_at >= self.storm_began

@@ -1,0 +1,59 @@
+"""Ask for no more completion tokens than the replies need, where a token rate limit counts them.
+
+Providers charge a request's max_tokens against their token limits when it is admitted, however
+short the reply: OpenAI, https://platform.openai.com/docs/guides/rate-limits : "Your rate limit is
+calculated as the maximum of max_tokens and the estimated number of tokens based on the character
+count of your request"; Azure OpenAI, https://learn.microsoft.com/en-us/azure/foundry-classic/
+openai/how-to/quota : "Set max_tokens to the minimum value ... The rate limit token estimate
+includes max_tokens, even if your actual response is much shorter"; Anthropic's older text: "If
+you're hitting OTPM limits earlier than expected, try reducing max_tokens". With the default
+1,024 and replies of k=5 examples of ~160 tokens, each request is charged six times what it
+uses, and a token-bound run creates a sixth of what its limit could give.
+
+So where a token limit applies, creation requests ask for a fitted max_tokens: HEADROOM x the
+longest of the last WINDOW replies plus SLACK, never above the user's --max_tokens. A reply that
+the fit cut (it stopped at the fitted cap) raises the floor to twice that cap, so one unusual
+reply costs at most its last example, once. A pure object: the engine asks and tells.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+SEEN_BEFORE_FIT = 16  # replies measured before asking for less than --max_tokens
+WINDOW = 256  # the recent replies the fit covers (a run's replies drift slowly, if at all)
+HEADROOM = 1.25
+SLACK = 16  # tokens: the closing brackets and a stray newline of a reply near the longest
+LEAST = 64
+
+
+class ReplySize:
+    """The completion tokens a creation request asks for: `ceiling` (the user's --max_tokens)
+    until SEEN_BEFORE_FIT whole replies are measured, then fitted to them."""
+
+    def __init__(self, ceiling: int) -> None:
+        self.ceiling = ceiling
+        self.recent: deque[int] = deque(maxlen=WINDOW)
+        self.floor = LEAST  # raised by replies the fit cut
+        self.cut = 0  # replies that stopped at a fitted cap below the ceiling
+
+    def max_tokens(self) -> int:
+        if len(self.recent) < SEEN_BEFORE_FIT:
+            return self.ceiling
+        fitted = math.ceil(HEADROOM * max(self.recent)) + SLACK
+        return min(self.ceiling, max(self.floor, fitted))
+
+    def observe(self, completion_tokens: int, finish_reason: str | None, asked: int) -> None:
+        """A reply to a request that asked for `asked` completion tokens."""
+        if finish_reason == "length":
+            if asked < self.ceiling and completion_tokens >= asked:  # our cap, not the user's
+                self.cut += 1
+                self.floor = min(self.ceiling, max(self.floor, 2 * asked))
+            return  # (cut short, or by the server for its own reasons: not a reply's length)
+        if completion_tokens > 0:
+            self.recent.append(completion_tokens)
+
+    def to_json(self) -> dict[str, int]:
+        return {"max_tokens": self.max_tokens(), "replies_measured": len(self.recent),
+                "replies_cut": self.cut}

@@ -1,0 +1,131 @@
+"""max_tokens fitted to the replies where a token limit charges it (creator/replysize.py): the
+pure object, when the engine uses it (Limits.counts_tokens), and end to end against the
+simulator, which reports what each admitted request asked for (/stats/timeline reserved_tokens).
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+import creatorproc
+from benchmarks.simproc import start_simulator
+from creator.ratehints import RateLimitHint, Reading
+from creator.ratelimit import Limits
+from creator.replysize import HEADROOM, LEAST, SEEN_BEFORE_FIT, SLACK, WINDOW, ReplySize
+from creatorproc import check_records, read_summary, run_creator
+
+YESNO = creatorproc.example_args("yesno_close")
+
+
+# --------------------------------------------------------------------------- the pure object
+
+
+def test_asks_for_the_ceiling_until_enough_replies_are_measured():
+    size = ReplySize(1024)
+    for _ in range(SEEN_BEFORE_FIT - 1):
+        size.observe(150, "stop", 1024)
+        assert size.max_tokens() == 1024
+    size.observe(200, "stop", 1024)
+    assert size.max_tokens() == int(HEADROOM * 200) + SLACK  # 266: the longest, with headroom
+
+
+def test_never_above_the_ceiling_nor_below_the_least():
+    long_replies, short_replies = ReplySize(300), ReplySize(1024)
+    for _ in range(SEEN_BEFORE_FIT):
+        long_replies.observe(290, "stop", 300)
+        short_replies.observe(3, "stop", 1024)
+    assert long_replies.max_tokens() == 300
+    assert short_replies.max_tokens() == LEAST
+
+
+def test_a_reply_cut_by_the_fit_raises_the_floor_to_twice_the_cap():
+    size = ReplySize(1024)
+    for _ in range(SEEN_BEFORE_FIT):
+        size.observe(100, "stop", 1024)
+    cap = size.max_tokens()
+    assert cap == 141
+    size.observe(cap, "length", cap)  # the model wanted more than the fit allowed
+    assert size.cut == 1 and size.max_tokens() == 2 * cap
+    size.observe(2 * cap, "length", 2 * cap)
+    assert size.cut == 2 and size.max_tokens() == 4 * cap
+
+
+def test_replies_cut_for_other_reasons_teach_nothing():
+    size = ReplySize(1024)
+    for _ in range(SEEN_BEFORE_FIT):
+        size.observe(100, "stop", 1024)
+    cap = size.max_tokens()
+    size.observe(40, "length", cap)  # stopped short of the cap: the server's doing, not ours
+    size.observe(1024, "length", 1024)  # the user's own cap
+    assert size.cut == 0 and size.max_tokens() == cap and len(size.recent) == SEEN_BEFORE_FIT
+
+
+def test_the_fit_follows_the_recent_replies():
+    size = ReplySize(1024)
+    size.observe(800, "stop", 1024)  # one long reply early on
+    for _ in range(WINDOW):
+        size.observe(100, "stop", 1024)
+    assert size.max_tokens() == int(HEADROOM * 100) + SLACK
+    assert size.to_json() == {"max_tokens": 141, "replies_measured": WINDOW, "replies_cut": 0}
+
+
+def test_a_token_limit_is_known_when_given_stated_or_named_by_a_429():
+    assert Limits(8, tpm=30000).counts_tokens
+    assert Limits(8, otpm=9000).counts_tokens
+    assert not Limits(8, rpm=600).counts_tokens
+    stated = Limits(8, rpm=600)
+    stated.observe(RateLimitHint(tokens=Reading(limit=30000, remaining=29000, reset=1.0)), None, 0.0)
+    assert stated.counts_tokens
+    named = Limits(8)
+    ticket = named.consume(1100, 0.0, prompt=76)
+    named.rate_limited(ticket, 0.5, RateLimitHint(limited="requests"))
+    assert not named.counts_tokens
+    ticket = named.consume(1100, 1.0, prompt=76)
+    named.rate_limited(ticket, 1.5, RateLimitHint(limited="tokens"))
+    assert named.counts_tokens
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def asked(sim) -> float:
+    """The mean max_tokens the admitted requests asked for, as the simulator counted them."""
+    tl = httpx.get(sim.root_url + "/stats/timeline", timeout=10).json()
+    admitted, ok = sum(tl["admitted"]), sum(tl["ok"])
+    assert admitted == ok > 0  # every admitted request completed: its prompt is counted
+    return (sum(tl["reserved_tokens"]) - sum(tl["input_tokens"])) / admitted
+
+
+@pytest.mark.parametrize("fit", ["auto", "off"])
+def test_under_a_token_limit_requests_ask_for_what_replies_need(tmp_path, fit):
+    out = tmp_path / "out.jsonl"
+    # a token limit stated in x-ratelimit-* headers, far above what the run sends
+    with start_simulator(tpm=10_000_000, headers="openai") as sim:
+        r = run_creator(*YESNO, "--setting", "naive", "--target", "400", "--concurrency", "4",
+                        "--output", str(out), "--base_url", sim.base_url,
+                        "--fit_max_tokens", fit, cwd=tmp_path, timeout=120)
+        assert r.returncode == 0, r.stderr
+        mean_asked = asked(sim)
+        truncated = sim.stats()["truncated"]
+    check_records(out, target=400)
+    fitted = read_summary(out)["config"]["fit_max_tokens"]
+    if fit == "off":
+        assert fitted == "off" and mean_asked == 1024
+        return
+    # ~80 requests: the first 16 answered and the few in flight ask 1,024, the rest ~1.25x the
+    # longest reply (yes/no replies of 5 examples: ~110-200 tokens)
+    assert fitted["replies_measured"] >= SEEN_BEFORE_FIT and 64 <= fitted["max_tokens"] <= 400
+    assert mean_asked < 600, mean_asked
+    assert fitted["replies_cut"] == truncated <= 2
+
+
+def test_without_a_token_limit_requests_ask_for_max_tokens(tmp_path):
+    out = tmp_path / "out.jsonl"
+    with start_simulator(rpm=60_000, headers="openai") as sim:  # a request limit only
+        r = run_creator(*YESNO, "--setting", "naive", "--target", "150", "--concurrency", "4",
+                        "--output", str(out), "--base_url", sim.base_url, "--max_tokens", "900",
+                        cwd=tmp_path, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert asked(sim) == 900
+    assert read_summary(out)["config"]["fit_max_tokens"]["replies_measured"] >= SEEN_BEFORE_FIT
