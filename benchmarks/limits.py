@@ -41,7 +41,7 @@ completions, tokens), between the first request the server saw and the SIGINT:
   seconds after the first 60 s each under half the limit.
 - ceiling: what a client that sends evenly, asking for max_tokens 1,024 (the default) on every
   request, could hold at most under the server's token accounting (1 for request limits). The
-  creator asks for less where a token limit applies (creator/replysize.py: 1.25 x the longest
+  creator asks for less where a token limit applies (creator/replysize.py: 1.1 x the longest
   recent reply), so it can pass this ceiling; "asked" is the mean max_tokens its requests asked. With refunds a request holds prompt + max_tokens (~1,127
   tokens) while in flight and gives back ~860 when it completes; a window that closes while it is
   in flight keeps the whole reservation. So in a W-second window (fixed or sliding), for latency

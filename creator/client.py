@@ -13,7 +13,7 @@ import asyncio
 import random
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import aiohttp
 import orjson
@@ -45,6 +45,7 @@ class Completion:
     latency: float
     finish_reason: str | None = None
     model: str | None = None  # the model that answered, as the reply names it
+    max_tokens: int | None = None  # what the request asked for
 
 
 @dataclass(frozen=True)
@@ -217,10 +218,11 @@ class ChatClient:
         return self.spend.reserve(self.spend.worst_case(prompt_token_bound(messages), max_tokens))
 
     async def complete(self, messages: list[dict[str, str]], hold: Hold | None = None,
-                       **params: Any) -> Completion:
+                       fit: Callable[[], int] | None = None, **params: Any) -> Completion:
         """One chat completion, retried on 429/5xx/timeouts/dropped connections. With budgets
         (`spend`) every attempt first holds its worst case: `hold` is the first one's, taken by
-        the caller; raises BudgetSpent when a retry no longer fits."""
+        the caller; raises BudgetSpent when a retry no longer fits. `fit`: the max_tokens to ask
+        for (at most params' max_tokens, which the holds reserve), read as each attempt leaves."""
         assert self._session is not None
         estimate = estimate_prompt_tokens(messages)
         prompt = max(1, round(estimate * self._prompt_scale))
@@ -236,7 +238,7 @@ class ChatClient:
                     spent.sent = attempt > 0  # an earlier attempt of this request went out
                     raise spent
             try:
-                outcome = await self._attempt(messages, params, reserved, prompt, hold)
+                outcome = await self._attempt(messages, params, reserved, prompt, hold, fit)
             finally:
                 if hold is not None and not hold.done and self.spend is not None:
                     self.spend.release(hold)  # cancelled: lost if it had left, else nothing
@@ -256,15 +258,19 @@ class ChatClient:
             await asyncio.sleep(delay)
 
     async def _attempt(self, messages: list[dict[str, str]], params: dict[str, Any],
-                       reserved: int, prompt: int, hold: Hold | None = None
-                       ) -> Completion | Retryable:
+                       reserved: int, prompt: int, hold: Hold | None = None,
+                       fit: Callable[[], int] | None = None) -> Completion | Retryable:
         """Send once; raise what must not be retried. `hold`: this attempt's budget hold,
         settled here by what comes back (the caller releases it if we are cancelled)."""
+        ceiling = int(params.get("max_tokens") or 0)
+        size = None if fit is None else (lambda: min(ceiling, fit()))
         try:
-            route, ticket = await self.router.acquire(reserved, prompt)
+            route, ticket = await self.router.acquire(reserved, prompt, size)
         except NoEndpointLeft as exc:
             raise self._fatal(f"every endpoint was set aside: {exc}") from None
         endpoint = route.endpoint
+        if size is not None:
+            params = {**params, "max_tokens": ticket.completion}
         body = {"model": endpoint.model or self.model, "messages": messages, **params}
         spend = self.spend if hold is not None else None
         if spend is not None:
@@ -280,7 +286,8 @@ class ChatClient:
                 raw = await resp.read()
                 hint = RateLimitHint.from_reply(resp.headers, raw if resp.status == 429 else None)
                 if resp.status == 200:
-                    completion = self._completion(raw, time.perf_counter() - started)
+                    completion = self._completion(raw, time.perf_counter() - started,
+                                                  params.get("max_tokens"))
                     if completion is None:
                         self.stats.server_errors += 1
                         self.router.server_error(route, ticket, hint)
@@ -332,7 +339,8 @@ class ChatClient:
                 0.9 * self._prompt_scale + 0.1 * ratio
             self._calibrated += 1
 
-    def _completion(self, raw: bytes, latency: float) -> Completion | None:
+    def _completion(self, raw: bytes, latency: float,
+                    max_tokens: int | None = None) -> Completion | None:
         try:
             data = orjson.loads(raw)
             choice = data["choices"][0]
@@ -347,7 +355,7 @@ class ChatClient:
         self.stats.completion_tokens += completion_tokens
         model = data.get("model") if isinstance(data.get("model"), str) else None
         return Completion(text, prompt_tokens, completion_tokens, latency,
-                          choice.get("finish_reason"), model)
+                          choice.get("finish_reason"), model, max_tokens)
 
     def _classify(self, status: int, raw: bytes, hint: RateLimitHint, route: Route,
                   ticket: Ticket) -> Retryable:

@@ -24,7 +24,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from .errors import InputError
 from .ratehints import RateLimitHint
@@ -212,6 +212,8 @@ class Route:
             "stated_limits": {kind: {"limit": s.limit, "window_s": s.window}
                               for kind, s in limits.stated.items()},
             "learned_rpm": round(limits.learner.rate * 60, 1) if limits.learner.rate else None,
+            # of a reply's unused max_tokens, the share taken as given back (ratelimit.py)
+            "refund_share": round(limits.refund_share, 2),
             "breaker_trips": self.breaker.trips, "set_aside": self.set_aside,
         }
 
@@ -242,11 +244,16 @@ class Router:
                 best, best_wait = route, wait
         return best, best_wait
 
-    async def acquire(self, tokens: int, prompt: int) -> tuple[Route, Ticket]:
-        """Wait for room for one request of `tokens` (`prompt` of them the prompt's)."""
+    async def acquire(self, tokens: int, prompt: int,
+                      completion: Callable[[], int] | None = None) -> tuple[Route, Ticket]:
+        """Wait for room for one request of `tokens` (`prompt` of them the prompt's); or, given
+        `completion`, of `prompt` + what it says when asked (its max_tokens, fitted to the
+        replies as they come: a request that waited long asks for what is known when it goes)."""
         async with self._turn:
             while True:
                 now = self.clock()
+                if completion is not None:
+                    tokens = prompt + completion()
                 route, wait = self.choose(tokens, prompt, now)
                 if route is None:
                     raise NoEndpointLeft(self.why_none())

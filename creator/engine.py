@@ -187,15 +187,12 @@ class Engine:
     def reply_size(self) -> ReplySize:
         return ReplySize(self.cfg.max_tokens)
 
-    def creation_params(self) -> dict[str, Any]:
-        """request_params, asking for no more completion tokens than replies need where a
-        token limit charges max_tokens (creator/replysize.py)."""
-        params = self.request_params
-        if self.cfg.fit_max_tokens and self.client.counts_tokens():
-            fitted = self.reply_size.max_tokens()
-            if fitted != params["max_tokens"]:
-                params = {**params, "max_tokens": fitted}
-        return params
+    def fitted_max_tokens(self) -> int:
+        """What a creation request asks for as it leaves: no more completion tokens than
+        replies need where a token limit charges max_tokens (creator/replysize.py)."""
+        if self.client.counts_tokens():
+            return self.reply_size.max_tokens()
+        return self.cfg.max_tokens
 
     def messages(self, job: Job) -> list[dict[str, str]]:
         return render_messages(job.exemplar.record, self.fmt, self.cfg.num_examples)
@@ -203,9 +200,9 @@ class Engine:
     async def run_job(self, job: Job, messages: list[dict[str, str]] | None = None,
                       hold: Hold | None = None) -> None:
         messages = messages or self.messages(job)
-        params = self.creation_params()
+        fit = self.fitted_max_tokens if self.cfg.fit_max_tokens else None
         try:
-            completion = await self.client.complete(messages, hold, **params)
+            completion = await self.client.complete(messages, hold, fit, **self.request_params)
         except RequestFailed as exc:
             self.job_failed(job, exc.reason)
             return
@@ -213,7 +210,7 @@ class Engine:
             self.strategy.on_failure(job)  # not sent: the job goes back, the scheduler stops
             return
         self.reply_size.observe(completion.completion_tokens, completion.finish_reason,
-                                params["max_tokens"])
+                                completion.max_tokens or self.cfg.max_tokens)
         await self.take_reply(job, completion)
 
     def job_failed(self, job: Job, reason: str) -> None:

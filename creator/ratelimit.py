@@ -48,7 +48,10 @@ LONG_PERIOD_S = 600.0  # a limit stated over a longer period (a day) is a budget
 PROBE_GIVE_UP_S = 5.0  # the first request is alone until it is answered, or this long
 STORM_PAUSE_MAX_S = 2.0
 REFUND_EVIDENCE = 20  # the last requests whose 429s say whether the server keeps our refunds
-REFUND_MISTAKE_SHARE = 0.25  # the longest pause between probes when the server says nothing
+REFUND_MISTAKE_SHARE = 0.25  # of those answered 429: the server gives nothing back at all
+REFUND_CUT = 0.2  # of the unused tokens we refund, taken off at each 429 the refunds explain
+REFUND_PROBE = 0.02  # ... and given back after each REFUND_PROBE_EVERY replies with no such 429
+REFUND_PROBE_EVERY = 50
 KINDS = ("requests", "tokens", "input", "output")
 
 
@@ -360,7 +363,11 @@ class Limits:
         self.refused_in_a_row = 0  # 429s with no success since, of a request sent after the first
         self.refused_since = math.inf
         self.storm_pause = 0.0
-        self.refunds = True  # of unused tokens; off once the server shows it keeps them
+        # the share of a reply's unused tokens given back to the pacers: 1 where the server
+        # refunds them at once (a bucket), less where some refunds come after the window that
+        # was charged has closed (fixed windows), 0 where it keeps them all (OpenAI, Azure)
+        self.refund_share = 1.0
+        self.replies_since_refund_cut = 0
         self.refusals: deque[float] = deque()  # isolated 429s of the last minute
         self.explained_until = -math.inf  # 429s until then are the refunds' doing
         self.tokens_refused = False  # a 429 named a token limit
@@ -439,8 +446,16 @@ class Limits:
             if now >= self.explained_until:
                 self.learner.storm_ended(self.storm_began, now, self.storm_pause)
             self.storm_began, self.storm_pause = None, 0.0
-        if prompt_used is not None and completion_used is not None and self.refunds:
+        if prompt_used is not None and completion_used is not None and self.refund_share > 0:
             self._refund(ticket, prompt_used, completion_used, now)
+        self.replies_since_refund_cut += 1
+        if self.replies_since_refund_cut >= REFUND_PROBE_EVERY and self.refund_share < 1.0 \
+                and any(k in self.pacers for k in KINDS[1:]):
+            # probe upward now and then: a 429 from a short burst must not cost a refunding
+            # server's refunds for good (against a server that keeps them all this costs about
+            # one 429 per 500 replies)
+            self.refund_share = min(1.0, self.refund_share + REFUND_PROBE)
+            self.replies_since_refund_cut = 0
         self.learner.succeeded(ticket, now)
         self._follow_learner(now)
 
@@ -465,15 +480,21 @@ class Limits:
             self.storm_began = self.learner.storm_began(now) if teach else now
             self.storm_pause = 0.0
             probe_refused = True
-        elif self._tokens_explain(hint) and self._refused_share(now) >= REFUND_MISTAKE_SHARE:
-            # our token count, refunds included, said there was room: the server keeps what a
-            # request reserved (OpenAI and Azure count max_tokens whole, and document no
-            # refund). Stop refunding: one 429 instead of one every few seconds. (Probing
-            # refunds back up would cost a 429 each time against such a server.)
-            self.refunds = False
-            # what the refunds let through may fill a long window for a while yet: the storms
-            # that follow are explained, and teach no request rate
-            self.explained_until = now + MINUTE
+        elif self._tokens_explain(hint):
+            # our token count, refunds included, said there was room: the server keeps some or
+            # all of what requests reserved. All, when most requests fail at once (OpenAI and
+            # Azure count max_tokens whole, and document no refund); some, when a refund that
+            # comes after the charged window closed is lost (a fixed window of a second keeps
+            # the reservations of the requests still running as it closes). Refund less; this
+            # teaches no request rate: the refunds were wrong, not the pace.
+            self.replies_since_refund_cut = 0
+            if self._refused_share(now) >= REFUND_MISTAKE_SHARE:
+                self.refund_share = 0.0
+                # what the refunds let through may fill a long window for a while yet: the
+                # storms that follow are explained, and teach no request rate
+                self.explained_until = now + MINUTE
+            else:
+                self.refund_share = max(0.0, self.refund_share - REFUND_CUT)
         elif self.storm_began is None and self.learn and now >= self.explained_until and \
                 self._learns_from(now):
             # a server that states its limits has counted differently from us by a little on a
@@ -513,7 +534,7 @@ class Limits:
                   "output": ticket.completion - completion_used}
         for kind, amount in unused.items():
             if amount > 0 and kind in self.pacers:
-                self.pacers[kind].give_back(amount, now)
+                self.pacers[kind].give_back(amount * self.refund_share, now)
 
     def _refused_share(self, now: float) -> float:
         """The share of the last requests answered 429. Refunds a server does not give make
@@ -526,7 +547,7 @@ class Limits:
     def _tokens_explain(self, hint: RateLimitHint) -> bool:
         """A 429 while we pace tokens with refunds, that says a token limit was reached (or
         says nothing and we pace no requests): the refunds are the likely error."""
-        if not self.refunds or not any(k in self.pacers for k in ("tokens", "input", "output")):
+        if self.refund_share <= 0 or not any(k in self.pacers for k in KINDS[1:]):
             return False
         if hint.limited is not None:
             return hint.limited in ("tokens", "input", "output")

@@ -10,20 +10,21 @@ you're hitting OTPM limits earlier than expected, try reducing max_tokens". With
 1,024 and replies of k=5 examples of ~160 tokens, each request is charged six times what it
 uses, and a token-bound run creates a sixth of what its limit could give.
 
-So where a token limit applies, creation requests ask for a fitted max_tokens: HEADROOM x the
-longest of the last WINDOW replies plus SLACK, never above the user's --max_tokens. A reply that
-the fit cut (it stopped at the fitted cap) raises the floor to twice that cap, so one unusual
-reply costs at most its last example, once. A pure object: the engine asks and tells.
+So where a token limit applies, creation requests ask for a fitted max_tokens: 110% of the
+longest of the last WINDOW replies plus SLACK, never above the user's --max_tokens. (Replies of
+k examples vary little in length: the longest of 256 is a high quantile already, and the unused
+part of what is asked is what a server that counts max_tokens wastes.) A reply that the fit cut
+(it stopped at the fitted cap) counts as twice that cap for the next WINDOW replies, so replies
+that grow are cut once and the fit follows them. A pure object: the engine asks and tells.
 """
 
 from __future__ import annotations
 
-import math
 from collections import deque
 
-SEEN_BEFORE_FIT = 16  # replies measured before asking for less than --max_tokens
+SEEN_BEFORE_FIT = 8  # replies measured before asking for less than --max_tokens
 WINDOW = 256  # the recent replies the fit covers (a run's replies drift slowly, if at all)
-HEADROOM = 1.25
+HEADROOM_PERCENT = 110  # of the longest recent reply
 SLACK = 16  # tokens: the closing brackets and a stray newline of a reply near the longest
 LEAST = 64
 
@@ -35,21 +36,20 @@ class ReplySize:
     def __init__(self, ceiling: int) -> None:
         self.ceiling = ceiling
         self.recent: deque[int] = deque(maxlen=WINDOW)
-        self.floor = LEAST  # raised by replies the fit cut
         self.cut = 0  # replies that stopped at a fitted cap below the ceiling
 
     def max_tokens(self) -> int:
         if len(self.recent) < SEEN_BEFORE_FIT:
             return self.ceiling
-        fitted = math.ceil(HEADROOM * max(self.recent)) + SLACK
-        return min(self.ceiling, max(self.floor, fitted))
+        fitted = -(-max(self.recent) * HEADROOM_PERCENT // 100) + SLACK  # (rounded up)
+        return min(self.ceiling, max(LEAST, fitted))
 
     def observe(self, completion_tokens: int, finish_reason: str | None, asked: int) -> None:
         """A reply to a request that asked for `asked` completion tokens."""
         if finish_reason == "length":
             if asked < self.ceiling and completion_tokens >= asked:  # our cap, not the user's
                 self.cut += 1
-                self.floor = min(self.ceiling, max(self.floor, 2 * asked))
+                self.recent.append(2 * asked)  # it wanted more: how much more is unknown
             return  # (cut short, or by the server for its own reasons: not a reply's length)
         if completion_tokens > 0:
             self.recent.append(completion_tokens)

@@ -13,7 +13,8 @@ sources; the real simulator is the end-to-end check):
 - "gcra": one request per 60/limit seconds with a burst of `burst`.
 Requests answered 429 count against the limit when `count_rejected` (OpenAI, Azure: "unsuccessful
 requests contribute to your per-minute limit"). Tokens are charged prompt + max_tokens at
-admission, and the unused part refunded at completion when `refund` (Anthropic's older OTPM rule)
+admission, and the unused part refunded at completion when `refund` (Anthropic's older OTPM rule;
+a fixed window takes back only refunds that come while it is still open, as the simulator's does)
 or never (OpenAI, Azure count max_tokens).
 """
 
@@ -81,12 +82,13 @@ class Meter:
         else:
             self.tat = max(self.tat, now) + amount / self.rate
 
-    def refund(self, amount: float, now: float) -> None:
+    def refund(self, amount: float, now: float, charged_at: float) -> None:
         self._advance(now)
         if self.mode == "bucket":
             self.level = min(self.per_minute, self.level + amount)
-        elif self.mode == "fixed":
-            self.used = max(0.0, self.used - amount)
+        elif self.mode == "fixed":  # into the window charged, if it is still open
+            if math.floor((charged_at + self.offset) / self.window_s) == self.window_index:
+                self.used = max(0.0, self.used - amount)
         elif self.mode == "sliding":
             self.log.append((now, -amount))
         else:
@@ -141,9 +143,9 @@ class Provider:
                 meter.charge(amounts[kind], now)
         return ok
 
-    def finish(self, now: float, unused: int) -> None:
+    def finish(self, now: float, unused: int, admitted_at: float) -> None:
         if self.refund and "tokens" in self.meters and unused > 0:
-            self.meters["tokens"].refund(unused, now)
+            self.meters["tokens"].refund(unused, now, admitted_at)
 
     def hint(self, now: float, refused: bool) -> RateLimitHint:
         retry = None
@@ -245,13 +247,13 @@ def simulate(provider: Provider, *, duration: float = 120.0, concurrency: int = 
     def arrive(now: float, worker: int, ticket) -> None:
         if provider.arrive(now, prompt + max_tokens):
             run.admitted.append(now)
-            at(now + provider.latency * rng.uniform(0.95, 1.05), done, worker, ticket)
+            at(now + provider.latency * rng.uniform(0.95, 1.05), done, worker, ticket, now)
         else:
             run.refused.append(now)
             at(now + 0.001, refused, worker, ticket, provider.hint(now, True))
 
-    def done(now: float, worker: int, ticket) -> None:
-        provider.finish(now, max_tokens - used)
+    def done(now: float, worker: int, ticket, admitted_at: float) -> None:
+        provider.finish(now, max_tokens - used, admitted_at)
         limits.completed(ticket, now, provider.hint(now, False), prompt, used)
         attempts[worker] = 0
         want(now, worker)
