@@ -147,19 +147,21 @@ def test_resume_rebuilds_positions_and_the_near_duplicate_index(tmp_path):
     first_qs = {norm(r["question"]) for r in before}
     later = {norm(r["question"]) for r in rows[300:]}
     cross = [p for p in info["paraphrases"] if norm(p[0]) in first_qs]
-    assert cross and not [p for p in cross if norm(p[1]) in later and
-                          creatorproc.question_key(p[1]) != creatorproc.question_key(p[0])
-                          and _jaccard_high(p[0], p[1])]
+    # what an index of the first session's questions flags (LSH finds a pair just above the
+    # threshold 89% of the time, so a direct comparison of the two signatures is not the test)
+    flagged = [p for p in cross if _flagged(before, p[1])]
+    assert flagged and not [p for p in flagged if norm(p[1]) in later]
     summary = read_summary(out)
     assert summary["sessions"] == 2
     assert summary["quality"]["near_duplicate_index"]["size"] == 600
 
 
-def _jaccard_high(a: str, b: str) -> bool:
-    from creator.filters import DEFAULT_JACCARD, MinHasher
+def _flagged(records: list[dict], question: str) -> bool:
+    from creator.filters import DEFAULT_JACCARD, MinHasher, MinHashIndex
 
-    sig = MinHasher().signatures([a, b])
-    return (sig[0] == sig[1]).mean() > DEFAULT_JACCARD
+    hasher, index = MinHasher(), MinHashIndex()
+    index.add(hasher.signatures([r["question"] for r in records]))
+    return bool(index.max_similarity(hasher.signatures([question]))[0] > DEFAULT_JACCARD)
 
 
 def test_off_switches_give_the_papers_method(tmp_path):
