@@ -4,9 +4,9 @@ From what is known before the first request: the exemplar's rendered prompt, k (
 the target, the records already in the output, and the share of asked-for examples that are kept
 (measured by the earlier sessions of a resumed run, else --acceptance_prior). Tokens are counted
 the way OpenAI's cookbook counts chat messages (text / 4, plus 3 per message and 3 to prime the
-reply); a reply is taken to be k objects as long as the exemplar rendered the way the prompt shows
-it (each field capped by the JSON schema with --json_schema), at most --max_tokens. A resumed run
-uses the measured tokens per request instead.
+reply); a reply is taken to be k objects as long as the exemplar, written the way a model writes
+JSON (a space after each colon and comma; compact with --json_schema, each field capped by the
+schema), at most --max_tokens. A resumed run uses the measured tokens per request instead.
 
     requests  = ceil(records still to create / examples kept per reply) x requests per reply
     cost      = replies x (prompt + completion tokens per reply) at the run's price
@@ -20,6 +20,7 @@ in its first lines and keeps it in the summary beside what it cost.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -56,9 +57,10 @@ def reply_tokens(exemplar: Record, fmt: TaskFormat, k: int, json_schema: bool,
         obj = {key: (value[:SCHEMA_CAPS[key]] if key in SCHEMA_CAPS and isinstance(value, str)
                      else [o[:OPTION_CAP] for o in value] if key == "Options" else value)
                for key, value in obj.items()}
-    one = orjson.dumps(obj).decode()
-    text = orjson.dumps({"examples": [obj] * k}).decode() if json_schema else \
-        "\n\n".join([one] * k)
+    if json_schema:  # structured output comes back compact
+        text = orjson.dumps({"examples": [obj] * k}).decode()
+    else:  # a model writing JSON freely puts a space after each colon and comma, as json.dumps
+        text = "\n\n".join([json.dumps(obj, ensure_ascii=False)] * k)
     return min(max_tokens, text_tokens(text))
 
 

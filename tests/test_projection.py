@@ -13,7 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from creatorproc import (  # noqa: E402
+from creatorproc import (
     SHARED_DATA,
     assert_no_traceback,
     assert_unchanged,
@@ -26,9 +26,9 @@ from creatorproc import (  # noqa: E402
     run_on_a_terminal,
     snapshot,
 )
-from benchmarks.simproc import start_simulator  # noqa: E402
 
-import creator  # noqa: E402
+import creator
+from benchmarks.simproc import start_simulator
 
 PRICES = ["--price_in", "0.15", "--price_out", "0.6"]  # gpt-4o-mini's list price
 
@@ -83,38 +83,63 @@ def test_the_acceptance_prior_and_the_target_set_the_requests():
     assert p.prompt_tokens == p.requests * p.prompt_tokens_per_request
 
 
+# The up-front projection takes a reply to be k objects as long as the exemplar. The simulator's
+# fields come from fixed templates whatever the exemplar (questions ~57 characters, options ~13,
+# contexts ~100), so on the two exemplars with long fields its replies are much shorter than that:
+# yesno_open's context is 191 characters and mcqa_2's options 33-35 (its replies: 0.83x and 0.66x
+# the projected tokens). A real model goes the other way: the embedded default's replies were
+# 0.94x to 2.1x exemplar-long on these four (8 requests each, --max_requests 8, its tokenizer).
+# Shrinking the estimate to fit the simulator would only move the error onto real models; a
+# resumed run measures (see the test after this one).
+SHORTER_THAN_THE_EXEMPLAR = pytest.mark.xfail(
+    strict=True, reason="the simulator writes template-long fields, not exemplar-long ones")
+
+
 def cases():
-    yield "yesno_close/example", example_args("yesno_close"), "naive"
-    yield "mcqa_5/example", example_args("mcqa_5"), "tree"
+    for fmt in ("yesno_close", "yesno_open", "mcqa_2", "mcqa_5"):
+        marks = [SHORTER_THAN_THE_EXEMPLAR] if fmt in ("yesno_open", "mcqa_2") else []
+        yield pytest.param(f"{fmt}/example", example_args(fmt), "naive", marks=marks,
+                           id=f"{fmt}-naive")
+    yield pytest.param("mcqa_5/example", example_args("mcqa_5"), "tree", id="mcqa_5-tree")
     folder = SHARED_DATA / "yesno_close" / "strategyqa"
     if folder.is_dir():
-        yield "yesno_close/strategyqa", ["--data_dir", str(SHARED_DATA / "yesno_close"),
-                                         "--data_name", "strategyqa"], "random"
+        yield pytest.param("yesno_close/strategyqa",
+                           ["--data_dir", str(SHARED_DATA / "yesno_close"), "--data_name",
+                            "strategyqa"], "random", id="strategyqa-random")
 
 
-@pytest.mark.parametrize("name,data,setting", list(cases()), ids=[c[0] for c in cases()])
+def within(projected: float, counted: float) -> bool:
+    return abs(projected - counted) <= 0.15 * counted
+
+
+@pytest.mark.parametrize("name,data,setting", list(cases()))
 def test_the_dry_run_is_within_15_percent_of_what_the_run_then_cost(name, data, setting,
                                                                      tmp_path):
-    """The up-front projection takes a reply to be k objects as long as the exemplar: on these
-    exemplars the simulator's replies are about that long (see README_spend.md for those where
-    they are not, see README.md, "Spend", and benchmarks/spend.py; a resumed run measures)."""
+    """Projected requests, tokens per reply and cost (--price_in/--price_out) against what the
+    simulator counted for the run that then made the 400 records."""
     out = tmp_path / "out.jsonl"
     dry = project(data, setting=setting, target=400, output=out)
+    assert dry.tokens_basis.startswith("from the rendered exemplar") and dry.requests > 0
     with start_simulator(seed=3) as sim:
         r = run_creator(*data, "--setting", setting, "--target", "400", *PRICES,
                         "--output", out, "--base_url", sim.base_url, cwd=tmp_path, timeout=90)
         stats = sim.stats()
     assert r.returncode == 0, r.stderr
     summary = read_summary(out)
+    assert summary["accepted"] == 400 and stats["requests"] >= 400 / 5
     assert summary["projection"] == dry.to_json()  # the run's first lines say what the dry run did
     cost = (stats["prompt_tokens"] * 0.15 + stats["completion_tokens"] * 0.6) / 1e6
     assert summary["estimated_cost_usd"] == pytest.approx(cost, abs=2e-6)
+    tokens = stats["prompt_tokens"] + stats["completion_tokens"]
     print(f"{name} {setting}: projected ${dry.cost_usd:.5f} ({dry.requests} requests, "
           f"{dry.prompt_tokens} + {dry.completion_tokens} tokens), cost ${cost:.5f} "
           f"({stats['requests']} requests, {stats['prompt_tokens']} + "
-          f"{stats['completion_tokens']} tokens)")
-    assert abs(dry.cost_usd - cost) <= 0.15 * cost
-    assert abs(dry.requests - stats["requests"]) <= 0.15 * stats["requests"]
+          f"{stats['completion_tokens']} tokens): {dry.cost_usd / cost:.2f}x")
+    assert within(dry.requests, stats["requests"])  # the acceptance prior (0.9) vs 1 here
+    # tokens per reply: the totals also carry the requests' error, which is checked above
+    assert within(dry.prompt_tokens_per_request + dry.completion_tokens_per_request,
+                  tokens / stats["ok"])
+    assert within(dry.cost_usd, cost)
 
 
 def test_a_resumed_run_projects_from_what_it_measured(tmp_path):
