@@ -230,7 +230,8 @@ CREATE_OPTIONS: tuple[Option, ...] = (
            f"near-duplicate (default {DEFAULT_COSINE}, chosen on the human data: see "
            "README.md, Better data)", "quality"),
     Option("minhash_threshold", "share", DEFAULT_JACCARD, "estimated Jaccard similarity of "
-           "character 5-grams above which a question is a near-duplicate, without an encoder "
+           "character 5-grams of the question's content words (case, punctuation and function "
+           "words left out) above which a question is a near-duplicate, without an encoder "
            f"(default {DEFAULT_JACCARD})", "quality"),
     Option("label_balance", "choice", None, "keep the created labels (yes/no) or answer "
            "positions (multiple choice) within --label_tolerance of uniform shares, or of the "

@@ -50,8 +50,9 @@ STORM_PAUSE_MAX_S = 2.0
 REFUND_EVIDENCE = 20  # the last requests whose 429s say whether the server keeps our refunds
 REFUND_MISTAKE_SHARE = 0.25  # of those answered 429: the server gives nothing back at all
 REFUND_CUT = 0.2  # of the unused tokens we refund, taken off at each 429 the refunds explain
-REFUND_PROBE = 0.02  # ... and given back after each REFUND_PROBE_EVERY replies with no such 429
-REFUND_PROBE_EVERY = 50
+REFUND_PROBE = 0.02  # ... and given back after each REFUND_PROBE_EVERY replies with no such 429,
+REFUND_PROBE_EVERY = 50  # doubled for each such 429 of the last REFUND_MEMORY_S (at most 32x):
+REFUND_MEMORY_S = 300.0  # a server that keeps every refund is probed ever more rarely
 KINDS = ("requests", "tokens", "input", "output")
 
 
@@ -368,6 +369,7 @@ class Limits:
         # was charged has closed (fixed windows), 0 where it keeps them all (OpenAI, Azure)
         self.refund_share = 1.0
         self.replies_since_refund_cut = 0
+        self.refund_cuts: deque[float] = deque()  # when 429s cut it, the last REFUND_MEMORY_S
         self.refusals: deque[float] = deque()  # isolated 429s of the last minute
         self.explained_until = -math.inf  # 429s until then are the refunds' doing
         self.tokens_refused = False  # a 429 named a token limit
@@ -449,11 +451,14 @@ class Limits:
         if prompt_used is not None and completion_used is not None and self.refund_share > 0:
             self._refund(ticket, prompt_used, completion_used, now)
         self.replies_since_refund_cut += 1
-        if self.replies_since_refund_cut >= REFUND_PROBE_EVERY and self.refund_share < 1.0 \
+        while self.refund_cuts and self.refund_cuts[0] < now - REFUND_MEMORY_S:
+            self.refund_cuts.popleft()
+        probe_every = REFUND_PROBE_EVERY * 2 ** min(5, len(self.refund_cuts))
+        if self.replies_since_refund_cut >= probe_every and self.refund_share < 1.0 \
                 and any(k in self.pacers for k in KINDS[1:]):
             # probe upward now and then: a 429 from a short burst must not cost a refunding
-            # server's refunds for good (against a server that keeps them all this costs about
-            # one 429 per 500 replies)
+            # server's refunds for good; each recent cut makes the next probe wait twice as long,
+            # so a server that keeps them all is seldom asked again
             self.refund_share = min(1.0, self.refund_share + REFUND_PROBE)
             self.replies_since_refund_cut = 0
         self.learner.succeeded(ticket, now)
@@ -488,6 +493,7 @@ class Limits:
             # the reservations of the requests still running as it closes). Refund less; this
             # teaches no request rate: the refunds were wrong, not the pace.
             self.replies_since_refund_cut = 0
+            self.refund_cuts.append(now)
             if self._refused_share(now) >= REFUND_MISTAKE_SHARE:
                 self.refund_share = 0.0
                 # what the refunds let through may fill a long window for a while yet: the
