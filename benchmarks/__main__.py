@@ -1,4 +1,4 @@
-"""python -m benchmarks NAME [--quick] [--out DIR]
+"""python -m benchmarks NAME [--quick] [--out DIR] [--only TEXT (limits)]
 
 NAME: throughput | transports | scale | embed_cost | limits | all | plot | tables
 
@@ -22,13 +22,13 @@ from .common import RESULTS, command_line, log, output_dir, read_result, to_json
 BENCHMARKS = ("throughput", "transports", "scale", "embed_cost", "limits")
 
 
-def run_one(name: str, quick: bool, out: Path, command: str) -> dict:
+def run_one(name: str, quick: bool, out: Path, command: str, only: str | None = None) -> dict:
     from . import plot
 
     module = importlib.import_module(f"benchmarks.{name}")
     started = time.monotonic()
     log(f"== {name}{' (quick)' if quick else ''} -> {out}")
-    result = module.run(quick, command)
+    result = module.run(quick, command, only=only) if only else module.run(quick, command)
     path = write_result(result, out, name)
     data = to_jsonable(result)
     print(f"\n## {name}  ({command})\n")
@@ -45,7 +45,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="a small version (all five in about three minutes), for tests")
     parser.add_argument("--out", help="folder for NAME.json and NAME.png (default "
                         "benchmarks/results, or a temporary folder with --quick)")
+    parser.add_argument("--only", metavar="TEXT", help="limits: only the cases whose name "
+                        "contains TEXT (needs --out: the committed results are whole runs)")
     args = parser.parse_args(argv)
+    if args.only and (args.name != "limits" or not args.out):
+        parser.error("--only is for limits, with --out")
     command = command_line(argv)
     if args.name in ("plot", "tables"):
         from . import plot
@@ -66,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     out = output_dir(args.out, args.quick)
     names = BENCHMARKS if args.name == "all" else (args.name,)
     for name in names:
-        run_one(name, args.quick, out, command)
+        run_one(name, args.quick, out, command, args.only)
     return 0
 
 

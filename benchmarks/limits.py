@@ -653,10 +653,12 @@ class LimitsResult:
     wall_s: float = 0.0
 
 
-def run(quick: bool, command: str) -> LimitsResult:
+def run(quick: bool, command: str, only: str | None = None) -> LimitsResult:
     p = QUICK if quick else FULL
     began = time.monotonic()
-    cases = all_cases(p)
+    cases = [c for c in all_cases(p) if only is None or only in c.name]
+    if not cases:
+        raise SystemExit(f"limits: no case's name contains {only!r}")
     result = LimitsResult("limits", command, quick, machine_info(), {
         **p.__dict__, "rpm": RPM, "tpm": TPM, "concurrency": CONCURRENCY, "k": K,
         "max_tokens": MAX_TOKENS, "latency_s": LATENCY_S, "latency_nothing_s": LATENCY_NOTHING_S,

@@ -194,6 +194,13 @@ class Engine:
             return self.reply_size.max_tokens()
         return self.cfg.max_tokens
 
+    def fit_summary(self) -> dict[str, Any] | str:
+        """What creation requests ask for now, and whether a token limit made it fitted."""
+        if not self.cfg.fit_max_tokens:
+            return "off"
+        return {**self.reply_size.to_json(), "max_tokens": self.fitted_max_tokens(),
+                "token_limit": self.client.counts_tokens()}
+
     def messages(self, job: Job) -> list[dict[str, str]]:
         return render_messages(job.exemplar.record, self.fmt, self.cfg.num_examples)
 
@@ -461,7 +468,7 @@ class Engine:
                 "temperature": self.cfg.temperature,
                 "top_p": self.cfg.top_p,
                 "max_tokens": self.cfg.max_tokens,
-                "fit_max_tokens": self.reply_size.to_json() if self.cfg.fit_max_tokens else "off",
+                "fit_max_tokens": self.fit_summary(),
                 "json_schema": self.cfg.json_schema,
                 "schema_style": self.cfg.schema_style,
                 "batch": self.cfg.batch,

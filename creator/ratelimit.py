@@ -385,9 +385,11 @@ class Limits:
 
     @property
     def counts_tokens(self) -> bool:
-        """A token limit applies: given, stated by the server, or named by a 429."""
+        """A token limit applies (given, stated by the server, or named by a 429) or may: the
+        server has stated nothing and no limit was given, so one may be hidden."""
         return self.tokens_refused or any(
-            kind in self.pacers or kind in self.budgets for kind in KINDS[1:])
+            kind in self.pacers or kind in self.budgets for kind in KINDS[1:]) or (
+            self.learn and not self.known)
 
     def _probing(self, now: float) -> bool:
         """Nothing is known of the server yet: the first request goes alone, until it is

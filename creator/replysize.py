@@ -10,7 +10,7 @@ you're hitting OTPM limits earlier than expected, try reducing max_tokens". With
 1,024 and replies of k=5 examples of ~160 tokens, each request is charged six times what it
 uses, and a token-bound run creates a sixth of what its limit could give.
 
-So where a token limit applies, creation requests ask for a fitted max_tokens: 110% of the
+So where a token limit applies (or may: the server states no limits), creation requests ask for a fitted max_tokens: 110% of the
 longest of the last WINDOW replies plus SLACK, never above the user's --max_tokens. (Replies of
 k examples vary little in length: the longest of 256 is a high quantile already, and the unused
 part of what is asked is what a server that counts max_tokens wastes.) A reply that the fit cut

@@ -80,13 +80,17 @@ def test_a_token_limit_is_known_when_given_stated_or_named_by_a_429():
     stated = Limits(8, rpm=600)
     stated.observe(RateLimitHint(tokens=Reading(limit=30000, remaining=29000, reset=1.0)), None, 0.0)
     assert stated.counts_tokens
-    named = Limits(8)
+    named = Limits(8, rpm=600)
     ticket = named.consume(1100, 0.0, prompt=76)
     named.rate_limited(ticket, 0.5, RateLimitHint(limited="requests"))
     assert not named.counts_tokens
     ticket = named.consume(1100, 1.0, prompt=76)
     named.rate_limited(ticket, 1.5, RateLimitHint(limited="tokens"))
     assert named.counts_tokens
+    # nothing known: a token limit may be hidden (fitting early keeps a learnt request rate
+    # true: it is learnt with requests as large as those that follow); a server known to have
+    # no limits (the embedded one) is not fitted
+    assert Limits(8).counts_tokens and not Limits(8, learn=False).counts_tokens
 
 
 # --------------------------------------------------------------------------- end to end
@@ -118,7 +122,8 @@ def test_under_a_token_limit_requests_ask_for_what_replies_need(tmp_path, fit):
         return
     # ~80 requests: the first 8 answered and the few in flight ask 1,024, the rest ~1.1x the
     # longest reply (yes/no replies of 5 examples: ~110-200 tokens)
-    assert fitted["replies_measured"] >= SEEN_BEFORE_FIT and 64 <= fitted["max_tokens"] <= 400
+    assert fitted["token_limit"] and fitted["replies_measured"] >= SEEN_BEFORE_FIT
+    assert 64 <= fitted["max_tokens"] <= 400
     assert mean_asked < 600, mean_asked
     assert fitted["replies_cut"] == truncated <= 2
 
@@ -131,4 +136,6 @@ def test_without_a_token_limit_requests_ask_for_max_tokens(tmp_path):
                         cwd=tmp_path, timeout=120)
         assert r.returncode == 0, r.stderr
         assert asked(sim) == 900
-    assert read_summary(out)["config"]["fit_max_tokens"]["replies_measured"] >= SEEN_BEFORE_FIT
+    fitted = read_summary(out)["config"]["fit_max_tokens"]
+    assert fitted["replies_measured"] >= SEEN_BEFORE_FIT
+    assert fitted["max_tokens"] == 900 and not fitted["token_limit"]
