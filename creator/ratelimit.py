@@ -368,7 +368,7 @@ class Limits:
         # refunds them at once (a bucket), less where some refunds come after the window that
         # was charged has closed (fixed windows), 0 where it keeps them all (OpenAI, Azure)
         self.refund_share = 1.0
-        self.replies_since_refund_cut = 0
+        self.replies_since_refund_change = 0
         self.refund_cuts: deque[float] = deque()  # when 429s cut it, the last REFUND_MEMORY_S
         self.refusals: deque[float] = deque()  # isolated 429s of the last minute
         self.explained_until = -math.inf  # 429s until then are the refunds' doing
@@ -452,17 +452,17 @@ class Limits:
             self.storm_began, self.storm_pause = None, 0.0
         if prompt_used is not None and completion_used is not None and self.refund_share > 0:
             self._refund(ticket, prompt_used, completion_used, now)
-        self.replies_since_refund_cut += 1
+        self.replies_since_refund_change += 1
         while self.refund_cuts and self.refund_cuts[0] < now - REFUND_MEMORY_S:
             self.refund_cuts.popleft()
         probe_every = REFUND_PROBE_EVERY * 2 ** min(5, len(self.refund_cuts))
-        if self.replies_since_refund_cut >= probe_every and self.refund_share < 1.0 \
-                and any(k in self.pacers for k in KINDS[1:]):
+        if self.replies_since_refund_change >= probe_every and self.refund_share < 1.0 \
+                and self._paces_tokens:
             # probe upward now and then: a 429 from a short burst must not cost a refunding
             # server's refunds for good; each recent cut makes the next probe wait twice as long,
             # so a server that keeps them all is seldom asked again
             self.refund_share = min(1.0, self.refund_share + REFUND_PROBE)
-            self.replies_since_refund_cut = 0
+            self.replies_since_refund_change = 0
         self.learner.succeeded(ticket, now)
         self._follow_learner(now)
 
@@ -494,7 +494,7 @@ class Limits:
             # comes after the charged window closed is lost (a fixed window of a second keeps
             # the reservations of the requests still running as it closes). Refund less; this
             # teaches no request rate: the refunds were wrong, not the pace.
-            self.replies_since_refund_cut = 0
+            self.replies_since_refund_change = 0
             self.refund_cuts.append(now)
             if self._refused_share(now) >= REFUND_MISTAKE_SHARE:
                 self.refund_share = 0.0
@@ -552,10 +552,14 @@ class Limits:
         recent = list(self.learner.log)[-REFUND_EVIDENCE:]
         return sum(1 for _, outcome in recent if outcome is False) / max(1, len(recent))
 
+    @property
+    def _paces_tokens(self) -> bool:
+        return any(k in self.pacers for k in KINDS[1:])
+
     def _tokens_explain(self, hint: RateLimitHint) -> bool:
         """A 429 while we pace tokens with refunds, that says a token limit was reached (or
         says nothing and we pace no requests): the refunds are the likely error."""
-        if self.refund_share <= 0 or not any(k in self.pacers for k in KINDS[1:]):
+        if self.refund_share <= 0 or not self._paces_tokens:
             return False
         if hint.limited is not None:
             return hint.limited in ("tokens", "input", "output")

@@ -39,10 +39,15 @@ def test_never_above_the_ceiling_nor_below_the_least():
     assert short_replies.max_tokens() == LEAST
 
 
-def test_a_reply_cut_by_the_fit_counts_as_twice_the_cap_for_a_while():
+def fitted_to_replies_of_100() -> ReplySize:
     size = ReplySize(1024)
     for _ in range(SEEN_BEFORE_FIT):
         size.observe(100, "stop", 1024)
+    return size
+
+
+def test_a_reply_cut_by_the_fit_counts_as_twice_the_cap_for_a_while():
+    size = fitted_to_replies_of_100()
     cap = size.max_tokens()
     assert cap == 126
     size.observe(cap, "length", cap)  # the model wanted more than the fit allowed
@@ -55,9 +60,7 @@ def test_a_reply_cut_by_the_fit_counts_as_twice_the_cap_for_a_while():
 
 
 def test_replies_cut_for_other_reasons_teach_nothing():
-    size = ReplySize(1024)
-    for _ in range(SEEN_BEFORE_FIT):
-        size.observe(100, "stop", 1024)
+    size = fitted_to_replies_of_100()
     cap = size.max_tokens()
     size.observe(40, "length", cap)  # stopped short of the cap: the server's doing, not ours
     size.observe(1024, "length", 1024)  # the user's own cap
