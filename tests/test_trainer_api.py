@@ -331,8 +331,11 @@ run = trainer.train(**data, output_dir=sys.argv[2], max_train_examples=16, max_e
                     max_seq_length=32, num_train_epochs=1, per_device_train_batch_size=4,
                     gradient_accumulation_steps=1, warmup_steps=0)
 dev = trainer.evaluate(run_dir=sys.argv[2]).datasets["strategyqa"]["dev"]
-print("rank", os.environ["RANK"], run.num_processes, run.distributed_type, run.dev_acc,
-      dev.acc, dev.examples, flush=True)
+# one write per rank: print() writes its pieces apart, and the two ranks share one pipe
+line = " ".join(map(str, ("rank", os.environ["RANK"], run.num_processes, run.distributed_type,
+                          run.dev_acc, dev.acc, dev.examples)))
+sys.stdout.buffer.write((line + "\\n").encode())
+sys.stdout.flush()
 """
 
 
