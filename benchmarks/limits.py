@@ -13,6 +13,11 @@ case and the client as its own process, stopped with SIGINT after the case's dur
   seconds or an HTTP-date, and a 429 without its "try again in" hint, on a server that states no
   limits; the token limit counting max_tokens without refund (`reserve`, as Azure does) with the
   limit given; refused requests that still count (`--count_rejected`) with nothing known;
+- each provider's limits as its documentation describes them, all at once (`PROFILES`: OpenAI
+  per second, counting max(prompt, max_tokens) and the 429s; Azure RPM per 10 s and a token
+  count per minute, prompt + max_tokens kept; Anthropic GCRA of 1 s and token buckets, OTPM
+  counted as generated, its own headers; Together per second, per-second headers), the limit
+  given, in headers only, or (OpenAI, Together) nothing;
 - faults on a per-second limit (20% 5xx, 20% of the replies truncated mid-object);
 - two endpoints, 600 and 1,200 RPM, behind one creator;
 - in the same run, the popular AsyncOpenAI loop (semaphore, the SDK's 2 retries) on the
@@ -29,7 +34,9 @@ completions, tokens), between the first request the server saw and the SIGINT:
 - held: units the server admitted per second / the limit per second. Units are requests for an
   RPM limit, tokens for a TPM limit: with `refund` accounting a request costs what it used
   (prompt + completion; admitted x the server's mean tokens per completed request), with
-  `reserve` prompt + max_tokens as each request asked (the server's reserved_tokens). Over the whole run, and after the first 60 s ("steady") for runs
+  `reserve` prompt + max_tokens as each request asked (the server's reserved_tokens), with `max`
+  the larger of the two, with `actual` what was used; an OTPM limit counts output tokens. Over
+  the whole run, and after the first 60 s ("steady") for runs
   of >= 90 s. A server whose bucket starts full lets a client exceed 100% early on.
 - 429s per 1,000 requests the server saw; lost: requests the client gave up (the creator's
   failed_requests, the baseline's errors) plus records the creator's summary counts that are not
@@ -90,6 +97,8 @@ MAX_TOKENS = 1024  # the creator's default, and the baseline's: a request reserv
 CONCURRENCY = 64
 RPM = 1200.0  # RPM-bound: 20 requests/s
 TPM = 300000.0  # TPM-bound: 5,000 tokens/s, ~19 requests/s of ~265 tokens; a 1-s window holds 4
+OTPM = 180000.0  # OTPM-bound (Anthropic-like): 3,000 output tokens/s, ~18 requests/s of ~162
+ITPM = 10_000_000.0  # the input-token limit beside it, never reached
 TARGET_RECORDS = 10_000_000  # never reached: every run ends with SIGINT
 LATENCY_S = 0.5
 LATENCY_NOTHING_S = 0.1  # the issue's example for the case where nothing is known
@@ -105,7 +114,9 @@ MODES: dict[str, dict[str, Any]] = {
     "fixed 10s": {"limit_mode": "fixed", "window_s": 10},
     "sliding 60s": {"limit_mode": "sliding", "window_s": 60},
     "gcra": {"limit_mode": "gcra", "burst": GCRA_BURST_S},
+    "gcra 1s": {"limit_mode": "gcra", "burst": 1.0},  # Anthropic's "1 request per second"
 }
+MATRIX_MODES = ("bucket", "fixed 1s", "fixed 10s", "sliding 60s", "gcra")
 KNOWLEDGE = ("given", "headers", "nothing")
 NOTHING = {"headers": "none", "retry_after": "none"}
 
@@ -135,10 +146,13 @@ class Case:
     sim_flags: dict[str, Any] = field(default_factory=dict)  # beyond the mode and the knowledge
     endpoint_rpms: list[float] = field(default_factory=list)  # two endpoints: each one's RPM
     accounting: str = "refund"
+    token_limit: str = "tpm"  # tpm | otpm: the token limit that binds (OTPM: output tokens only)
 
     def limit_per_s(self) -> float:
         if self.endpoint_rpms:
             return sum(self.endpoint_rpms) / 60.0
+        if self.bound == "tpm" and self.token_limit == "otpm":
+            return OTPM / 60.0
         return (RPM if self.bound == "rpm" else TPM) / 60.0
 
 
@@ -146,7 +160,7 @@ def matrix_cases(p: Params) -> list[Case]:
     cases = []
     for bound in ("rpm", "tpm"):
         for knowledge in KNOWLEDGE:
-            for mode in MODES:
+            for mode in MATRIX_MODES:
                 nothing = knowledge == "nothing"
                 cases.append(Case(
                     f"{mode}, {knowledge}, {bound.upper()}", "matrix", mode, knowledge, bound,
@@ -220,13 +234,63 @@ def quick_cases(p: Params) -> list[Case]:
              "rpm", client="aoai", duration_s=d),
         Case("AsyncOpenAI+semaphore+pacer, fixed 1s, given, RPM", "baseline", "fixed 1s", "given",
              "rpm", client="aoai_paced", duration_s=d),
+        # a provider profile, given in an endpoints file (OTPM has no flag)
+        *[c for c in provider_cases(p) if c.name == "anthropic-like, given, OTPM"],
     ]
+
+
+# Each provider's limits as its documentation describes them, all at once (the matrix varies one
+# thing at a time). Sources and quotes: benchmarks/simserver.py's module docstring and _costs.
+PROFILES: dict[str, dict[str, Any]] = {
+    # OpenAI: "60,000 requests/minute may be enforced as 1,000 requests/second" (help 6891753),
+    # tokens "the maximum of max_tokens and the estimated number of tokens", and "unsuccessful
+    # requests contribute to your per-minute limit" (platform.openai.com/docs/guides/rate-limits);
+    # x-ratelimit-* with per-minute figures, "Please try again in 5.289s."
+    "openai": {"mode": "fixed 1s", "accounting": "max", "sim_flags": {"count_rejected": True}},
+    # Azure OpenAI: RPM over "typically 1 or 10 seconds", TPM a count "reset each minute",
+    # prompt + max_tokens kept, refused requests count, retry-after-ms (learn.microsoft.com quota)
+    "azure": {"mode": "fixed 10s", "accounting": "reserve",
+              "sim_flags": {"token_window_s": 60, "count_rejected": True}},
+    # Anthropic: token buckets, "60 RPM might be enforced as 1 request per second", input and
+    # output tokens limited apart, OTPM counted as generated, anthropic-ratelimit-* headers with
+    # RFC 3339 resets, Retry-After in seconds (platform.claude.com/docs/en/api/rate-limits)
+    "anthropic": {"mode": "gcra 1s", "accounting": "actual", "token_limit": "otpm",
+                  "sim_flags": {"token_limit_mode": "bucket", "headers": "anthropic",
+                                "retry_after": "seconds"}},
+    # Together: requests and tokens per second ("1 RPS internally"), per-second header figures,
+    # Retry-After in seconds; how tokens are counted is not said: as generated
+    "together": {"mode": "fixed 1s", "accounting": "actual",
+                 "sim_flags": {"headers": "together", "headers_report": "window",
+                               "retry_after": "seconds"}},
+}
+
+
+def provider_cases(p: Params) -> list[Case]:
+    """Each provider profile x (given, headers; nothing where the provider may send no headers)
+    x (RPM-bound, TPM-bound)."""
+    cases = []
+    for name, prof in PROFILES.items():
+        knowledge = ("given", "headers", "nothing") if name in ("openai", "together") else (
+            "given", "headers")
+        for bound in ("rpm", "tpm"):
+            for know in knowledge:
+                nothing = know == "nothing"
+                label = "OTPM" if bound == "tpm" and prof.get("token_limit") == "otpm" else (
+                    bound.upper())
+                cases.append(Case(
+                    f"{name}-like, {know}, {label}", "providers", prof["mode"], know, bound,
+                    latency_s=LATENCY_NOTHING_S if nothing else LATENCY_S,
+                    duration_s=p.nothing_duration_s if nothing else p.duration_s,
+                    sim_flags={**prof["sim_flags"], **(NOTHING if nothing else {})},
+                    accounting=prof["accounting"],
+                    token_limit=prof.get("token_limit", "tpm") if bound == "tpm" else "tpm"))
+    return cases
 
 
 def all_cases(p: Params) -> list[Case]:
     if p.quick:
         return quick_cases(p)
-    return matrix_cases(p) + extra_cases(p) + baseline_cases(p)
+    return matrix_cases(p) + extra_cases(p) + provider_cases(p) + baseline_cases(p)
 
 
 # --- one case -------------------------------------------------------------------------------------
@@ -236,6 +300,8 @@ def sim_flags(case: Case, rpm: float | None, seed: int) -> dict[str, Any]:
     flags: dict[str, Any] = {"ttft": case.latency_s, "seed": seed, **MODES[case.mode]}
     if case.bound == "rpm":
         flags["rpm"] = rpm
+    elif case.token_limit == "otpm":
+        flags.update(otpm=OTPM, itpm=ITPM, token_accounting=case.accounting)
     else:
         flags["tpm"] = TPM
         flags["token_accounting"] = case.accounting
@@ -245,11 +311,20 @@ def sim_flags(case: Case, rpm: float | None, seed: int) -> dict[str, Any]:
     return flags
 
 
+def endpoints_file(case: Case, url: str, path: Path) -> Path:
+    """The limits that have no flag (ITPM, OTPM) are given in an endpoints file."""
+    path.write_text(json.dumps([{"base_url": url, "itpm": ITPM, "otpm": OTPM}]))
+    return path
+
+
 def client_cmd(case: Case, urls: list[str], output: Path) -> list[str]:
     if case.client == "creator":
         cmd = [python(), "-m", "creator", "create", *DATA, "--setting", "naive",
                "--target", str(TARGET_RECORDS), "--concurrency", str(CONCURRENCY), "--quiet",
                "--output", str(output), "--overwrite"]
+        given_otpm = case.knowledge == "given" and case.bound == "tpm" and case.token_limit == "otpm"
+        if given_otpm:
+            return cmd + ["--endpoints", str(output.with_suffix(".endpoints.json"))]
         for url in urls:
             cmd += ["--base_url", url]
         if case.knowledge == "given":
@@ -281,6 +356,8 @@ def run_case(case: Case, workdir: Path, seed: int) -> dict[str, Any]:
         for sim in sims:
             sim.start()
         cpu_sim0 = [sim.cpu_s() for sim in sims]
+        if case.client == "creator" and case.token_limit == "otpm" and case.knowledge == "given":
+            endpoints_file(case, sims[0].base_url, output.with_suffix(".endpoints.json"))
         started = time.time()
         proc = subprocess.Popen(client_cmd(case, [s.base_url for s in sims], output), cwd=REPO,
                                 env=child_env(), stdin=subprocess.DEVNULL, stdout=out_file,
@@ -423,7 +500,8 @@ def per_second(timelines: list[dict[str, Any]], units: str, accounting: str
         prompt = sum(tl["input_tokens"]) / ok if ok else 0.0
         used = (sum(tl["input_tokens"]) + sum(tl["output_tokens"])) / ok if ok else 0.0
         reserved = sum(tl["reserved_tokens"]) / admitted if admitted else 0.0
-        per_request = 1.0 if units == "requests" else used
+        output = sum(tl["output_tokens"]) / ok if ok else 0.0
+        per_request = {"requests": 1.0, "output_tokens": output}.get(units, used)
         info = {"prompt_tokens_per_request": round(prompt, 1),
                 "tokens_per_request": round(used, 1),
                 # the creator asks for less than --max_tokens under a token limit (replysize.py)
@@ -434,9 +512,15 @@ def per_second(timelines: list[dict[str, Any]], units: str, accounting: str
             row["admitted"] += tl["admitted"][i]
             row["rate_limited"] += tl["rate_limited"][i]
             row["ok"] += tl["ok"][i]
-            # what `reserve` charges is what each request asked for, as the server counted it
-            row["units"] += (tl["reserved_tokens"][i] if units == "tokens" and accounting == "reserve"
-                             else tl["admitted"][i] * per_request)
+            # what `reserve` charges is what each request asked for, as the server counted it;
+            # `max` charges max(prompt, max_tokens), max_tokens here (the mean prompt is ~103)
+            if units == "tokens" and accounting == "reserve":
+                row["units"] += tl["reserved_tokens"][i]
+            elif units == "tokens" and accounting == "max":
+                asked = tl["reserved_tokens"][i] - tl["admitted"][i] * prompt
+                row["units"] += max(asked, tl["admitted"][i] * prompt)
+            else:
+                row["units"] += tl["admitted"][i] * per_request
     return out, info
 
 
@@ -446,11 +530,15 @@ def ceiling(case: Case, info: dict[str, float]) -> float:
         return 1.0
     limit = case.limit_per_s()
     reserved = info["prompt_tokens_per_request"] + MAX_TOKENS
-    if case.accounting == "reserve":
-        flags = MODES[case.mode]
-        if flags["limit_mode"] == "fixed":  # whole reservations per window
-            share = limit * flags["window_s"]
-            return math.floor(share / reserved) * reserved / share
+    if case.accounting == "actual":  # nothing is reserved: what is used is what is charged
+        return 1.0
+    if case.accounting in ("reserve", "max"):
+        flags = {**MODES[case.mode], **case.sim_flags}
+        charge = reserved if case.accounting == "reserve" else max(
+            MAX_TOKENS, info["prompt_tokens_per_request"])
+        if flags["limit_mode"] == "fixed":  # whole charges per window
+            share = limit * (flags.get("token_window_s") or flags["window_s"])
+            return math.floor(share / charge) * charge / share
         return 1.0
     used = info["tokens_per_request"]
     unused = max(0.0, reserved - used)
@@ -468,6 +556,8 @@ def ceiling(case: Case, info: dict[str, float]) -> float:
 def measure(case: Case, timelines: list[dict[str, Any]], stats: list[dict[str, Any]],
             t_first: float, t_stop: float) -> dict[str, Any]:
     units = "requests" if case.bound == "rpm" else "tokens"
+    if units == "tokens" and case.token_limit == "otpm":
+        units = "output_tokens"
     rows, info = per_second(timelines, units, case.accounting)
     limit = case.limit_per_s()
     first_sec, stop_sec = math.floor(t_first), math.floor(t_stop)
@@ -797,6 +887,11 @@ def tables(data: dict[str, Any]) -> str:
                           ("matrix", "tpm")),
                          ("header dialects, Retry-After forms, accounting, rejected requests "
                           "that count", None),
+                         ("providers as documented (openai: fixed 1 s, max(prompt, max_tokens) "
+                          "kept, 429s count; azure: fixed 10 s, tokens per minute, prompt + "
+                          "max_tokens kept, 429s count; anthropic: GCRA 1 s, token buckets, "
+                          "OTPM as generated; together: fixed 1 s, per-second headers, tokens as "
+                          "generated)", ("providers",)),
                          ("faults and two endpoints", ("faults", "endpoints")),
                          ("baselines: AsyncOpenAI + semaphore (c=64, SDK's 2 retries), "
                           "with and without a pacer at the limit", ("baseline",))):

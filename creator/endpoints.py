@@ -214,6 +214,9 @@ class Route:
             "learned_rpm": round(limits.learner.rate * 60, 1) if limits.learner.rate else None,
             # of a reply's unused max_tokens, the share taken as given back (ratelimit.py)
             "refund_share": round(limits.refund_share, 2),
+            # how the server counts a request's tokens, as its 429s said: prompt + max_tokens
+            # ("sum") or the larger of the two ("max")
+            "token_charge": limits.charge,
             "breaker_trips": self.breaker.trips, "set_aside": self.set_aside,
         }
 

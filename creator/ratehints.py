@@ -135,6 +135,7 @@ class RateLimitHint:
     tokens: Reading = NOTHING
     input_tokens: Reading = NOTHING
     output_tokens: Reading = NOTHING
+    requested: int | None = None  # a 429's "Requested N": what the server charged the request
 
     @property
     def states_limits(self) -> bool:
@@ -153,6 +154,7 @@ class RateLimitHint:
         if retry_after is None and body:
             retry_after = retry_hint_in_message(body)
         limited = limit_named_in(body) if body else None
+        requested = requested_in_message(body) if body else None
         requests, tokens = _openai(headers)
         inputs = outputs = NOTHING
         if requests.empty and tokens.empty:
@@ -163,7 +165,7 @@ class RateLimitHint:
                 retry_after = requests.reset
         if requests.empty and tokens.empty:
             requests, tokens = _ietf(headers)
-        return cls(retry_after, limited, requests, tokens, inputs, outputs)
+        return cls(retry_after, limited, requests, tokens, inputs, outputs, requested)
 
 
 def retry_after_seconds(headers: Mapping[str, str], reference: float) -> float | None:
@@ -207,6 +209,18 @@ _LIMIT_WORDS = (  # what a 429 message says was reached (OpenAI, Groq, Azure, An
     (re.compile(r"tokens per (min|minute|day)|\bTP[MD]\b|token rate limit", re.I), "tokens"),
     (re.compile(r"requests per (min|minute|day)|\bRP[MD]\b", re.I), "requests"),
 )
+
+
+# "Rate limit reached for gpt-4o on tokens per min (TPM): Limit 30000, Used 27784, Requested 3256."
+# (OpenAI, Azure, Groq write the request's charge so; the simulator follows them)
+_REQUESTED = re.compile(r"\bRequested:?\s+([0-9][0-9,]*)\b", re.IGNORECASE)
+
+
+def requested_in_message(body: bytes | str) -> int | None:
+    """What the server says the refused request would have cost ("Requested 3256"), if it says."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    match = _REQUESTED.search(text[:2000])
+    return int(match.group(1).replace(",", "")) if match else None
 
 
 def limit_named_in(body: bytes | str) -> str | None:

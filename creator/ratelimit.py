@@ -54,6 +54,15 @@ REFUND_PROBE = 0.02  # ... and given back after each REFUND_PROBE_EVERY replies 
 REFUND_PROBE_EVERY = 50  # doubled for each such 429 of the last REFUND_MEMORY_S (at most 32x):
 REFUND_MEMORY_S = 300.0  # a server that keeps every refund is probed ever more rarely
 KINDS = ("requests", "tokens", "input", "output")
+# How a server counts a request against its token limit at admission (prompt, max_tokens):
+# "sum", prompt + max_tokens (Azure: "The rate limit token estimate includes max_tokens";
+# Anthropic's older text), and "max", OpenAI's sentence read literally ("the maximum of max_tokens
+# and the estimated number of tokens"). A 429 that says "Requested N" tells which one it is.
+CHARGES: dict[str, Callable[[int, int], int]] = {
+    "sum": lambda prompt, completion: prompt + completion,
+    "max": lambda prompt, completion: max(prompt, completion),
+}
+CHARGE_MATCH = 0.1  # "Requested N" within this share of a rule's count picks the rule
 
 
 @dataclass(frozen=True)
@@ -80,10 +89,11 @@ class Ticket:
     sent: Sent
     epoch: int  # the learner's epoch: a 429 to a request sent before the last cut is old news
     record: list = field(default_factory=list, repr=False)  # [sent_at, outcome] in the learner
+    charge: str = "sum"  # how the server counts its tokens (CHARGES)
 
     @property
     def tokens(self) -> int:
-        return self.prompt + self.completion
+        return CHARGES[self.charge](self.prompt, self.completion)
 
     def units(self, kind: str) -> int:
         return {"requests": 1, "tokens": self.tokens, "input": self.prompt,
@@ -364,6 +374,7 @@ class Limits:
         self.refused_in_a_row = 0  # 429s with no success since, of a request sent after the first
         self.refused_since = math.inf
         self.storm_pause = 0.0
+        self.storm_teaches = False  # the storm teaches a rate (not one our token count explains)
         # the share of a reply's unused tokens given back to the pacers: 1 where the server
         # refunds them at once (a bucket), less where some refunds come after the window that
         # was charged has closed (fixed windows), 0 where it keeps them all (OpenAI, Azure)
@@ -373,6 +384,8 @@ class Limits:
         self.refusals: deque[float] = deque()  # isolated 429s of the last minute
         self.explained_until = -math.inf  # 429s until then are the refunds' doing
         self.tokens_refused = False  # a 429 named a token limit
+        self.last_refund = -math.inf  # when unused tokens were last given back to a pacer
+        self.charge = "sum"  # how the server counts a request's tokens (CHARGES), until told
         for kind in KINDS:
             self._repace(kind, now)
 
@@ -407,7 +420,8 @@ class Limits:
         if self.in_flight >= self.max_in_flight:
             return math.inf
         prompt = tokens if prompt is None else prompt
-        units = {"requests": 1, "tokens": tokens, "input": prompt, "output": tokens - prompt}
+        units = {"requests": 1, "tokens": CHARGES[self.charge](prompt, tokens - prompt),
+                 "input": prompt, "output": tokens - prompt}
         waits = [self.paused_until - now]
         waits += [pacer.wait_time(now) for pacer in self.pacers.values()]
         if self.learned_pacer is not None:
@@ -417,11 +431,13 @@ class Limits:
 
     def consume(self, tokens: int, now: float, prompt: int | None = None) -> Ticket:
         prompt = tokens if prompt is None else prompt
+        charged = CHARGES[self.charge](prompt, tokens - prompt)
         self.in_flight += 1
         s = self.sent
-        self.sent = Sent(s.requests + 1, s.tokens + tokens, s.input + prompt,
+        self.sent = Sent(s.requests + 1, s.tokens + charged, s.input + prompt,
                          s.output + tokens - prompt)
-        ticket = Ticket(now, prompt, tokens - prompt, self.sent, self.learner.epoch)
+        ticket = Ticket(now, prompt, tokens - prompt, self.sent, self.learner.epoch,
+                        charge=self.charge)
         ticket.record = self.learner.sent(now)
         for kind, pacer in self.pacers.items():
             pacer.take(ticket.units(kind), now)
@@ -447,7 +463,7 @@ class Limits:
         if ticket.sent_at >= self.refused_since:  # replies to older requests prove nothing
             self.refused_in_a_row, self.refused_since = 0, math.inf
         if self.storm_began is not None and ticket.sent_at >= self.storm_began:
-            if now >= self.explained_until:
+            if self.storm_teaches and now >= self.explained_until:
                 self.learner.storm_ended(self.storm_began, now, self.storm_pause)
             self.storm_began, self.storm_pause = None, 0.0
         if prompt_used is not None and completion_used is not None and self.refund_share > 0:
@@ -479,32 +495,38 @@ class Limits:
         self.refused_in_a_row += 1
         self.refused_since = min(self.refused_since, ticket.sent_at)
         probe_refused = self.storm_began is not None and ticket.sent_at >= self.storm_began
-        if self.storm_began is None and self.refused_in_a_row >= 3:
-            # storms teach even where the server states limits: if we pace by what it states
-            # and still get nothing through, we have misread it (a per-second figure taken
-            # for a per-minute one, a shared quota)
-            teach = self.learn and now >= self.explained_until
-            self.storm_began = self.learner.storm_began(now) if teach else now
-            self.storm_pause = 0.0
-            probe_refused = True
-        elif self._tokens_explain(hint):
+        explained = False
+        if self._learn_charge(ticket, hint) and self._paces_tokens:
+            explained = True  # we counted the request's tokens the wrong way; now its way
+        elif self._tokens_explain(hint, now):
             # our token count, refunds included, said there was room: the server keeps some or
             # all of what requests reserved. All, when most requests fail at once (OpenAI and
             # Azure count max_tokens whole, and document no refund); some, when a refund that
             # comes after the charged window closed is lost (a fixed window of a second keeps
             # the reservations of the requests still running as it closes). Refund less; this
-            # teaches no request rate: the refunds were wrong, not the pace.
+            # teaches no request rate, even in a storm: the refunds were wrong, not the pace.
+            explained = True
             self.replies_since_refund_change = 0
             self.refund_cuts.append(now)
             if self._refused_share(now) >= REFUND_MISTAKE_SHARE:
                 self.refund_share = 0.0
                 # what the refunds let through may fill a long window for a while yet: the
                 # storms that follow are explained, and teach no request rate
-                self.explained_until = now + MINUTE
+                if now - self.last_refund <= MINUTE:
+                    self.explained_until = now + MINUTE
             else:
                 self.refund_share = max(0.0, self.refund_share - REFUND_CUT)
-        elif self.storm_began is None and self.learn and now >= self.explained_until and \
-                self._learns_from(now):
+        if self.storm_began is None and self.refused_in_a_row >= 3:
+            # storms teach even where the server states limits: if we pace by what it states
+            # and still get nothing through, we have misread it (a per-second figure taken
+            # for a per-minute one, a shared quota)
+            teach = self.learn and now >= self.explained_until and not explained
+            self.storm_began = self.learner.storm_began(now) if teach else now
+            self.storm_teaches = teach
+            self.storm_pause = 0.0
+            probe_refused = True
+        elif not explained and self.storm_began is None and self.learn and \
+                now >= self.explained_until and self._learns_from(now):
             # a server that states its limits has counted differently from us by a little on a
             # first 429 (its next reply's count corrects ours); 429s that keep coming, or a
             # server that states nothing, mean a limit to learn (one enforced per second on
@@ -521,6 +543,22 @@ class Limits:
         wait = hint.retry_after if hint.retry_after is not None else self.storm_pause
         self.pause(now + wait)
         return wait
+
+    def _learn_charge(self, ticket: Ticket, hint: RateLimitHint) -> bool:
+        """A token 429 that says what the request cost ("Requested N") shows how the server
+        counts: prompt + max_tokens, or the larger of the two. True if that is news."""
+        if hint.requested is None or hint.limited not in (None, "tokens"):
+            return False
+        counts = {rule: count(ticket.prompt, ticket.completion) for rule, count in CHARGES.items()}
+        # the prompt alone: output counted as generated (Anthropic today); our refunds already
+        # bring the reservation down to what was used, so that is no reason to change
+        counts["prompt"] = ticket.prompt
+        rule = min(counts, key=lambda r: abs(counts[r] - hint.requested))  # type: ignore[operator]
+        if rule not in CHARGES or abs(counts[rule] - hint.requested) > CHARGE_MATCH * counts[rule] \
+                or rule == self.charge or counts[rule] == counts[self.charge]:
+            return False
+        self.charge = rule
+        return True
 
     def _learns_from(self, now: float) -> bool:
         self.refusals.append(now)
@@ -543,6 +581,7 @@ class Limits:
         for kind, amount in unused.items():
             if amount > 0 and kind in self.pacers:
                 self.pacers[kind].give_back(amount * self.refund_share, now)
+                self.last_refund = now
 
     def _refused_share(self, now: float) -> float:
         """The share of the last requests answered 429. Refunds a server does not give make
@@ -556,10 +595,14 @@ class Limits:
     def _paces_tokens(self) -> bool:
         return any(k in self.pacers for k in KINDS[1:])
 
-    def _tokens_explain(self, hint: RateLimitHint) -> bool:
+    def _tokens_explain(self, hint: RateLimitHint, now: float) -> bool:
         """A 429 while we pace tokens with refunds, that says a token limit was reached (or
-        says nothing and we pace no requests): the refunds are the likely error."""
-        if self.refund_share <= 0 or not self._paces_tokens:
+        says nothing and we pace no requests): the refunds are the likely error. Not if none
+        was given back of late (replies that use all they reserved, or a server that counts
+        the larger of prompt and max_tokens): then the pace is. Before the first reply, the
+        refunds to come are."""
+        if self.refund_share <= 0 or not self._paces_tokens or \
+                (self.replies > 1 and now - self.last_refund > MINUTE):
             return False
         if hint.limited is not None:
             return hint.limited in ("tokens", "input", "output")

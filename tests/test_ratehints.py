@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from multidict import CIMultiDict
 
-from creator.ratehints import RateLimitHint, parse_duration, retry_hint_in_message
+from creator.ratehints import RateLimitHint, parse_duration, requested_in_message, retry_hint_in_message
 
 DATE = "Thu, 03 Dec 2026 10:00:00 GMT"  # the reply's Date: absolute times are read against it
 
@@ -126,3 +126,14 @@ def test_a_header_wins_over_the_message():
 ])
 def test_which_limit_a_429_names(body, kind):
     assert hint({}, body).limited == kind
+
+
+def test_the_cost_a_429_says_the_request_had():
+    body = ('{"error": {"message": "Rate limit reached for gpt-4o in organization org-x on tokens '
+            'per min (TPM): Limit 30000, Used 27,784, Requested 3,256. Please try again in '
+            '1.036s.", "type": "tokens", "code": "rate_limit_exceeded"}}')
+    hint = RateLimitHint.from_reply({}, body)
+    assert hint.requested == 3256 and hint.limited == "tokens"
+    assert hint.retry_after == pytest.approx(1.036)
+    assert requested_in_message("Requests to the ChatCompletions_Create Operation have exceeded "
+                                "the rate limit. Please retry after 20 seconds.") is None

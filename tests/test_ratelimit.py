@@ -147,6 +147,47 @@ def test_a_429_with_a_token_pacer_first_withdraws_the_refunds():
     assert limits.learner.rate is None  # the refunds, not a hidden request limit, were wrong
 
 
+@pytest.mark.parametrize("requested, charge, cost", [
+    (1000, "max", 1000),  # max(prompt, max_tokens): OpenAI's sentence read literally
+    (1200, "sum", 1200),  # prompt + max_tokens: what we assumed
+    (200, "sum", 1200),  # the prompt alone (output counted as generated): refunds do the rest
+    (600, "sum", 1200),  # neither: not a count we know, so nothing is learnt from it
+])
+def test_a_429_that_says_what_the_request_cost_teaches_how_tokens_are_counted(
+        requested, charge, cost):
+    """OpenAI, Azure and Groq write the refused request's cost in the 429 message ("Limit
+    300000, Used 299612, Requested 1000"): it tells which count the server keeps."""
+    limits = Limits(max_in_flight=None, tpm=60_000, now=0.0)
+    ok = [limits.consume(1200, 0.0, prompt=200) for _ in range(20)]
+    for t in ok:
+        limits.completed(t, 0.5, RateLimitHint(), 200, 300)
+    refused = limits.consume(1200, 1.0, prompt=200)
+    limits.rate_limited(refused, 1.1, RateLimitHint(limited="tokens", requested=requested))
+    assert limits.charge == charge
+    assert limits.consume(1200, 2.0, prompt=200).tokens == cost
+    assert limits.learner.rate is None  # a count we got wrong teaches no request rate
+    if charge == "max":
+        assert limits.refund_share == 1.0  # the count was wrong, not the refunds
+
+
+def test_a_storm_our_refunds_explain_teaches_no_request_rate():
+    """Azure counts prompt + max_tokens per minute and gives nothing back: a client that took
+    refunds fills the minute early and then meets 429s in a row. That storm is the refunds'
+    doing: they stop, and no request rate is learnt from it (one was, and held 58% after)."""
+    limits = Limits(max_in_flight=None, tpm=60_000, now=0.0)
+    for i in range(40):  # 40 answered: the storm's three are under a quarter of the last 20
+        limits.completed(limits.consume(1200, i * 0.1, prompt=200), i * 0.1 + 0.5,
+                         RateLimitHint(), 200, 300)
+    storm = [limits.consume(1200, 5.0, prompt=200) for _ in range(3)]
+    for t in storm:
+        limits.rate_limited(t, 5.5, RateLimitHint(limited="tokens"))
+    assert limits.storm_began is not None and limits.refund_share < 1.0
+    after = limits.consume(1200, 8.0, prompt=200)
+    limits.completed(after, 8.5, RateLimitHint(), 200, 300)
+    assert limits.storm_began is None
+    assert limits.learner.rate is None
+
+
 def test_isolated_429_cuts_a_little_and_a_storm_pauses_everyone():
     limits = Limits(max_in_flight=None, now=0.0)
     first = limits.consume(1, 0.0)

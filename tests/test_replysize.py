@@ -142,3 +142,24 @@ def test_without_a_token_limit_requests_ask_for_max_tokens(tmp_path):
     fitted = read_summary(out)["config"]["fit_max_tokens"]
     assert fitted["replies_measured"] >= SEEN_BEFORE_FIT
     assert fitted["max_tokens"] == 900 and not fitted["token_limit"]
+
+
+@pytest.mark.parametrize("accounting, charge", [("max", "max"), ("reserve", "sum")])
+def test_the_server_s_own_token_count_is_learnt_from_its_429s(tmp_path, accounting, charge):
+    """OpenAI counts "the maximum of max_tokens and the estimated number of tokens" (the
+    simulator reads that literally: --token_accounting max), Azure prompt + max_tokens; both
+    write the refused request's count in the 429 ("Requested 1024"). A 1-s window of 2,000
+    tokens holds one request of max_tokens 1,024 at the start, so the first ones are refused
+    and say how the server counts; the summary names it."""
+    out = tmp_path / "out.jsonl"
+    with start_simulator(tpm=120_000, limit_mode="fixed", window_s=1, ttft=0.2,
+                         token_accounting=accounting, count_rejected=True, seed=3) as sim:
+        r = run_creator(*YESNO, "--setting", "naive", "--target", "400", "--concurrency", "16",
+                        "--output", str(out), "--base_url", sim.base_url, "--tpm", "120000",
+                        cwd=tmp_path, timeout=120)
+        assert r.returncode == 0, r.stderr
+        stats = sim.stats()
+    check_records(out, target=400)
+    endpoint = read_summary(out)["config"]["endpoints"][0]
+    assert stats["rate_limited"] > 0  # (what teaches it)
+    assert endpoint["token_charge"] == charge
