@@ -53,6 +53,7 @@ REFUND_CUT = 0.2  # of the unused tokens we refund, taken off at each 429 the re
 REFUND_PROBE = 0.02  # ... and given back after each REFUND_PROBE_EVERY replies with no such 429,
 REFUND_PROBE_EVERY = 50  # doubled for each such 429 of the last REFUND_MEMORY_S (at most 32x):
 REFUND_MEMORY_S = 300.0  # a server that keeps every refund is probed ever more rarely
+REFUND_RECENT_S = 10.0  # refunds explain a 429 only if some were given back this recently
 KINDS = ("requests", "tokens", "input", "output")
 # How a server counts a request against its token limit at admission (prompt, max_tokens):
 # "sum", prompt + max_tokens (Azure: "The rate limit token estimate includes max_tokens";
@@ -506,16 +507,20 @@ class Limits:
             # the reservations of the requests still running as it closes). Refund less; this
             # teaches no request rate, even in a storm: the refunds were wrong, not the pace.
             explained = True
-            self.replies_since_refund_change = 0
-            self.refund_cuts.append(now)
             if self._refused_share(now) >= REFUND_MISTAKE_SHARE:
                 self.refund_share = 0.0
+                self.refund_cuts.append(now)
+                self.replies_since_refund_change = 0
                 # what the refunds let through may fill a long window for a while yet: the
                 # storms that follow are explained, and teach no request rate
                 if now - self.last_refund <= MINUTE:
                     self.explained_until = now + MINUTE
-            else:
+            elif self.refused_in_a_row == 1:
+                # once per run of 429s: a window that is full refuses every request until it
+                # closes, and that is one mistake of ours, not several
                 self.refund_share = max(0.0, self.refund_share - REFUND_CUT)
+                self.refund_cuts.append(now)
+                self.replies_since_refund_change = 0
         if self.storm_began is None and self.refused_in_a_row >= 3:
             # storms teach even where the server states limits: if we pace by what it states
             # and still get nothing through, we have misread it (a per-second figure taken
@@ -602,7 +607,7 @@ class Limits:
         the larger of prompt and max_tokens): then the pace is. Before the first reply, the
         refunds to come are."""
         if self.refund_share <= 0 or not self._paces_tokens or \
-                (self.replies > 1 and now - self.last_refund > MINUTE):
+                (self.replies > 1 and now - self.last_refund > REFUND_RECENT_S):
             return False
         if hint.limited is not None:
             return hint.limited in ("tokens", "input", "output")
