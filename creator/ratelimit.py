@@ -22,8 +22,9 @@ on OpenAI and Azure a request answered 429 still counts. So nothing here ever bu
   (Retry-After, or exponential backoff) instead of cutting the rate again and again; when it
   ends, the rate is re-measured over a span that covers the storm.
 
-Tokens are reserved as prompt estimate + max_tokens before sending, as providers count them,
-and the unused part is refunded from the reply's usage. asyncio-throttle, which we started from,
+Tokens are reserved as prompt estimate + max_tokens before sending, as providers count them
+(or as the larger of the two, once a 429 says "Requested N" and N is that), and the unused part
+is refunded from the reply's usage. asyncio-throttle, which we started from,
 counts requests only and can neither weigh nor refund tokens, hence these small classes.
 """
 
