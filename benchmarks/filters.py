@@ -21,7 +21,6 @@ checked on test; train shows the rate on larger sets.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import hashlib
 import json
 import random
