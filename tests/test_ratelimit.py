@@ -173,7 +173,8 @@ def test_a_429_that_says_what_the_request_cost_teaches_how_tokens_are_counted(
 def test_a_storm_our_refunds_explain_teaches_no_request_rate():
     """Azure counts prompt + max_tokens per minute and gives nothing back: a client that took
     refunds fills the minute early and then meets 429s in a row. That storm is the refunds'
-    doing: they stop, and no request rate is learnt from it (one was, and held 58% after)."""
+    doing: they are cut (once for the run of 429s), and no request rate is learnt from it (one
+    was, and the creator held 58% of the limit after it)."""
     limits = Limits(max_in_flight=None, tpm=60_000, now=0.0)
     for i in range(40):  # 40 answered: the storm's three are under a quarter of the last 20
         limits.completed(limits.consume(1200, i * 0.1, prompt=200), i * 0.1 + 0.5,
