@@ -148,6 +148,12 @@ class Case:
     accounting: str = "refund"
     token_limit: str = "tpm"  # tpm | otpm: the token limit that binds (OTPM: output tokens only)
 
+    @property
+    def limits_in_file(self) -> bool:
+        """The creator is given an OTPM limit, which has no flag: in an endpoints file."""
+        return self.client == "creator" and self.knowledge == "given" and \
+            self.bound == "tpm" and self.token_limit == "otpm"
+
     def limit_per_s(self) -> float:
         if self.endpoint_rpms:
             return sum(self.endpoint_rpms) / 60.0
@@ -311,10 +317,9 @@ def sim_flags(case: Case, rpm: float | None, seed: int) -> dict[str, Any]:
     return flags
 
 
-def endpoints_file(case: Case, url: str, path: Path) -> Path:
-    """The limits that have no flag (ITPM, OTPM) are given in an endpoints file."""
-    path.write_text(json.dumps([{"base_url": url, "itpm": ITPM, "otpm": OTPM}]))
-    return path
+def endpoints_file(output: Path) -> Path:
+    """Where the limits that have no flag (ITPM, OTPM) are given, beside the case's output."""
+    return output.with_suffix(".endpoints.json")
 
 
 def client_cmd(case: Case, urls: list[str], output: Path) -> list[str]:
@@ -322,9 +327,8 @@ def client_cmd(case: Case, urls: list[str], output: Path) -> list[str]:
         cmd = [python(), "-m", "creator", "create", *DATA, "--setting", "naive",
                "--target", str(TARGET_RECORDS), "--concurrency", str(CONCURRENCY), "--quiet",
                "--output", str(output), "--overwrite"]
-        given_otpm = case.knowledge == "given" and case.bound == "tpm" and case.token_limit == "otpm"
-        if given_otpm:
-            return cmd + ["--endpoints", str(output.with_suffix(".endpoints.json"))]
+        if case.limits_in_file:
+            return cmd + ["--endpoints", str(endpoints_file(output))]
         for url in urls:
             cmd += ["--base_url", url]
         if case.knowledge == "given":
@@ -356,8 +360,9 @@ def run_case(case: Case, workdir: Path, seed: int) -> dict[str, Any]:
         for sim in sims:
             sim.start()
         cpu_sim0 = [sim.cpu_s() for sim in sims]
-        if case.client == "creator" and case.token_limit == "otpm" and case.knowledge == "given":
-            endpoints_file(case, sims[0].base_url, output.with_suffix(".endpoints.json"))
+        if case.limits_in_file:
+            endpoints_file(output).write_text(
+                json.dumps([{"base_url": sims[0].base_url, "itpm": ITPM, "otpm": OTPM}]))
         started = time.time()
         proc = subprocess.Popen(client_cmd(case, [s.base_url for s in sims], output), cwd=REPO,
                                 env=child_env(), stdin=subprocess.DEVNULL, stdout=out_file,

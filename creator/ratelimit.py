@@ -508,20 +508,17 @@ class Limits:
             # the reservations of the requests still running as it closes). Refund less; this
             # teaches no request rate, even in a storm: the refunds were wrong, not the pace.
             explained = True
-            if self._refused_share(now) >= REFUND_MISTAKE_SHARE:
-                self.refund_share = 0.0
+            most_fail = self._refused_share(now) >= REFUND_MISTAKE_SHARE
+            # cut once per run of 429s: a window that is full refuses every request until it
+            # closes, and that is one mistake of ours, not several
+            if most_fail or self.refused_in_a_row == 1:
+                self.refund_share = 0.0 if most_fail else max(0.0, self.refund_share - REFUND_CUT)
                 self.refund_cuts.append(now)
                 self.replies_since_refund_change = 0
+            if most_fail and now - self.last_refund <= MINUTE:
                 # what the refunds let through may fill a long window for a while yet: the
                 # storms that follow are explained, and teach no request rate
-                if now - self.last_refund <= MINUTE:
-                    self.explained_until = now + MINUTE
-            elif self.refused_in_a_row == 1:
-                # once per run of 429s: a window that is full refuses every request until it
-                # closes, and that is one mistake of ours, not several
-                self.refund_share = max(0.0, self.refund_share - REFUND_CUT)
-                self.refund_cuts.append(now)
-                self.replies_since_refund_change = 0
+                self.explained_until = now + MINUTE
         if self.storm_began is None and self.refused_in_a_row >= 3:
             # storms teach even where the server states limits: if we pace by what it states
             # and still get nothing through, we have misread it (a per-second figure taken
