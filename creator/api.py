@@ -191,6 +191,10 @@ def prepare(api_key: str | None = None, **options: Any) -> Prepared:
     if opts["resume"] and opts["overwrite"]:
         raise InputError(f"{option('resume')} and {option('overwrite')} contradict each other: "
                          "pick one")
+    if opts["probe"] and not opts["dry_run"]:
+        raise InputError(f"{option('probe', opts['probe'])} measures the model for "
+                         f"{option('dry_run')}'s projection: add {option('dry_run')} (a run "
+                         "measures as it goes; the progress bar shows the projected cost)")
     notices: list[str] = []
     output = opts["output"]
     if output is None:
@@ -231,9 +235,9 @@ def prepare(api_key: str | None = None, **options: Any) -> Prepared:
         overwrite=opts["overwrite"], encoder=opts["encoder"],
         encoder_backend=opts["encoder_backend"], price_in=opts["price_in"],
         price_out=opts["price_out"], progress=not opts["quiet"], max_cost=opts["max_cost"],
-        dry_run=opts["dry_run"], acceptance_prior=opts["acceptance_prior"], batch=opts["batch"],
+        dry_run=opts["dry_run"], probe=opts["probe"], acceptance_prior=opts["acceptance_prior"], batch=opts["batch"],
         batch_size=opts["batch_size"], batch_poll=opts["batch_poll"],
-        quality=quality_options(opts),
+        quality=quality_options(opts), embedded=embedded,
     )  # fmt: skip
     _check_batch(cfg, embedded)
     from .engine import check_budget, make_projection, plan_run
@@ -369,16 +373,24 @@ def create(data_dir: str | os.PathLike | None = None, data_name: str | None = No
     prepared = prepare(data_dir=data_dir, data_name=data_name, setting=setting, **options)
     _announce(prepared)
     if prepared.cfg.dry_run:
+        if prepared.cfg.probe:
+            from .probe import measure
+
+            run_to_end(measure(prepared))
         return dry_run_result(prepared)
     with Resources(prepared) as resources:
-        job = run(prepared, resources)
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(job)
-        # an event loop runs in this thread (Jupyter, an async app): ours gets a thread of its own
-        with ThreadPoolExecutor(1, thread_name_prefix="creator") as pool:
-            return pool.submit(asyncio.run, job).result()
+        return run_to_end(run(prepared, resources))
+
+
+def run_to_end(job: Any) -> Any:
+    """Run a coroutine from synchronous code, even where an event loop already runs in this
+    thread (Jupyter, an async app): there ours gets a thread of its own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(job)
+    with ThreadPoolExecutor(1, thread_name_prefix="creator") as pool:
+        return pool.submit(asyncio.run, job).result()
 
 
 async def create_async(data_dir: str | os.PathLike | None = None, data_name: str | None = None,
@@ -388,6 +400,10 @@ async def create_async(data_dir: str | os.PathLike | None = None, data_name: str
     prepared = prepare(data_dir=data_dir, data_name=data_name, setting=setting, **options)
     _announce(prepared)
     if prepared.cfg.dry_run:
+        if prepared.cfg.probe:
+            from .probe import measure
+
+            await measure(prepared)
         return dry_run_result(prepared)
     resources = Resources(prepared)
     await asyncio.to_thread(resources.__enter__)

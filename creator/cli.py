@@ -87,7 +87,15 @@ def run_create(args: argparse.Namespace) -> int:
     for notice in prepared.notices:
         print(f"creator: {notice}", file=sys.stderr)
     cfg = prepared.cfg
-    if cfg.dry_run:  # the projection, nothing sent or written
+    if cfg.dry_run:  # the projection, nothing written (nothing sent, unless --probe)
+        if cfg.probe:
+            from .probe import measure
+
+            try:
+                asyncio.run(measure(prepared))
+            except (APIError, ServerError) as exc:
+                print(f"creator: {exc}", file=sys.stderr)
+                return EXIT_FAILED
         for line in prepared.projection.lines():
             print(f"creator: {line}", file=sys.stderr)
         return EXIT_OK

@@ -61,11 +61,13 @@ class RunConfig:
     progress: bool = True
     max_cost: float | None = None  # USD, the whole output (resumed sessions included)
     dry_run: bool = False  # print the projection, send nothing
+    probe: int | None = None  # with dry_run: measure N live requests first (creator/probe.py)
     acceptance_prior: float = 0.9  # share of asked-for examples kept, before any is measured
     batch: bool = False  # send through the provider's Batch API
     batch_size: int = 50_000  # requests per batch (OpenAI's limit per batch file)
     batch_poll: float = 60.0  # longest wait between two looks at a batch, seconds
     quality: QualityOptions = field(default_factory=QualityOptions)  # filters beyond the paper
+    embedded: bool = False  # no endpoint: the local llama.cpp server, which charges nothing
 
     def endpoint_list(self) -> list[Endpoint]:
         """The endpoints file's, or one per --base_url with the run's key and limits."""
@@ -89,6 +91,8 @@ class RunConfig:
             return "--price_in/--price_out"
         if self.model in KNOWN_PRICES:
             return f"{'batch' if self.batch else 'list'} price of {self.model}"
+        if self.embedded:
+            return "embedded server: it runs on this machine, nothing is charged"
         return "no known price"
 
     @property

@@ -649,9 +649,10 @@ def check_budget(cfg: RunConfig, exemplar: Record, fmt: TaskFormat) -> None:
                         f"raise it or lower {option('max_tokens', 'N')}")
 
 
-def make_projection(cfg: RunConfig, plan: RunPlan, in_flight: int = 0) -> Projection:
+def make_projection(cfg: RunConfig, plan: RunPlan, in_flight: int = 0,
+                    probed: dict[str, Any] | None = None) -> Projection:
     return project(cfg, plan.exemplar, plan.fmt, plan.target, len(plan.nodes), plan.previous,
-                   in_flight)
+                   in_flight, probed)
 
 
 def _open_sink(engine: Engine, plan: RunPlan) -> None:

@@ -200,7 +200,10 @@ CREATE_OPTIONS: tuple[Option, ...] = (
            "the unused part given back from the reply's usage; counted over the whole output",
            "spend", metavar="USD"),
     Option("dry_run", "flag", False, "print the projection (requests, tokens, cost, time) "
-           "and exit without sending anything", "spend"),
+           "and exit without writing anything; nothing is sent unless --probe", "spend"),
+    Option("probe", "count", None, "with --dry_run: send N real requests first (billed, "
+           "nothing written) and project from their replies: tokens per reply, the share kept, "
+           "retries; for a model whose replies are not exemplar-long", "spend", metavar="N"),
     Option("acceptance_prior", "unit", 0.9, "share of the asked-for examples expected to be "
            "kept, for the projection before any is measured (default 0.9; a resumed run uses "
            "the share measured so far)", "spend", metavar="SHARE"),

@@ -15,7 +15,8 @@ schema), at most --max_tokens. A resumed run uses the measured tokens per reques
 
 Retries (429s, 5xx) are requests too, but are not billed: a resumed run measures requests per
 reply; a new one assumes 1. `creator create --dry_run` prints this and stops; every run prints it
-in its first lines and keeps it in the summary beside what it cost.
+in its first lines and keeps it in the summary beside what it cost. `--dry_run --probe N` sends N
+real requests first (creator/probe.py) and projects from what they measured, as a resumed run does.
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ class Projection:
     in_flight: int = 0  # of `replies`, already submitted by an earlier session (batches)
     vote_requests: int = 0  # of `requests`, --verify's votes
     budget: str | None = None  # what the budgets allow of this, in words
+    probe: dict[str, Any] | None = None  # --probe: what it sent and spent to measure this
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,7 +98,13 @@ class Projection:
         """What a person reads before the run (or instead of it, with --dry_run)."""
         if self.remaining <= 0:
             return ["projection: the output already has every record; nothing to send"]
-        out = [f"projection: {self.remaining:,} records to create at ~{self.per_reply:.2f} per "
+        out = [] if self.probe is None else [
+            f"projection: measured by --probe: {self.probe['requests']:,} requests sent, "
+            f"{self.probe['replies']:,} replies, {self.probe['records']:,} records kept in "
+            f"{self.probe['seconds']:.1f} s" + (f", ${self.probe['cost_usd']:.4f} spent"
+                                               if self.probe.get("cost_usd") is not None else "")
+            + "; nothing written"]
+        out += [f"projection: {self.remaining:,} records to create at ~{self.per_reply:.2f} per "
                f"reply (acceptance {self.acceptance:.2f}, {self.acceptance_basis}): "
                f"~{self.requests:,} requests"
                + (f" more (and {self.in_flight:,} already submitted)" if self.in_flight else "")
@@ -106,7 +114,9 @@ class Projection:
         out.append(f"projection: ~{self.prompt_tokens:,} prompt + ~{self.completion_tokens:,} "
                    f"completion tokens ({self.prompt_tokens_per_request:,} + "
                    f"{self.completion_tokens_per_request:,} per reply, {self.tokens_basis})")
-        if self.cost_usd is None:
+        if self.cost_usd is not None and not (self.price_in or self.price_out):
+            out.append(f"projection: $0: the {self.price_basis}")
+        elif self.cost_usd is None:
             out.append("projection: cost unknown: no price for this model (give --model or "
                        "--price_in/--price_out)")
         else:
@@ -140,20 +150,25 @@ def _tree_rounds(replies: int, per_reply: float) -> int:
 
 
 def project(cfg: RunConfig, exemplar: Record, fmt: TaskFormat, target: int, accepted: int,
-            previous: dict[str, Any], in_flight: int = 0) -> Projection:
+            previous: dict[str, Any], in_flight: int = 0,
+            probed: dict[str, Any] | None = None) -> Projection:
     """`in_flight`: requests an earlier session submitted that are still out (batches): their
-    replies are part of what is needed and will be billed, but are not sent again."""
+    replies are part of what is needed and will be billed, but are not sent again. `probed`: the
+    summary of a --probe run, measured from instead of the earlier sessions (`previous`, which
+    still counts against the budgets)."""
     k = cfg.num_examples
     remaining = max(0, target - accepted)
-    # earlier sessions' figures for the creation requests alone: --verify's votes taken apart
-    votes_before = (previous.get("quality") or {}).get("verification") or {}
-    completions = max(0, int(previous.get("completions") or 0)
+    measured = probed if probed is not None else previous
+    by = " by --probe" if probed is not None else ""
+    # measured figures for the creation requests alone: --verify's votes taken apart
+    votes_before = (measured.get("quality") or {}).get("verification") or {}
+    completions = max(0, int(measured.get("completions") or 0)
                       - int(votes_before.get("vote_replies") or 0))
-    sent = max(0, int(previous.get("requests") or 0) - int(votes_before.get("vote_requests") or 0))
-    produced = int(previous.get("accepted") or 0) + int(previous.get("over_target") or 0)
+    sent = max(0, int(measured.get("requests") or 0) - int(votes_before.get("vote_requests") or 0))
+    produced = int(measured.get("accepted") or 0) + int(measured.get("over_target") or 0)
     if completions >= 1:
         per_reply = produced / completions
-        acceptance_basis = f"measured over {completions:,} replies"
+        acceptance_basis = f"measured{by} over {completions:,} replies"
     else:
         per_reply = k * cfg.acceptance_prior
         acceptance_basis = "prior, --acceptance_prior"
@@ -164,18 +179,18 @@ def project(cfg: RunConfig, exemplar: Record, fmt: TaskFormat, target: int, acce
     in_flight = min(in_flight, replies)
     requests = math.ceil((replies - in_flight) * per_completion)
     messages = render_messages(exemplar, fmt, k)
-    if completions >= 1 and previous.get("prompt_tokens") and previous.get("completion_tokens"):
-        prompt_each = round((int(previous["prompt_tokens"])
+    if completions >= 1 and measured.get("prompt_tokens") and measured.get("completion_tokens"):
+        prompt_each = round((int(measured["prompt_tokens"])
                              - int(votes_before.get("prompt_tokens") or 0)) / completions)
-        completion_each = round((int(previous["completion_tokens"])
+        completion_each = round((int(measured["completion_tokens"])
                                  - int(votes_before.get("completion_tokens") or 0)) / completions)
-        tokens_basis = "measured"
+        tokens_basis = "measured" + by
     else:
         prompt_each = prompt_tokens(messages)
         completion_each = reply_tokens(exemplar, fmt, k, cfg.json_schema, cfg.max_tokens)
         tokens_basis = "from the rendered exemplar: prompt as sent, reply as k exemplar-long objects"
     price_in, price_out = cfg.prices()
-    priced = bool(price_in or price_out)
+    priced = bool(price_in or price_out) or cfg.embedded  # (the embedded server: $0)
     prompt_total, completion_total = replies * prompt_each, replies * completion_each
     votes = _votes(cfg, exemplar, replies, k, votes_before, completions)
     if votes is not None:
@@ -189,7 +204,7 @@ def project(cfg: RunConfig, exemplar: Record, fmt: TaskFormat, target: int, acce
     worst = cost_usd(prompt_token_bound(messages), cfg.max_tokens, price_in, price_out) \
         if priced else None
     seconds, time_basis, rounds = _time(cfg, previous, requests, replies, per_reply_for_plan,
-                                        prompt_each + completion_each)
+                                        prompt_each + completion_each, probed)
     return Projection(
         remaining=remaining, per_reply=round(per_reply, 3), acceptance=round(acceptance, 3),
         acceptance_basis=acceptance_basis, replies=replies, requests=requests,
@@ -201,7 +216,20 @@ def project(cfg: RunConfig, exemplar: Record, fmt: TaskFormat, target: int, acce
         batch_rounds=rounds, worst_case_usd=round(worst, 6) if worst is not None else None,
         in_flight=in_flight, vote_requests=vote_requests,
         budget=_budget_words(cfg, previous, requests, replies, per_reply_for_plan, cost),
+        probe=_probe_figures(probed, price_in, price_out) if probed is not None else None,
     )  # fmt: skip
+
+
+def _probe_figures(probed: dict[str, Any], price_in: float, price_out: float) -> dict[str, Any]:
+    prompt, completion = int(probed.get("prompt_tokens") or 0), \
+        int(probed.get("completion_tokens") or 0)
+    return {"requests": int(probed.get("requests") or 0),
+            "replies": int(probed.get("completions") or 0),
+            "prompt_tokens": prompt, "completion_tokens": completion,
+            "records": int(probed.get("accepted") or 0) + int(probed.get("over_target") or 0),
+            "seconds": float(probed.get("duration_s") or 0.0),
+            "cost_usd": round(cost_usd(prompt, completion, price_in, price_out), 6)
+            if price_in or price_out else None}
 
 
 def _votes(cfg: RunConfig, exemplar: Record, replies: int, k: int, before: dict[str, Any],
@@ -250,7 +278,8 @@ def _budget_words(cfg: RunConfig, previous: dict[str, Any], requests: int, repli
 
 
 def _time(cfg: RunConfig, previous: dict[str, Any], requests: int, replies: int,
-          per_reply: float, tokens_each: int) -> tuple[float | None, str, int | None]:
+          per_reply: float, tokens_each: int,
+          probed: dict[str, Any] | None = None) -> tuple[float | None, str, int | None]:
     if cfg.batch:
         if cfg.setting == "naive":
             rounds = 1 if replies else 0  # several batches of one round run side by side
@@ -268,10 +297,18 @@ def _time(cfg: RunConfig, previous: dict[str, Any], requests: int, replies: int,
     measured = (previous.get("this_session") or {}).get("requests_per_s")
     if measured:
         rates.append((float(measured), "the rate measured by the last session"))
+    latency = ((probed or {}).get("this_session") or {}).get("latency_p50_s")
+    if latency and not measured:  # (a probe's few requests are too few for a rate)
+        rates.append((cfg.concurrency / float(latency),
+                      f"--concurrency {cfg.concurrency} and the probe's median latency "
+                      f"{float(latency):.3g} s"))
     if not rates:
         return (None, ("unknown before the first replies: set by the server's limits and "
                        "latency (give --rpm/--tpm for an estimate; the progress bar shows the "
                        "rate)"), None)
     rate, basis = min(rates)
-    return (requests / rate, f"at {basis}" + ("" if measured else
-                                              " (at least: latency may add)"), None)
+    if basis.startswith("--concurrency"):
+        caveat = " (at least: the server's rate limits may slow it)"
+    else:
+        caveat = "" if basis.startswith("the rate measured") else " (at least: latency may add)"
+    return requests / rate, f"at {basis}{caveat}", None

@@ -142,6 +142,61 @@ def test_the_dry_run_is_within_15_percent_of_what_the_run_then_cost(name, data, 
     assert within(dry.cost_usd, cost)
 
 
+@pytest.mark.parametrize("name,data,setting", [pytest.param(*c.values, id=c.id)
+                                               for c in cases()])
+def test_a_probe_brings_every_dry_run_within_15_percent(name, data, setting, tmp_path):
+    """--dry_run --probe 8: eight real requests of the same job, into a temporary folder, and the
+    projection made from what they measured; on the cases the up-front figure misses too."""
+    out = tmp_path / "out.jsonl"
+    before = snapshot(tmp_path)
+    with start_simulator(seed=3) as sim:
+        dry = project(data, setting=setting, target=400, output=out, probe=8,
+                      base_url=sim.base_url)
+        assert sim.stats()["requests"] == 8 and dry.probe["requests"] == 8
+        assert_unchanged(before, tmp_path)  # the probe's records were thrown away
+        r = run_creator(*data, "--setting", setting, "--target", "400", *PRICES,
+                        "--output", out, "--base_url", sim.base_url, cwd=tmp_path, timeout=90)
+        stats = sim.stats()
+    assert r.returncode == 0, r.stderr
+    assert read_summary(out)["accepted"] == 400
+    assert dry.tokens_basis == "measured by --probe" and "by --probe over 8" in dry.acceptance_basis
+    requests = stats["requests"] - 8
+    cost = ((stats["prompt_tokens"] - dry.probe["prompt_tokens"]) * 0.15
+            + (stats["completion_tokens"] - dry.probe["completion_tokens"]) * 0.6) / 1e6
+    print(f"{name} {setting} --probe 8: projected ${dry.cost_usd:.5f} ({dry.requests} requests), "
+          f"cost ${cost:.5f} ({requests} requests): {dry.cost_usd / cost:.2f}x")
+    assert within(dry.requests, requests)
+    assert within(dry.cost_usd, cost)
+
+
+def test_a_probe_goes_with_a_dry_run_and_says_when_it_measured_nothing(tmp_path):
+    common = [*example_args(), "--setting", "naive", "--target", "40", "--probe", "4",
+              "--output", tmp_path / "out.jsonl"]
+    r = run_creator(*common, "--base_url", closed_port_url(), cwd=tmp_path)
+    assert_no_traceback(r)
+    assert r.returncode == 2 and "--probe 4 measures the model for --dry_run" in r.stderr
+    with start_simulator(seed=3, p_500=1.0) as sim:  # every request fails
+        r = run_creator(*common, "--dry_run", "--max_retries", "0", "--base_url",
+                        sim.base_url, cwd=tmp_path, timeout=60)
+    assert_no_traceback(r)
+    assert r.returncode == 1 and "--probe 4 got no reply to measure" in r.stderr, r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_create_async_probes_on_the_callers_loop(tmp_path):
+    import asyncio
+
+    data = example_args("mcqa_2")
+    with start_simulator(seed=3) as sim:
+        result = asyncio.run(creator.create_async(
+            data_dir=data[1], data_name=data[3], setting="naive", target=100, dry_run=True,
+            probe=4, output=tmp_path / "out.jsonl", base_url=sim.base_url))
+        assert sim.stats()["requests"] == 4
+    assert result.status == "dry_run" and result.projection.probe["replies"] == 4
+    assert result.projection.tokens_basis == "measured by --probe"
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_resumed_run_projects_from_what_it_measured(tmp_path):
     """mcqa_2's exemplar has long options and the simulator writes short ones, so the up-front
     projection is far off; after 40 requests the resumed run's projection (measured tokens per
