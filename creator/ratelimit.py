@@ -65,6 +65,7 @@ CHARGES: dict[str, Callable[[int, int], int]] = {
     "max": lambda prompt, completion: max(prompt, completion),
 }
 CHARGE_MATCH = 0.1  # "Requested N" within this share of a rule's count picks the rule
+SHORT_WINDOW_S = 1.0  # the shortest fixed window providers enforce ("1,000 requests/second")
 
 
 @dataclass(frozen=True)
@@ -111,11 +112,17 @@ class Pacer:
         self.tat = now  # when the next request may go
         self.credit = 0.0  # refunded units not yet spent, at most one request's worth
         self.largest = 0.0
+        self.window_share: float | None = None  # a fixed window's allowance: whole requests only
 
     def wait_time(self, now: float) -> float:
         return max(0.0, self.tat - now)
 
     def take(self, amount: float, now: float) -> None:
+        if self.window_share and 0 < amount < self.window_share:
+            # a fixed window holds whole requests: 5,000 tokens a second hold 21 of 228, not 21.9,
+            # and pacing at 98% (21.5 a second) puts a 22nd into every other window, refused;
+            # so each request takes up 1/21 of the window's time (1/floor(share / amount))
+            amount = self.window_share / math.floor(self.window_share / amount)
         self.largest = max(self.largest, amount)
         spent = min(self.credit, amount)
         self.credit -= spent
@@ -388,6 +395,10 @@ class Limits:
         self.tokens_refused = False  # a 429 named a token limit
         self.last_refund = -math.inf  # when unused tokens were last given back to a pacer
         self.charge = "sum"  # how the server counts a request's tokens (CHARGES), until told
+        # a 429 showed fixed windows of SHORT_WINDOW_S on tokens (None: a storm said otherwise)
+        self.short_windows: bool | None = False
+        self.short_windows_since = math.inf  # the request whose 429 showed them
+        self.recent: deque[Ticket] = deque()  # the requests of the last SHORT_WINDOW_S or so
         for kind in KINDS:
             self._repace(kind, now)
 
@@ -441,6 +452,9 @@ class Limits:
         ticket = Ticket(now, prompt, tokens - prompt, self.sent, self.learner.epoch,
                         charge=self.charge)
         ticket.record = self.learner.sent(now)
+        self.recent.append(ticket)
+        while self.recent[0].sent_at < now - 2 * SHORT_WINDOW_S:
+            self.recent.popleft()
         for kind, pacer in self.pacers.items():
             pacer.take(ticket.units(kind), now)
         if self.learned_pacer is not None:
@@ -519,6 +533,8 @@ class Limits:
                 # what the refunds let through may fill a long window for a while yet: the
                 # storms that follow are explained, and teach no request rate
                 self.explained_until = now + MINUTE
+        elif self._short_windows(ticket, hint, now):
+            explained = True  # the pace was right on average, but not in whole requests
         if self.storm_began is None and self.refused_in_a_row >= 3:
             # storms teach even where the server states limits: if we pace by what it states
             # and still get nothing through, we have misread it (a per-second figure taken
@@ -528,6 +544,12 @@ class Limits:
             self.storm_teaches = teach
             self.storm_pause = 0.0
             probe_refused = True
+            if self.short_windows and self.short_windows_since >= self.refused_since:
+                # the 429 taken for a short window's was the first of a storm: a long window
+                # (a minute) is full, and whole requests per second would cost up to one each
+                self.short_windows = None
+                for kind in KINDS[1:]:
+                    self._repace(kind, now)
         elif not explained and self.storm_began is None and self.learn and \
                 now >= self.explained_until and self._learns_from(now):
             # a server that states its limits has counted differently from us by a little on a
@@ -561,6 +583,27 @@ class Limits:
                 or rule == self.charge or counts[rule] == counts[self.charge]:
             return False
         self.charge = rule
+        return True
+
+    def _short_windows(self, ticket: Ticket, hint: RateLimitHint, now: float) -> bool:
+        """A token 429 that neither the count nor refunds explain, while we pace tokens at MARGIN
+        of a known limit, to a request that with those of the second before it went over a
+        second's share: the server counts in fixed windows of a second (OpenAI "may be
+        enforced as 1,000 requests/second"). From then on the token pacers book whole requests
+        per window (Pacer.take); once only: 429s that keep coming teach a rate as before."""
+        kinds = [k for k in KINDS[1:] if k in self.pacers and hint.limited in (None, k)]
+        if self.short_windows is not False or not kinds or self.refused_in_a_row > 1:
+            return False  # (an overflow is one 429; a run of them, a long window that is full)
+        before = [t for t in self.recent if t.sent_at <= ticket.sent_at - SHORT_WINDOW_S]
+        for kind in kinds:
+            last_second = ticket.sent.units(kind) - (before[-1].sent.units(kind) if before else 0)
+            if last_second > self.pacers[kind].rate / MARGIN * SHORT_WINDOW_S:
+                break
+        else:
+            return False
+        self.short_windows, self.short_windows_since = True, ticket.sent_at
+        for kind in kinds:
+            self._repace(kind, now)
         return True
 
     def _learns_from(self, now: float) -> bool:
@@ -666,6 +709,8 @@ class Limits:
             self.pacers[kind].set_rate(rate, now)
         else:
             self.pacers[kind] = Pacer(rate, now)
+        self.pacers[kind].window_share = min(rates) * SHORT_WINDOW_S if \
+            self.short_windows and kind != "requests" else None
 
     def fits(self, tokens: int) -> bool:
         """False when one request needs more tokens than a whole minute allows."""

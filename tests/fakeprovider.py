@@ -15,7 +15,9 @@ Requests answered 429 count against the limit when `count_rejected` (OpenAI, Azu
 requests contribute to your per-minute limit"). Tokens are charged prompt + max_tokens at
 admission, and the unused part refunded at completion when `refund` (Anthropic's older OTPM rule;
 a fixed window takes back only refunds that come while it is still open, as the simulator's does)
-or never (OpenAI, Azure count max_tokens).
+or never (OpenAI, Azure count max_tokens); with `charge_max`, max(prompt, max_tokens), never
+refunded, and the 429 names the token limit and says "Requested N" (OpenAI, the simulator's
+--token_accounting max).
 """
 
 from __future__ import annotations
@@ -118,6 +120,7 @@ class Provider:
     burst: float = 1.0
     count_rejected: bool = False
     refund: bool = True
+    charge_max: bool = False  # tokens charged max(prompt, max_tokens), kept (OpenAI)
     headers: bool = False
     retry_after: bool = False
     latency: float = 0.5
@@ -126,6 +129,7 @@ class Provider:
 
     def __post_init__(self) -> None:
         rng = random.Random(self.seed)
+        self.refused_by: str | None = None  # the limit the last refused request did not fit
         offset = rng.uniform(0, self.window_s)
         self.meters = {}
         if self.rpm:
@@ -135,31 +139,39 @@ class Provider:
         for meter in self.meters.values():  # gcra: `burst` requests' worth of time, early
             meter.tolerance = (self.burst - 1) * 60.0 / (self.rpm or 60.0)
 
-    def arrive(self, now: float, tokens: int) -> bool:
-        amounts = {"requests": 1, "tokens": tokens}
+    def charge(self, tokens: int, prompt: int) -> int:
+        return max(prompt, tokens - prompt) if self.charge_max else tokens
+
+    def arrive(self, now: float, tokens: int, prompt: int = 0) -> bool:
+        amounts = {"requests": 1, "tokens": self.charge(tokens, prompt)}
         ok = all(m.room(amounts[k], now) for k, m in self.meters.items())
+        self.refused_by = None if ok else next(
+            k for k, m in self.meters.items() if not m.room(amounts[k], now))
         if ok or self.count_rejected:
             for kind, meter in self.meters.items():
                 meter.charge(amounts[kind], now)
         return ok
 
     def finish(self, now: float, unused: int, admitted_at: float) -> None:
-        if self.refund and "tokens" in self.meters and unused > 0:
+        if self.refund and not self.charge_max and "tokens" in self.meters and unused > 0:
             self.meters["tokens"].refund(unused, now, admitted_at)
 
-    def hint(self, now: float, refused: bool) -> RateLimitHint:
+    def hint(self, now: float, refused: bool, requested: int | None = None) -> RateLimitHint:
         retry = None
         if refused and self.retry_after:
             retry = max(0.05, min(m.remaining(now)[1] for m in self.meters.values()))
+        # OpenAI's message: "Rate limit reached for ... tokens per min ... Requested N."
+        said = dict(limited=self.refused_by, requested=requested if self.refused_by == "tokens"
+                    else None) if refused and self.charge_max else {}
         if not self.headers:
-            return RateLimitHint(retry_after=retry)
+            return RateLimitHint(retry_after=retry, **said)
         readings = {}
         for kind, meter in self.meters.items():
             left, reset = meter.remaining(now)
             readings[kind] = Reading(limit=meter.per_minute, remaining=math.floor(left),
                                      reset=reset)
         return RateLimitHint(retry_after=retry, requests=readings.get("requests", Reading()),
-                             tokens=readings.get("tokens", Reading()))
+                             tokens=readings.get("tokens", Reading()), **said)
 
     def limit_rps(self, tokens_per_request: float) -> float:
         limits = []
@@ -205,11 +217,14 @@ class Run:
 
 def simulate(provider: Provider, *, duration: float = 120.0, concurrency: int = 64,
              rpm: float | None = None, tpm: float | None = None, prompt: int = 200,
-             max_tokens: int = 1024, used: int = 300, seed: int = 1) -> tuple[Run, Limits]:
+             max_tokens: int = 1024, used: int = 300, seed: int = 1,
+             charge: str = "sum") -> tuple[Run, Limits]:
     """`concurrency` workers send requests of `prompt` + `max_tokens` (replies use `used`) for
-    `duration` simulated seconds, through one `Limits`, retrying 429s as the client does."""
+    `duration` simulated seconds, through one `Limits`, retrying 429s as the client does.
+    `charge`: how the limiter counts tokens from the start (as if a 429 had taught it)."""
     rng = random.Random(seed)
     limits = Limits(concurrency, rpm, tpm, 0.0)
+    limits.charge = charge
     policy = RetryPolicy()
     run = Run(duration=duration)
     events: list = []
@@ -245,12 +260,13 @@ def simulate(provider: Provider, *, duration: float = 120.0, concurrency: int = 
         serve(now)
 
     def arrive(now: float, worker: int, ticket) -> None:
-        if provider.arrive(now, prompt + max_tokens):
+        if provider.arrive(now, prompt + max_tokens, prompt):
             run.admitted.append(now)
             at(now + provider.latency * rng.uniform(0.95, 1.05), done, worker, ticket, now)
         else:
             run.refused.append(now)
-            at(now + 0.001, refused, worker, ticket, provider.hint(now, True))
+            requested = provider.charge(prompt + max_tokens, prompt)
+            at(now + 0.001, refused, worker, ticket, provider.hint(now, True, requested))
 
     def done(now: float, worker: int, ticket, admitted_at: float) -> None:
         provider.finish(now, max_tokens - used, admitted_at)

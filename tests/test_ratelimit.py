@@ -304,3 +304,39 @@ def test_a_fixed_window_that_keeps_every_refund_is_probed_ever_more_rarely():
     assert run.held(300_000 / 60 / (100 + 240), start=30) >= 0.95  # measured 0.985
     assert run.refused_share() <= 0.003  # measured 0.0019 (0.005-0.008 probing every 50)
     assert limits.refund_share <= 0.1 and len(limits.refund_cuts) >= 3
+
+
+@pytest.mark.parametrize("knowledge", ["given", "headers"])
+def test_fixed_windows_of_a_second_are_paced_in_whole_requests(knowledge):
+    """OpenAI enforces a per-minute token limit per second and counts max(prompt, max_tokens):
+    5,000 tokens a second hold 21 requests of 228, not 21.9. Paced at 98% (21.5 a second), every
+    other window got a 22nd request and refused it (old: 7-8 429s in two minutes, and a request
+    rate learnt from them). The first such 429 shows the short windows; then no window gets more
+    requests than it holds."""
+    provider = Provider(mode="fixed", window_s=1, tpm=300_000, charge_max=True, latency=0.5,
+                        headers=knowledge == "headers", seed=3)
+    run, limits = simulate(provider, duration=120, concurrency=64, prompt=103, max_tokens=228,
+                           used=162, tpm=300_000 if knowledge == "given" else None, charge="max")
+    assert len(run.refused) <= 1  # the one that shows the windows
+    assert limits.short_windows and limits.learner.rate is None
+    # 21 a second, less the margin against jitter: 0.98 x 21 x 228 / 5,000 = 0.938
+    assert run.held(300_000 / 60 / 228, start=30) >= 0.93
+
+
+def test_a_429_that_begins_a_storm_is_not_taken_for_a_short_window():
+    """Whole requests per second cost up to one request's share of each second: a long window
+    that is full (a run of 429s) must not leave them in place."""
+    limits = Limits(max_in_flight=None, tpm=300_000, now=0.0)
+    limits.charge = "max"
+    now, sent = 0.0, []
+    while now < 3.0:  # paced at 21.5 a second, answered 0.5 s later (no refund: 103 + 162 > 228)
+        now += limits.wait_time(331, now, prompt=103)
+        sent.append(limits.consume(331, now, prompt=103))
+        while sent[0].sent_at <= now - 0.5:
+            limits.completed(sent.pop(0), now, RateLimitHint(), 103, 162)
+    assert sum(1 for t in limits.recent if t.sent_at > now - 1.0) == 22  # 5,016 tokens
+    limits.rate_limited(sent[-1], now, RateLimitHint(limited="tokens", requested=228))
+    assert limits.short_windows and limits.pacers["tokens"].window_share == 5000
+    limits.rate_limited(sent[-2], now, RateLimitHint(limited="tokens", requested=228))
+    limits.rate_limited(sent[-3], now, RateLimitHint(limited="tokens", requested=228))
+    assert limits.short_windows is None and limits.pacers["tokens"].window_share is None
