@@ -235,8 +235,8 @@ def prepare(api_key: str | None = None, **options: Any) -> Prepared:
         overwrite=opts["overwrite"], encoder=opts["encoder"],
         encoder_backend=opts["encoder_backend"], price_in=opts["price_in"],
         price_out=opts["price_out"], progress=not opts["quiet"], max_cost=opts["max_cost"],
-        dry_run=opts["dry_run"], probe=opts["probe"], acceptance_prior=opts["acceptance_prior"], batch=opts["batch"],
-        batch_size=opts["batch_size"], batch_poll=opts["batch_poll"],
+        dry_run=opts["dry_run"], probe=opts["probe"], acceptance_prior=opts["acceptance_prior"],
+        batch=opts["batch"], batch_size=opts["batch_size"], batch_poll=opts["batch_poll"],
         quality=quality_options(opts), embedded=embedded,
     )  # fmt: skip
     _check_batch(cfg, embedded)
