@@ -338,6 +338,34 @@ async def run(prepared: Prepared, resources: Resources, stop: Any = None) -> Cre
     )  # fmt: skip
 
 
+async def probe(prepared: Prepared) -> None:
+    """--probe N: run the job for N requests in a temporary folder and replace
+    `prepared.projection` with one made from what they measured (creator/probe.py). Raises
+    APIError (the API refused us, or no reply came) or ServerError (no embedded server)."""
+    import tempfile
+
+    from .engine import make_projection, plan_run
+    from .probe import check_probed, probe_config
+    from .sink import read_summary
+
+    cfg = prepared.cfg
+    if prepared.projection.remaining <= 0:  # the output is complete: nothing to measure for
+        return
+    with tempfile.TemporaryDirectory(prefix="creator-probe-") as folder:
+        job_cfg = probe_config(cfg, Path(folder))
+        job = Prepared(job_cfg, plan_run(job_cfg), prepared.embedded, prepared.model_path)
+        resources = Resources(job)
+        await asyncio.to_thread(resources.__enter__)
+        try:
+            result = await run(job, resources)
+        finally:
+            await asyncio.to_thread(resources.__exit__)
+        probed = read_summary(summary_path(job_cfg.output)) or {}
+    check_probed(cfg, probed, result.status, result.message)
+    cfg.model = cfg.model or job_cfg.model  # asked of the server: its price, if listed
+    prepared.projection = make_projection(cfg, prepared.plan, probed=probed)
+
+
 def dry_run_result(prepared: Prepared) -> CreateResult:
     """What `dry_run=True` returns: the projection, nothing sent or written."""
     cfg, plan, p = prepared.cfg, prepared.plan, prepared.projection
@@ -374,9 +402,7 @@ def create(data_dir: str | os.PathLike | None = None, data_name: str | None = No
     _announce(prepared)
     if prepared.cfg.dry_run:
         if prepared.cfg.probe:
-            from .probe import measure
-
-            run_to_end(measure(prepared))
+            run_to_end(probe(prepared))
         return dry_run_result(prepared)
     with Resources(prepared) as resources:
         return run_to_end(run(prepared, resources))
@@ -401,9 +427,7 @@ async def create_async(data_dir: str | os.PathLike | None = None, data_name: str
     _announce(prepared)
     if prepared.cfg.dry_run:
         if prepared.cfg.probe:
-            from .probe import measure
-
-            await measure(prepared)
+            await probe(prepared)
         return dry_run_result(prepared)
     resources = Resources(prepared)
     await asyncio.to_thread(resources.__enter__)

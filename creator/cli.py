@@ -89,10 +89,8 @@ def run_create(args: argparse.Namespace) -> int:
     cfg = prepared.cfg
     if cfg.dry_run:  # the projection, nothing written (nothing sent, unless --probe)
         if cfg.probe:
-            from .probe import measure
-
             try:
-                asyncio.run(measure(prepared))
+                asyncio.run(api.probe(prepared))
             except (APIError, ServerError) as exc:
                 print(f"creator: {exc}", file=sys.stderr)
                 return EXIT_FAILED

@@ -16,7 +16,8 @@ schema), at most --max_tokens. A resumed run uses the measured tokens per reques
 Retries (429s, 5xx) are requests too, but are not billed: a resumed run measures requests per
 reply; a new one assumes 1. `creator create --dry_run` prints this and stops; every run prints it
 in its first lines and keeps it in the summary beside what it cost. `--dry_run --probe N` sends N
-real requests first (creator/probe.py) and projects from what they measured, as a resumed run does.
+real requests first (creator/probe.py, api.probe) and projects from what they measured, as a
+resumed run does.
 """
 
 from __future__ import annotations
