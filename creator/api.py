@@ -354,12 +354,7 @@ async def probe(prepared: Prepared) -> None:
     with tempfile.TemporaryDirectory(prefix="creator-probe-") as folder:
         job_cfg = probe_config(cfg, Path(folder))
         job = Prepared(job_cfg, plan_run(job_cfg), prepared.embedded, prepared.model_path)
-        resources = Resources(job)
-        await asyncio.to_thread(resources.__enter__)
-        try:
-            result = await run(job, resources)
-        finally:
-            await asyncio.to_thread(resources.__exit__)
+        result = await run_loaded(job)
         probed = read_summary(summary_path(job_cfg.output)) or {}
     check_probed(cfg, probed, result.status, result.message)
     cfg.model = cfg.model or job_cfg.model  # asked of the server: its price, if listed
@@ -429,6 +424,12 @@ async def create_async(data_dir: str | os.PathLike | None = None, data_name: str
         if prepared.cfg.probe:
             await probe(prepared)
         return dry_run_result(prepared)
+    return await run_loaded(prepared)
+
+
+async def run_loaded(prepared: Prepared) -> CreateResult:
+    """`run` on the caller's loop, the encoder and the embedded server loaded and released in a
+    worker thread so the loop is not blocked."""
     resources = Resources(prepared)
     await asyncio.to_thread(resources.__enter__)
     try:
