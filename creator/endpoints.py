@@ -217,6 +217,9 @@ class Route:
             # how the server counts a request's tokens, as its 429s said: prompt + max_tokens
             # ("sum") or the larger of the two ("max")
             "token_charge": limits.charge,
+            # requests whose fitted max_tokens was lowered a little to fit whole requests into
+            # each fixed window of a second (ratelimit.py Limits.fit_window)
+            "max_tokens_fit_to_window": limits.window_fits,
             "breaker_trips": self.breaker.trips, "set_aside": self.set_aside,
         }
 
@@ -261,6 +264,8 @@ class Router:
                 if route is None:
                     raise NoEndpointLeft(self.why_none())
                 if wait <= 0:
+                    if completion is not None:  # (a fitted max_tokens may give a little more)
+                        tokens = prompt + route.limits.fit_window(prompt, tokens - prompt)
                     route.stats.requests += 1
                     return route, route.limits.consume(tokens, now, prompt)
                 await self._wait(None if math.isinf(wait) else wait)

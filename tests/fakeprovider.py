@@ -186,6 +186,7 @@ class Provider:
 class Run:
     admitted: list[float] = field(default_factory=list)  # arrival times
     refused: list[float] = field(default_factory=list)
+    asked: list[int] = field(default_factory=list)  # each request's max_tokens, as sent
     duration: float = 0.0
 
     def per_second(self) -> list[int]:
@@ -218,10 +219,12 @@ class Run:
 def simulate(provider: Provider, *, duration: float = 120.0, concurrency: int = 64,
              rpm: float | None = None, tpm: float | None = None, prompt: int = 200,
              max_tokens: int = 1024, used: int = 300, seed: int = 1,
-             charge: str = "sum") -> tuple[Run, Limits]:
+             charge: str = "sum", fit: bool = False) -> tuple[Run, Limits]:
     """`concurrency` workers send requests of `prompt` + `max_tokens` (replies use `used`) for
     `duration` simulated seconds, through one `Limits`, retrying 429s as the client does.
-    `charge`: how the limiter counts tokens from the start (as if a 429 had taught it)."""
+    `charge`: how the limiter counts tokens from the start (as if a 429 had taught it).
+    `fit`: `max_tokens` is a fitted one, which `Limits.fit_window` may lower (as the client's
+    router does); `run.asked` keeps what each request asked for."""
     rng = random.Random(seed)
     limits = Limits(concurrency, rpm, tpm, 0.0)
     limits.charge = charge
@@ -252,7 +255,9 @@ def simulate(provider: Provider, *, duration: float = 120.0, concurrency: int = 
                     at(now + wait, wake)
                 return
             worker = queue.popleft()
-            ticket = limits.consume(prompt + max_tokens, now, prompt)
+            asked = limits.fit_window(prompt, max_tokens) if fit else max_tokens
+            run.asked.append(asked)
+            ticket = limits.consume(prompt + asked, now, prompt)
             at(now + rng.uniform(0, provider.jitter_s), arrive, worker, ticket)
 
     def wake(now: float) -> None:
@@ -260,16 +265,16 @@ def simulate(provider: Provider, *, duration: float = 120.0, concurrency: int = 
         serve(now)
 
     def arrive(now: float, worker: int, ticket) -> None:
-        if provider.arrive(now, prompt + max_tokens, prompt):
+        if provider.arrive(now, prompt + ticket.completion, prompt):
             run.admitted.append(now)
             at(now + provider.latency * rng.uniform(0.95, 1.05), done, worker, ticket, now)
         else:
             run.refused.append(now)
-            requested = provider.charge(prompt + max_tokens, prompt)
+            requested = provider.charge(prompt + ticket.completion, prompt)
             at(now + 0.001, refused, worker, ticket, provider.hint(now, True, requested))
 
     def done(now: float, worker: int, ticket, admitted_at: float) -> None:
-        provider.finish(now, max_tokens - used, admitted_at)
+        provider.finish(now, ticket.completion - used, admitted_at)
         limits.completed(ticket, now, provider.hint(now, False), prompt, used)
         attempts[worker] = 0
         want(now, worker)

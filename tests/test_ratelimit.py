@@ -323,6 +323,34 @@ def test_fixed_windows_of_a_second_are_paced_in_whole_requests(knowledge):
     assert run.held(300_000 / 60 / 228, start=30) >= 0.93
 
 
+def test_a_fitted_max_tokens_gives_a_little_to_fit_one_more_request_a_window():
+    """Whole requests of 228 hold 21 x 228 = 95.8% of a second's 5,000 tokens, whatever the pace;
+    a fitted max_tokens (110% of the longest reply, and some) lowered to 227 lets 22 in (99.9%).
+    Paced at 98% the windows then take 21 or 22 each: >= 97% of the limit, and no 429 but the
+    one that shows the windows."""
+    provider = Provider(mode="fixed", window_s=1, tpm=300_000, charge_max=True, latency=0.5,
+                        seed=3)
+    run, limits = simulate(provider, duration=120, concurrency=64, prompt=103, max_tokens=228,
+                           used=162, tpm=300_000, charge="max", fit=True)
+    assert len(run.refused) <= 1 and limits.short_windows
+    assert run.asked[0] == 228 and run.asked[-1] == 227 and limits.window_fits > 0
+    admitted = sum(1 for t in run.admitted if t >= 30)
+    assert admitted * 227 / (90 * 5000) >= 0.97
+
+
+def test_fit_window_gives_at_most_five_percent_and_only_on_short_windows():
+    limits = Limits(max_in_flight=None, tpm=300_000, now=0.0)
+    assert limits.fit_window(103, 215) == 215  # windows not known to be short: as fitted
+    limits.short_windows = True
+    limits._repace("tokens", 0.0)
+    # prompt + max_tokens: 103 + 215 = 318 fits 15 times in 5,000; 16 fit at 312 = 103 + 209
+    assert limits.fit_window(103, 215) == 209
+    assert limits.fit_window(103, 230) == 230  # 209 would give up 9%
+    limits.charge = "max"  # the larger of the two: 228 fits 21 times, 227 fits 22
+    assert limits.fit_window(103, 228) == 227 and limits.fit_window(300, 228) == 228
+    assert limits.window_fits == 2
+
+
 def test_a_429_that_begins_a_storm_is_not_taken_for_a_short_window():
     """Whole requests per second cost up to one request's share of each second: a long window
     that is full (a run of 429s) must not leave them in place."""
