@@ -66,6 +66,7 @@ CHARGES: dict[str, Callable[[int, int], int]] = {
 }
 CHARGE_MATCH = 0.1  # "Requested N" within this share of a rule's count picks the rule
 SHORT_WINDOW_S = 1.0  # the shortest fixed window providers enforce ("1,000 requests/second")
+RESCALE_AT = 1.25  # a learnt rate follows requests whose token count moved by more than this factor
 WINDOW_FIT_GIVE = 0.05  # of a fitted max_tokens, given up at most to fit one more request a window
 
 
@@ -320,6 +321,16 @@ class Learner:
         if self.rate is None or average * self.CUT < self.rate:
             self._set(self.CUT * average, average, now)
 
+    def rescale(self, factor: float, now: float) -> None:
+        """The requests changed size by `factor` (a rate learnt from a token limit): so does
+        the rate, and what was measured before is of other requests."""
+        assert self.rate is not None
+        self.rate *= factor
+        if self.ceiling is not None:
+            self.ceiling *= factor
+        self.storm_starts.clear()
+        self.last_change = self.last_cut = now
+
     def start_ramp(self, now: float) -> None:
         """A server that answered without stating limits: raise the rate from RAMP_START,
         doubling every RAMP_STEP_S, until a 429 says where the limit is or the rate no longer
@@ -401,6 +412,11 @@ class Limits:
         self.short_windows_since = math.inf  # the request whose 429 showed them
         self.recent: deque[Ticket] = deque()  # the requests of the last SHORT_WINDOW_S or so
         self.window_fits = 0  # requests whose max_tokens fit_window lowered
+        self.last_limited: str | None = None  # the limit the last 429 named, if it did
+        self.learned_epoch = 0  # the learner's epoch when its rate was last followed
+        # the mean token count of the requests the learnt rate was measured on, where a 429 that
+        # named a token limit taught it (None: a request rate, or none learnt)
+        self.learned_charge: float | None = None
         for kind in KINDS:
             self._repace(kind, now)
 
@@ -454,6 +470,7 @@ class Limits:
         ticket = Ticket(now, prompt, tokens - prompt, self.sent, self.learner.epoch,
                         charge=self.charge)
         ticket.record = self.learner.sent(now)
+        self._rescale_learnt(ticket.tokens, now)
         self.recent.append(ticket)
         while self.recent[0].sent_at < now - 2 * SHORT_WINDOW_S:
             self.recent.popleft()
@@ -531,6 +548,7 @@ class Limits:
         self._ended(ticket, now, hint)
         ticket.record[1] = False
         self.tokens_refused = self.tokens_refused or hint.limited in KINDS[1:]
+        self.last_limited = hint.limited
         self.refused_in_a_row += 1
         self.refused_since = min(self.refused_since, ticket.sent_at)
         probe_refused = self.storm_began is not None and ticket.sent_at >= self.storm_began
@@ -677,7 +695,25 @@ class Limits:
             return hint.limited in ("tokens", "input", "output")
         return "requests" not in self.pacers
 
+    def _rescale_learnt(self, charge: int, now: float) -> None:
+        """A rate learnt from a token limit is a rate of requests of the size sent then: the
+        first requests ask for --max_tokens (1,024) and teach ~5 a second on a limit of 5,000
+        tokens a second; once max_tokens is fitted to the replies (228) ~22 fit."""
+        if self.learned_charge is None or self.learner.rate is None:
+            return
+        factor = self.learned_charge / max(1, charge)
+        if 1 / RESCALE_AT <= factor <= RESCALE_AT:
+            return
+        self.learner.rescale(factor, now)
+        self.learned_charge = charge
+        self._follow_learner(now)
+
     def _follow_learner(self, now: float) -> None:
+        if self.learner.epoch != self.learned_epoch:  # a rate learnt anew: of what size?
+            self.learned_epoch = self.learner.epoch
+            recent = [t.tokens for t in self.recent if t.sent_at < now]
+            self.learned_charge = sum(recent) / len(recent) if recent and \
+                self.last_limited in KINDS[1:] else None
         rate = self.learner.rate
         if rate is None:
             self.learned_pacer = None

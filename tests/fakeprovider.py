@@ -219,12 +219,14 @@ class Run:
 def simulate(provider: Provider, *, duration: float = 120.0, concurrency: int = 64,
              rpm: float | None = None, tpm: float | None = None, prompt: int = 200,
              max_tokens: int = 1024, used: int = 300, seed: int = 1,
-             charge: str = "sum", fit: bool = False) -> tuple[Run, Limits]:
+             charge: str = "sum", fit: bool = False,
+             first_max_tokens: int | None = None) -> tuple[Run, Limits]:
     """`concurrency` workers send requests of `prompt` + `max_tokens` (replies use `used`) for
     `duration` simulated seconds, through one `Limits`, retrying 429s as the client does.
     `charge`: how the limiter counts tokens from the start (as if a 429 had taught it).
     `fit`: `max_tokens` is a fitted one, which `Limits.fit_window` may lower (as the client's
-    router does); `run.asked` keeps what each request asked for."""
+    router does); `run.asked` keeps what each request asked for. `first_max_tokens`: asked
+    until 8 replies are in (the client's --max_tokens before it fits one to the replies)."""
     rng = random.Random(seed)
     limits = Limits(concurrency, rpm, tpm, 0.0)
     limits.charge = charge
@@ -255,7 +257,9 @@ def simulate(provider: Provider, *, duration: float = 120.0, concurrency: int = 
                     at(now + wait, wake)
                 return
             worker = queue.popleft()
-            asked = limits.fit_window(prompt, max_tokens) if fit else max_tokens
+            asked = max_tokens if first_max_tokens is None or limits.replies >= 8 else \
+                first_max_tokens
+            asked = limits.fit_window(prompt, asked) if fit else asked
             run.asked.append(asked)
             ticket = limits.consume(prompt + asked, now, prompt)
             at(now + rng.uniform(0, provider.jitter_s), arrive, worker, ticket)
