@@ -570,6 +570,10 @@ class Limits:
                 self.refund_share = 0.0 if most_fail else max(0.0, self.refund_share - REFUND_CUT)
                 self.refund_cuts.append(now)
                 self.replies_since_refund_change = 0
+            if hint.retry_after is not None:
+                # what the server kept fills its window until the time it names (a fixed window:
+                # its reset); each request our pace would send meanwhile earns a 429 of its own
+                self.pause(now + hint.retry_after)
             if most_fail and now - self.last_refund <= MINUTE:
                 # what the refunds let through may fill a long window for a while yet: the
                 # storms that follow are explained, and teach no request rate

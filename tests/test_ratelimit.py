@@ -366,6 +366,23 @@ def test_fit_window_gives_at_most_five_percent_and_only_on_short_windows():
     assert limits.window_fits == 2
 
 
+def test_a_full_window_of_kept_reservations_is_waited_out_as_the_server_says():
+    """Azure keeps prompt + max_tokens ("even if your actual response is much shorter"); with the
+    refunds of a server that gives them back we send ~125% of the limit, and a 10-s window fills
+    early. Each such run of 429s cuts the refunds by 0.2 (five runs before they stop), and the
+    server's Retry-After says when its window reopens: everybody waits till then, so a run costs
+    one 429 (old: three, the requests paced into the full window until three in a row paused
+    us: 15 in 90 s, 11 per 1,000)."""
+    for seed in (1, 2, 3):
+        provider = Provider(mode="fixed", window_s=10, tpm=300_000, refund=False,
+                            retry_after=True, latency=0.5, seed=seed)
+        run, limits = simulate(provider, duration=90, concurrency=64, prompt=103, max_tokens=227,
+                               used=162, tpm=300_000, seed=seed)
+        assert len(run.refused) <= 5 and len(run.refused) / len(run.admitted) <= 0.005
+        assert limits.refund_share <= 0.1 and limits.learner.rate is None
+        assert len(run.admitted) * 330 / (90 * 5000) >= 0.97  # the server's count, kept
+
+
 def test_a_429_that_begins_a_storm_is_not_taken_for_a_short_window():
     """Whole requests per second cost up to one request's share of each second: a long window
     that is full (a run of 429s) must not leave them in place."""
