@@ -188,6 +188,35 @@ class Stated:
         return self.limit / self.window
 
 
+@dataclass
+class WindowClock:
+    """When a window that resets all at once resets, where the server does not say (Together
+    states no reset for its token limit): a reply whose remaining count is up by more than half
+    the limit on the reply before came after a reset, and the narrowest such interval seen places
+    the resets (at its end, when a reset is certain). Without it a window's budget lasts a whole
+    window from the reply that set it: at 98% of the limit the last request or so of each
+    second waited for the next second's first reply, and the pace lost what it waited (together-
+    like token limit: 18.0 requests a second of 18.5)."""
+
+    window: float
+    last: tuple[float, float] | None = None  # (when, remaining) of the last reply
+    seen: tuple[float, float] | None = None  # (after, by): the narrowest span that held a reset
+
+    def observe(self, remaining: float, limit: float, now: float) -> None:
+        if self.last is not None:
+            before, was = self.last
+            if remaining - was > limit / 2 and now - before < self.window and (
+                    self.seen is None or now - before < self.seen[1] - self.seen[0]):
+                self.seen = (before, now)
+        self.last = (now, remaining)
+
+    def next_reset(self, now: float) -> float | None:
+        if self.seen is None:
+            return None
+        by = self.seen[1]
+        return by + (math.floor((now - by) / self.window) + 1) * self.window
+
+
 def _window_of(reading: Reading, default: float) -> float:
     """The period a stated limit covers. The dialect may say (IETF w=, Together's per second);
     otherwise a minute, as OpenAI, Azure and Anthropic document, unless the server's own reset
@@ -384,6 +413,7 @@ class Limits:
         self.stated: dict[str, Stated] = {}
         self.pacers: dict[str, Pacer] = {}
         self.budgets: dict[str, Budget] = {}
+        self.window_clocks: dict[str, WindowClock] = {}  # resets learnt from remaining counts
         self.learner = Learner()
         self.learned_pacer: Pacer | None = None
         self.in_flight = 0
@@ -716,8 +746,11 @@ class Limits:
         if self.learner.epoch != self.learned_epoch:  # a rate learnt anew: of what size?
             self.learned_epoch = self.learner.epoch
             recent = [t.tokens for t in self.recent if t.sent_at < now]
+            # (requests of mixed sizes, as the fit sets in, say nothing of one size: the rate
+            # is learnt again on the next 429)
             self.learned_charge = sum(recent) / len(recent) if recent and \
-                self.last_limited in KINDS[1:] else None
+                self.last_limited in KINDS[1:] and max(recent) <= RESCALE_AT * min(recent) \
+                else None
         rate = self.learner.rate
         if rate is None:
             self.learned_pacer = None
@@ -753,10 +786,22 @@ class Limits:
             later = 0 if ticket is None or not reading.refills else \
                 self.sent.units(kind) - ticket.sent.units(kind)
             stated = self.stated.get(kind)
-            reset = reading.reset if reading.reset is not None else 1.0
+            reset = reading.reset if reading.reset is not None else self._reset_in(
+                kind, reading, window, now)
             # a bucket refilling as it goes (OpenAI, Anthropic), or a window reset at once
             refill = stated.per_second if stated is not None and reading.refills else 0.0
             self.budgets[kind] = Budget(reading.remaining - later, refill, now, now + reset)
+
+    def _reset_in(self, kind: str, reading: Reading, window: float, now: float) -> float:
+        """Seconds until a stated limit that says no reset time is whole again: for a window
+        reset at once, as its remaining counts show (WindowClock); else a second."""
+        limit = reading.limit or (self.stated[kind].limit if kind in self.stated else None)
+        if reading.refills or not limit or reading.remaining is None:
+            return 1.0
+        clock = self.window_clocks.setdefault(kind, WindowClock(window))
+        clock.observe(reading.remaining, limit, now)
+        reset = clock.next_reset(now)
+        return 1.0 if reset is None else reset - now
 
     def _repace(self, kind: str, now: float) -> None:
         rates = []

@@ -383,6 +383,20 @@ def test_a_full_window_of_kept_reservations_is_waited_out_as_the_server_says():
         assert len(run.admitted) * 330 / (90 * 5000) >= 0.97  # the server's count, kept
 
 
+def test_a_window_that_states_no_reset_is_timed_by_its_remaining_counts():
+    """Together states its token limit per second with no reset time. The budget a reply sets
+    lasted a second from that reply, so a request that did not fit the end of one second waited
+    for a reply of the next; the remaining counts show when the windows reset (here at x.30)."""
+    limits = Limits(max_in_flight=None, now=0.0)
+    for i in range(60):  # a reply every 0.05 s; each second's count falls 250 tokens a reply
+        t = i * 0.05 + 0.01
+        remaining = 5000 - 250 * (((t - 0.3) % 1.0) // 0.05 + 1)
+        limits.observe(RateLimitHint(tokens=Reading(limit=5000, remaining=remaining, window=1.0,
+                                                    refills=False)), None, t)
+    assert 3.3 <= limits.budgets["tokens"].expires <= 3.35  # (old: 3.96, a second from 2.96)
+    assert limits.budgets["tokens"].wait_time(330, 3.34) == 0.0
+
+
 def test_a_429_that_begins_a_storm_is_not_taken_for_a_short_window():
     """Whole requests per second cost up to one request's share of each second: a long window
     that is full (a run of 429s) must not leave them in place."""
