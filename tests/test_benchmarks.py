@@ -172,7 +172,8 @@ def test_embed_cost(results):
 
 LIMITS_KEYS = ("name", "group", "mode", "knowledge", "bound", "client", "limit_per_s",
                "held_whole", "held_steady", "ceiling", "per_1000_429", "converge_s", "lost",
-               "server_requests", "server_429s", "figures", "server", "sim_flags", "series")
+               "server_requests", "server_429s", "figures", "server", "sim_flags", "series",
+               "ceiling_asked")
 
 
 def test_limits(tmp_path):
@@ -194,6 +195,7 @@ def test_limits(tmp_path):
         assert c["server_requests"] > 0 and 0.3 < c["held_whole"] < 1.5, c["name"]
         assert c["held_steady"] is None  # quick runs are shorter than 90 s
         assert c["limit_per_s"] > 0 and 0 < c["ceiling"] <= 1
+        assert c["ceiling_asked"] is None or 0 < c["ceiling_asked"] <= 1
         if c["client"] == "creator":
             f = c["figures"]
             assert f["exit_code"] == 130 and f["status"] == "interrupted", (c["name"], f)
@@ -218,3 +220,16 @@ def test_limits(tmp_path):
         assert word in names
     for t in data["targets"]:
         assert isinstance(t["met"], bool)
+
+
+def test_limits_ceiling_at_the_max_tokens_asked():
+    """The module docstring's bound, 1 / (1 + L d / (W a)), for fixed 1-s windows that refund
+    only while the window is open (prompt 103, 265 used, latency 0.5 s): 38% for a client asking
+    for 1,024 tokens, 89% asking for the ~228 the creator's fit asks (benchmarks/README.md)."""
+    from benchmarks.limits import Case, ceiling
+
+    case = Case("fixed 1s, given, TPM", "matrix", "fixed 1s", "given", "tpm")
+    info = {"prompt_tokens_per_request": 103.0, "tokens_per_request": 265.0}
+    assert round(ceiling(case, info), 3) == 0.381
+    assert round(ceiling(case, info, 228), 3) == 0.889
+    assert ceiling(Case("x", "matrix", "fixed 1s", "given", "rpm"), info, 228) == 1.0
