@@ -24,7 +24,8 @@ on OpenAI and Azure a request answered 429 still counts. So nothing here ever bu
 
 Tokens are reserved as prompt estimate + max_tokens before sending, as providers count them
 (or as the larger of the two, once a 429 says "Requested N" and N is that), and the unused part
-is refunded from the reply's usage. asyncio-throttle, which we started from,
+is refunded from the reply's usage, unless the server keeps it (Azure, OpenAI): its remaining
+counts show that (`RefundAudit`), or its 429s do. asyncio-throttle, which we started from,
 counts requests only and can neither weigh nor refund tokens, hence these small classes.
 """
 
@@ -39,7 +40,7 @@ from typing import Callable
 from .ratehints import RateLimitHint, Reading, parse_duration  # noqa: F401 (re-exported)
 
 Clock = Callable[[], float]
-__all__ = ["Limits", "Pacer", "Budget", "Learner", "Ticket", "Sent", "RetryPolicy",
+__all__ = ["Limits", "Pacer", "Budget", "Learner", "Ticket", "Sent", "RetryPolicy", "RefundAudit",
            "RateLimitHint", "Reading", "parse_duration", "MARGIN"]
 
 MARGIN = 0.98  # pace at 98% of a known limit: arrival jitter must not push one into a full window
@@ -68,6 +69,9 @@ CHARGE_MATCH = 0.1  # "Requested N" within this share of a rule's count picks th
 SHORT_WINDOW_S = 1.0  # the shortest fixed window providers enforce ("1,000 requests/second")
 RESCALE_AT = 1.25  # a learnt rate follows requests whose token count moved by more than this factor
 WINDOW_FIT_GIVE = 0.05  # of a fitted max_tokens, given up at most to fit one more request a window
+REFUND_AUDIT_S = 10.0  # a server's remaining token counts over this long say whether it refunds
+REFUND_AUDIT_LEAST = 0.05  # ... if the replies left unused at least this share of what was reserved
+REFUND_AUDIT_KEPT = 0.5  # the share of those unused tokens it gave back, below which: none
 
 
 @dataclass(frozen=True)
@@ -215,6 +219,48 @@ class WindowClock:
             return None
         by = self.seen[1]
         return by + (math.floor((now - by) / self.window) + 1) * self.window
+
+
+@dataclass
+class RefundAudit:
+    """Whether a server gives back the unused part of what requests reserved, read from its
+    remaining token counts, with no 429. Where those counts behave as a bucket (each reset is the
+    time the count takes to refill at the stated rate: OpenAI's and Anthropic's buckets, the
+    per-minute figures Azure reports), what the server took over a span is the drop in its count
+    plus what refilled; what we reserved less that is what it gave back, to set against the
+    tokens the replies of the span left unused. Azure counts prompt + max_tokens and gives
+    nothing back, within a count reset each minute: a client that refunds sends ~120% of the
+    limit, fills the minute early and waits out its end (74-77% of the limit after the first
+    minute, 10 s under half, in the azure-like benchmark case), and a 429 comes once a minute
+    at most, each cutting the refunds by REFUND_CUT only."""
+
+    anchor: tuple[float, float, float, float] | None = None  # when, remaining, reserved, unused
+
+    def observe(self, reading: Reading, rate: float, reserved: float, unused: float,
+                now: float) -> float | None:
+        """The share of the unused tokens the server gave back over the last REFUND_AUDIT_S,
+        or None if not known (yet). `reserved`, `unused`: running totals of what our requests
+        reserved, and what their replies left unused."""
+        remaining = reading.remaining
+        if not (reading.refills and reading.limit and remaining is not None and
+                reading.reset is not None and rate > 0) or abs(
+                reading.reset - (reading.limit - remaining) / rate) > max(1.0, 0.1 * reading.reset):
+            self.anchor = None  # not a bucket's count (a window's, or not said): says nothing
+            return None
+        if self.anchor is None:
+            self.anchor = (now, remaining, reserved, unused)
+            return None
+        began, was, reserved_then, unused_then = self.anchor
+        if now - began < REFUND_AUDIT_S:
+            return None
+        self.anchor = (now, remaining, reserved, unused)
+        left_unused = unused - unused_then
+        if left_unused <= 0 or left_unused < REFUND_AUDIT_LEAST * (reserved - reserved_then):
+            return None  # replies that used (nearly) all they reserved: nothing to tell apart
+        # (a bucket that was full for part of the span refilled less than this: the error makes
+        # the server look more generous, the safe side)
+        taken = was - remaining + rate * (now - began)
+        return (reserved - reserved_then - taken) / left_unused
 
 
 def _window_of(reading: Reading, default: float) -> float:
@@ -436,6 +482,9 @@ class Limits:
         self.explained_until = -math.inf  # 429s until then are the refunds' doing
         self.tokens_refused = False  # a 429 named a token limit
         self.last_refund = -math.inf  # when unused tokens were last given back to a pacer
+        self.refund_audit = RefundAudit()  # the server's token counts: does it refund?
+        self.unused_tokens = 0  # running total of what replies left unused of their reservation
+        self.refunds_kept = False  # the audit found the server keeps them (refund_share 0)
         self.charge = "sum"  # how the server counts a request's tokens (CHARGES), until told
         # a 429 showed fixed windows of SHORT_WINDOW_S on tokens (None: a storm said otherwise)
         self.short_windows: bool | None = False
@@ -552,14 +601,16 @@ class Limits:
             if self.storm_teaches and now >= self.explained_until:
                 self.learner.storm_ended(self.storm_began, now, self.storm_pause)
             self.storm_began, self.storm_pause = None, 0.0
-        if prompt_used is not None and completion_used is not None and self.refund_share > 0:
-            self._refund(ticket, prompt_used, completion_used, now)
+        if prompt_used is not None and completion_used is not None:
+            self.unused_tokens += max(0, ticket.tokens - prompt_used - completion_used)
+            if self.refund_share > 0:
+                self._refund(ticket, prompt_used, completion_used, now)
         self.replies_since_refund_change += 1
         while self.refund_cuts and self.refund_cuts[0] < now - REFUND_MEMORY_S:
             self.refund_cuts.popleft()
         probe_every = REFUND_PROBE_EVERY * 2 ** min(5, len(self.refund_cuts))
         if self.replies_since_refund_change >= probe_every and self.refund_share < 1.0 \
-                and self._paces_tokens:
+                and self._paces_tokens and not self.refunds_kept:
             # probe upward now and then: a 429 from a short burst must not cost a refunding
             # server's refunds for good; each recent cut makes the next probe wait twice as long,
             # so a server that keeps them all is seldom asked again
@@ -791,6 +842,22 @@ class Limits:
             # a bucket refilling as it goes (OpenAI, Anthropic), or a window reset at once
             refill = stated.per_second if stated is not None and reading.refills else 0.0
             self.budgets[kind] = Budget(reading.remaining - later, refill, now, now + reset)
+            if kind == "tokens" and stated is not None:
+                self._audit_refunds(self.refund_audit.observe(
+                    reading, stated.per_second, self.sent.tokens, self.unused_tokens, now))
+
+    def _audit_refunds(self, given_back: float | None) -> None:
+        """The server's counts say it gives back less than half of what the replies left unused:
+        it keeps what requests reserve (Azure, OpenAI), so refund nothing; and if they say it
+        refunds after all, undo that (only that: the cuts of 429s that refunds explain are for
+        windows that lose late refunds, which a bucket's counts cannot show)."""
+        if given_back is None:
+            return
+        if given_back < REFUND_AUDIT_KEPT:
+            self.refund_share, self.refunds_kept = 0.0, True
+            self.replies_since_refund_change = 0
+        elif self.refunds_kept:
+            self.refund_share, self.refunds_kept = 1.0, False
 
     def _reset_in(self, kind: str, reading: Reading, window: float, now: float) -> float:
         """Seconds until a stated limit that says no reset time is whole again: for a window

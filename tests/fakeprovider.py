@@ -122,6 +122,11 @@ class Provider:
     refund: bool = True
     charge_max: bool = False  # tokens charged max(prompt, max_tokens), kept (OpenAI)
     headers: bool = False
+    # Azure: tokens counted in a running count "reset each minute" (token_window_s 60), while the
+    # headers report per-minute figures (minute_headers: a bucket charged the same, as the
+    # simulator's --headers_report minute)
+    token_window_s: float | None = None
+    minute_headers: bool = False
     retry_after: bool = False
     latency: float = 0.5
     jitter_s: float = 0.005  # on the way to the server
@@ -135,7 +140,12 @@ class Provider:
         if self.rpm:
             self.meters["requests"] = Meter(self.mode, self.rpm, self.window_s, self.burst, offset)
         if self.tpm:
-            self.meters["tokens"] = Meter(self.mode, self.tpm, self.window_s, self.burst, offset)
+            self.meters["tokens"] = Meter("fixed", self.tpm, self.token_window_s, self.burst,
+                                          rng.uniform(0, self.token_window_s)) \
+                if self.token_window_s else \
+                Meter(self.mode, self.tpm, self.window_s, self.burst, offset)
+        self.shadows = {kind: Meter("bucket", meter.per_minute, 60.0, 1.0, 0.0)
+                        for kind, meter in self.meters.items()} if self.minute_headers else {}
         for meter in self.meters.values():  # gcra: `burst` requests' worth of time, early
             meter.tolerance = (self.burst - 1) * 60.0 / (self.rpm or 60.0)
 
@@ -150,16 +160,20 @@ class Provider:
         if ok or self.count_rejected:
             for kind, meter in self.meters.items():
                 meter.charge(amounts[kind], now)
+                if kind in self.shadows:
+                    self.shadows[kind].charge(amounts[kind], now)
         return ok
 
     def finish(self, now: float, unused: int, admitted_at: float) -> None:
         if self.refund and not self.charge_max and "tokens" in self.meters and unused > 0:
             self.meters["tokens"].refund(unused, now, admitted_at)
+            if "tokens" in self.shadows:
+                self.shadows["tokens"].refund(unused, now, admitted_at)
 
     def hint(self, now: float, refused: bool, requested: int | None = None) -> RateLimitHint:
         retry = None
         if refused and self.retry_after:
-            retry = max(0.05, min(m.remaining(now)[1] for m in self.meters.values()))
+            retry = max(0.05, self.meters[self.refused_by].remaining(now)[1])
         # OpenAI's message: "Rate limit reached for ... tokens per min ... Requested N."
         said = dict(limited=self.refused_by, requested=requested if self.refused_by == "tokens"
                     else None) if refused and self.charge_max else {}
@@ -167,7 +181,7 @@ class Provider:
             return RateLimitHint(retry_after=retry, **said)
         readings = {}
         for kind, meter in self.meters.items():
-            left, reset = meter.remaining(now)
+            left, reset = self.shadows.get(kind, meter).remaining(now)
             readings[kind] = Reading(limit=meter.per_minute, remaining=math.floor(left),
                                      reset=reset)
         return RateLimitHint(retry_after=retry, requests=readings.get("requests", Reading()),
