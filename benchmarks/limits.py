@@ -481,6 +481,9 @@ def creator_figures(output: Path) -> dict[str, Any]:
         "records_in_file": lines, "torn_lines": torn,
         "records_missing": max(0, s["accepted"] - lines) + torn,
         "rejected": s.get("rejected") or {},
+        # what the limiter learnt of each endpoint (refund_share, token_charge, learned_rpm ...)
+        "endpoints": [{k: v for k, v in e.items() if k not in ("base_url", "model", "api_key_env")}
+                      for e in (s.get("config") or {}).get("endpoints") or []],
     }
 
 

@@ -214,6 +214,9 @@ class Route:
             "learned_rpm": round(limits.learner.rate * 60, 1) if limits.learner.rate else None,
             # of a reply's unused max_tokens, the share taken as given back (ratelimit.py)
             "refund_share": round(limits.refund_share, 2),
+            # the server's remaining token counts showed it keeps what requests reserve
+            # (ratelimit.py RefundAudit)
+            "refunds_kept": limits.refunds_kept,
             # how the server counts a request's tokens, as its 429s said: prompt + max_tokens
             # ("sum") or the larger of the two ("max")
             "token_charge": limits.charge,

@@ -69,9 +69,11 @@ CHARGE_MATCH = 0.1  # "Requested N" within this share of a rule's count picks th
 SHORT_WINDOW_S = 1.0  # the shortest fixed window providers enforce ("1,000 requests/second")
 RESCALE_AT = 1.25  # a learnt rate follows requests whose token count moved by more than this factor
 WINDOW_FIT_GIVE = 0.05  # of a fitted max_tokens, given up at most to fit one more request a window
-REFUND_AUDIT_S = 10.0  # a server's remaining token counts over this long say whether it refunds
+REFUND_AUDIT_S = 5.0  # a server's remaining token counts over this long say whether it refunds
 REFUND_AUDIT_LEAST = 0.05  # ... if the replies left unused at least this share of what was reserved
 REFUND_AUDIT_KEPT = 0.5  # the share of those unused tokens it gave back, below which: none
+FULL_SHARE = 0.01  # a bucket's count this close to its limit (or FULL_REFILL_S's refill) may
+FULL_REFILL_S = 0.5  # be full; and one that was not seen for this long may have been
 
 
 @dataclass(frozen=True)
@@ -235,6 +237,7 @@ class RefundAudit:
     at most, each cutting the refunds by REFUND_CUT only."""
 
     anchor: tuple[float, float, float, float] | None = None  # when, remaining, reserved, unused
+    last_seen = -math.inf  # the last reading: a bucket could fill and drain between two far apart
 
     def observe(self, reading: Reading, rate: float, reserved: float, unused: float,
                 now: float) -> float | None:
@@ -247,6 +250,15 @@ class RefundAudit:
                 reading.reset - (reading.limit - remaining) / rate) > max(1.0, 0.1 * reading.reset):
             self.anchor = None  # not a bucket's count (a window's, or not said): says nothing
             return None
+        seen_before, self.last_seen = self.last_seen, now
+        if remaining >= reading.limit - max(FULL_SHARE * reading.limit, rate * FULL_REFILL_S) \
+                or now - seen_before > FULL_REFILL_S:
+            # (nearly) full, or it may have been since the last reading: a bucket that is full
+            # refills nothing, and counting its refill as taken makes a server that refunds look
+            # as if it kept them (a client held under the limit by something else: fixed 1-s
+            # windows that lose late refunds, 80% of the limit)
+            self.anchor = None
+            return None
         if self.anchor is None:
             self.anchor = (now, remaining, reserved, unused)
             return None
@@ -257,8 +269,6 @@ class RefundAudit:
         left_unused = unused - unused_then
         if left_unused <= 0 or left_unused < REFUND_AUDIT_LEAST * (reserved - reserved_then):
             return None  # replies that used (nearly) all they reserved: nothing to tell apart
-        # (a bucket that was full for part of the span refilled less than this: the error makes
-        # the server look more generous, the safe side)
         taken = was - remaining + rate * (now - began)
         return (reserved - reserved_then - taken) / left_unused
 
