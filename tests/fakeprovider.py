@@ -11,7 +11,10 @@ sources; the real simulator is the end-to-end check):
   requests/minute may be enforced as 1,000 requests/second"; Azure: "typically 1 or 10 seconds");
 - "sliding": at most limit x window_s / 60 in any `window_s` seconds;
 - "gcra": one request per 60/limit seconds with a burst of `burst`.
-Requests answered 429 count against the limit when `count_rejected` (OpenAI, Azure: "unsuccessful
+A Retry-After (`retry_after`) says when the refused request would fit the limit that refused it
+(OpenAI's and Groq's "Please try again in 5.289s", the simulator's wait_for): the end of a fixed
+window, the refill of a bucket, the oldest entries of a sliding window leaving. Requests answered
+429 count against the limit when `count_rejected` (OpenAI, Azure: "unsuccessful
 requests contribute to your per-minute limit"). Tokens are charged prompt + max_tokens at
 admission, and the unused part refunded at completion when `refund` (Anthropic's older OTPM rule;
 a fixed window takes back only refunds that come while it is still open, as the simulator's does)
@@ -96,6 +99,24 @@ class Meter:
         else:
             self.tat = max(now, self.tat - amount / self.rate)
 
+    def wait_for(self, amount: float, now: float) -> float:
+        """Seconds until `amount` fits: what a Retry-After says ("try again in 5.289s")."""
+        self._advance(now)
+        if self.mode == "bucket":
+            return max(0.0, (amount - self.level) / self.rate)
+        if self.mode == "fixed":
+            return self.window_s - ((now + self.offset) % self.window_s)
+        if self.mode == "sliding":
+            over = sum(a for _, a in self.log) + amount - self.allowance
+            wait = 0.0
+            for at, a in self.log:  # the oldest leave first
+                if over <= 1e-9:
+                    break
+                over -= a
+                wait = at + self.window_s - now
+            return max(0.0, wait) if over <= 1e-9 else self.window_s
+        return max(0.0, self.tat - self.tolerance - now)
+
     def remaining(self, now: float) -> tuple[float, float]:
         """(left, seconds until whole), in per-minute figures as OpenAI reports them."""
         self._advance(now)
@@ -135,6 +156,7 @@ class Provider:
     def __post_init__(self) -> None:
         rng = random.Random(self.seed)
         self.refused_by: str | None = None  # the limit the last refused request did not fit
+        self.last_charge = 0  # the tokens the last request that arrived was charged
         offset = rng.uniform(0, self.window_s)
         self.meters = {}
         if self.rpm:
@@ -154,6 +176,7 @@ class Provider:
 
     def arrive(self, now: float, tokens: int, prompt: int = 0) -> bool:
         amounts = {"requests": 1, "tokens": self.charge(tokens, prompt)}
+        self.last_charge = amounts["tokens"]
         ok = all(m.room(amounts[k], now) for k, m in self.meters.items())
         self.refused_by = None if ok else next(
             k for k, m in self.meters.items() if not m.room(amounts[k], now))
@@ -173,7 +196,9 @@ class Provider:
     def hint(self, now: float, refused: bool, requested: int | None = None) -> RateLimitHint:
         retry = None
         if refused and self.retry_after:
-            retry = max(0.05, self.meters[self.refused_by].remaining(now)[1])
+            kind = self.refused_by or "requests"
+            amount = 1 if kind == "requests" else self.last_charge
+            retry = max(0.05, self.meters[kind].wait_for(amount, now))
         # OpenAI's message: "Rate limit reached for ... tokens per min ... Requested N."
         said = dict(limited=self.refused_by, requested=requested if self.refused_by == "tokens"
                     else None) if refused and self.charge_max else {}
