@@ -31,6 +31,7 @@ counts requests only and can neither weigh nor refund tokens, hence these small 
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections import deque
@@ -294,7 +295,8 @@ class Learner:
     moments it was full (the starts of two storms): whatever it enforces, a bucket, a window of
     a second or of a minute, what it admits between two such moments is what it allows. When a
     storm ends the rate is also held to the average admitted since the start (at most a
-    minute), so a long window that reopens is not burst into again. The estimate is never taken
+    minute), so a long window that reopens is not burst into again; after a long storm that let
+    nothing through, that average is the window's allowance, and the rate is raised to it. The estimate is never taken
     over time that has not passed. After a cut the rate climbs back to just below the estimate
     in a few steps, then slowly above it; more slowly after long storms, which mean a long window
     that answers late."""
@@ -403,8 +405,23 @@ class Learner:
         average = max(1.0 / sending, self.admitted(now - span, now) / sending)
         if lasted < self.LONG_STORM_S and self.rate is not None:
             return  # a short storm paused us: what went through meanwhile says too little
-        if self.rate is None or average * self.CUT < self.rate:
+        # a long storm in which nothing got through (but the request that ends it) is a long
+        # window spent: over the span, which covers it, the average admitted is what the window
+        # allows, above the rate too (a sliding minute spent by the ramp in 3 s let a few
+        # requests through on refunds before it closed: the estimate between those storms was
+        # 5.7 requests a second of 18.9, and stayed). Not after storms that came back again
+        # and again with requests getting through between them (a bucket emptied by the ramp,
+        # with a short Retry-After each time): the span holds the ramp's burst
+        blackout = self._quiet_before_last_success() >= self.LONG_STORM_S
+        if self.rate is None or average * self.CUT < self.rate or (
+                blackout and self.ceiling is not None and average > self.ceiling):
             self._set(self.CUT * average, average, now)
+
+    def _quiet_before_last_success(self) -> float:
+        """Seconds between the sending of the last request that got through and of the one
+        that got through before it."""
+        sent = list(itertools.islice((t for t, outcome in reversed(self.log) if outcome is True), 2))
+        return sent[0] - sent[1] if len(sent) == 2 else 0.0
 
     def rescale(self, factor: float, now: float) -> None:
         """The requests changed size by `factor` (a rate learnt from a token limit): so does
