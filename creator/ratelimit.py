@@ -326,6 +326,7 @@ class Learner:
         self.log: deque[list] = deque()  # [sent_at, outcome]: None in flight, True, False (429)
         self.storm_starts: deque[float] = deque()
         self.storm_over = -math.inf
+        self.blackout_over = -math.inf  # when the last storm that let nothing through ended
         self.window = 1.0  # the longest storm seen: how long the server's memory seems to be
         self.cuts = 0
 
@@ -380,8 +381,12 @@ class Learner:
             self.storm_starts.popleft()
         if now - self.storm_over < self.SETTLE_S and self.storm_starts:
             return self.storm_starts[-1]
-        if self.storm_starts and now - self.storm_starts[-1] >= 0.5:
-            previous = self.storm_starts[-1]
+        # from the start of the last storm; but if that storm let nothing through for long (a
+        # window spent early), from its end: the window's blackout is not time it allowed
+        # anything in (fixed 10-s windows, the ramp's first one spent in 1 s: 388 requests in
+        # the 28.6 s between two storm starts read as 13.5 a second of 20, for a minute)
+        previous = max(self.storm_starts[-1], self.blackout_over) if self.storm_starts else None
+        if previous is not None and now - previous >= 0.5:
             estimate = self.admitted(previous, now) / (now - previous)
             if self.rate is None or estimate < self.rate / self.CUT:
                 self._set(self.CUT * estimate, estimate, now)
@@ -413,6 +418,14 @@ class Learner:
         # and again with requests getting through between them (a bucket emptied by the ramp,
         # with a short Retry-After each time): the span holds the ramp's burst
         blackout = self._quiet_before_last_success() >= self.LONG_STORM_S
+        if blackout:
+            # from the end of the last such storm: from one reopening to the next, what the
+            # window allows exactly (each end late by about half its pause; fixed windows of 10 s
+            # measured over the storm and as long before it mix a fast window with its storm)
+            cycle = now - self.blackout_over
+            if lasted <= cycle <= MINUTE + last_pause:
+                average = max(average, self.admitted(self.blackout_over, now) / cycle)
+            self.blackout_over = now
         if self.rate is None or average * self.CUT < self.rate or (
                 blackout and self.ceiling is not None and average > self.ceiling):
             self._set(self.CUT * average, average, now)
