@@ -884,9 +884,9 @@ class Limits:
             self.budgets[kind] = Budget(reading.remaining - later, refill, now, now + reset)
             if kind == "tokens" and stated is not None:
                 self._audit_refunds(self.refund_audit.observe(
-                    reading, stated.per_second, self.sent.tokens, self.unused_tokens, now))
+                    reading, stated.per_second, self.sent.tokens, self.unused_tokens, now), now)
 
-    def _audit_refunds(self, given_back: float | None) -> None:
+    def _audit_refunds(self, given_back: float | None, now: float) -> None:
         """The server's counts say it gives back less than half of what the replies left unused:
         it keeps what requests reserve (Azure, OpenAI), so refund nothing; and if they say it
         refunds after all, undo that (only that: the cuts of 429s that refunds explain are for
@@ -894,6 +894,11 @@ class Limits:
         if given_back is None:
             return
         if given_back < REFUND_AUDIT_KEPT:
+            if not self.refunds_kept and self.refund_share > 0:
+                # what the refunds let through till now may fill a long window yet (Azure's
+                # count of a minute, overfilled in the first seconds, refuses ~60 s in): those
+                # 429s are explained, and teach no request rate (one taught 5-8 a second of 15)
+                self.explained_until = max(self.explained_until, now + MINUTE)
             self.refund_share, self.refunds_kept = 0.0, True
             self.replies_since_refund_change = 0
         elif self.refunds_kept:
