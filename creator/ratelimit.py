@@ -296,10 +296,10 @@ class Learner:
     a second or of a minute, what it admits between two such moments is what it allows. When a
     storm ends the rate is also held to the average admitted since the start (at most a
     minute), so a long window that reopens is not burst into again; after a long storm that let
-    nothing through, that average is the window's allowance, and the rate is raised to it. The estimate is never taken
-    over time that has not passed. After a cut the rate climbs back to just below the estimate
-    in a few steps, then slowly above it; more slowly after long storms, which mean a long window
-    that answers late."""
+    nothing through, that average is the window's allowance, and the rate is raised to it. The
+    estimate is never taken over time that has not passed. After a cut the rate climbs back to
+    just below the estimate in a few steps, then slowly above it; more slowly after long storms,
+    which mean a long window that answers late."""
 
     CUT = 0.95  # after a storm: the new rate, as a share of what went through
     EDGE = 0.97  # after an isolated 429: as a share of what we were sending
@@ -433,7 +433,8 @@ class Learner:
     def _quiet_before_last_success(self) -> float:
         """Seconds between the sending of the last request that got through and of the one
         that got through before it."""
-        sent = list(itertools.islice((t for t, outcome in reversed(self.log) if outcome is True), 2))
+        through = (t for t, outcome in reversed(self.log) if outcome is True)
+        sent = list(itertools.islice(through, 2))
         return sent[0] - sent[1] if len(sent) == 2 else 0.0
 
     def rescale(self, factor: float, now: float) -> None:
