@@ -462,8 +462,8 @@ def test_a_minute_count_that_keeps_reservations_is_learnt_from_its_headers(knowl
     headers with per-minute figures (a bucket's). With the refunds of a server that gives them
     back the client sent ~120% of the limit, filled each minute ~50 s in and waited out the rest
     with a 429 a minute (each cutting the refunds by 0.2): 65-71% of the limit after the first
-    minute, 3-13 s under half, seeds 1-3. The headers' counts show within ~20 s that nothing
-    comes back (RefundAudit): 95.8-98.0% after the first minute, 0-3 429s."""
+    minute, 3-13 s under half, seeds 1-3. The headers' counts show within ~10 s that nothing
+    comes back (RefundAudit): 97.0-98.0% after the first minute, 0-3 429s."""
     for seed in (1, 2, 3):
         provider = Provider(mode="fixed", window_s=10, rpm=1200, tpm=300_000, token_window_s=60,
                             refund=False, count_rejected=True, headers=True, minute_headers=True,
