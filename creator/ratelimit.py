@@ -238,7 +238,7 @@ class RefundAudit:
     at most, each cutting the refunds by REFUND_CUT only."""
 
     anchor: tuple[float, float, float, float] | None = None  # when, remaining, reserved, unused
-    last_seen = -math.inf  # the last reading: a bucket could fill and drain between two far apart
+    last_seen: float = -math.inf  # the last reading (a bucket may fill between two far apart)
 
     def observe(self, reading: Reading, rate: float, reserved: float, unused: float,
                 now: float) -> float | None:

@@ -196,7 +196,7 @@ class Provider:
     def hint(self, now: float, refused: bool, requested: int | None = None) -> RateLimitHint:
         retry = None
         if refused and self.retry_after:
-            kind = self.refused_by or "requests"
+            kind = self.refused_by  # (arrive() named the limit the request did not fit)
             amount = 1 if kind == "requests" else self.last_charge
             retry = max(0.05, self.meters[kind].wait_for(amount, now))
         # OpenAI's message: "Rate limit reached for ... tokens per min ... Requested N."
