@@ -118,6 +118,8 @@ def check_record(obj: Any) -> Record | Invalid:
             or not all(isinstance(o, str) and o.strip() for o in options)):
         return Invalid(BAD_OPTIONS, "'options' must be a list of at least 2 non-empty strings")
     label = obj["label"]
+    if isinstance(label, bool):  # a JSON boolean names the option "True" or "False" (README:
+        label = yes_no_label(label)  # booleans are accepted everywhere), here among others
     if not isinstance(label, str):
         return Invalid(BAD_LABEL, f"label must be a string or a boolean, got "
                                   f"{type(label).__name__}")
