@@ -20,7 +20,10 @@ admission, and the unused part refunded at completion when `refund` (Anthropic's
 a fixed window takes back only refunds that come while it is still open, as the simulator's does)
 or never (OpenAI, Azure count max_tokens); with `charge_max`, max(prompt, max_tokens), never
 refunded, and the 429 names the token limit and says "Requested N" (OpenAI, the simulator's
---token_accounting max).
+--token_accounting max). With `as_generated`, the prompt is charged at admission and the completion
+when the reply is written, into the window then open (Anthropic's OTPM "evaluated in real time as
+output tokens are produced"; Together as the benchmark reads it); `window_headers` reports the
+enforced window's own count, per second with no reset for tokens (Together's x-tokenlimit-*).
 """
 
 from __future__ import annotations
@@ -148,6 +151,12 @@ class Provider:
     # simulator's --headers_report minute)
     token_window_s: float | None = None
     minute_headers: bool = False
+    # Together as the benchmark reads it: tokens charged as generated (the prompt at admission,
+    # the completion when the reply is written, into the window then open, as the simulator's
+    # --token_accounting actual), and headers with the enforced window's own figures, no reset
+    # for tokens ("x-tokenlimit-remaining", per second; --headers together --headers_report window)
+    as_generated: bool = False
+    window_headers: bool = False
     retry_after: bool = False
     latency: float = 0.5
     jitter_s: float = 0.005  # on the way to the server
@@ -172,6 +181,8 @@ class Provider:
             meter.tolerance = (self.burst - 1) * 60.0 / (self.rpm or 60.0)
 
     def charge(self, tokens: int, prompt: int) -> int:
+        if self.as_generated:
+            return prompt
         return max(prompt, tokens - prompt) if self.charge_max else tokens
 
     def arrive(self, now: float, tokens: int, prompt: int = 0) -> bool:
@@ -187,8 +198,10 @@ class Provider:
                     self.shadows[kind].charge(amounts[kind], now)
         return ok
 
-    def finish(self, now: float, unused: int, admitted_at: float) -> None:
-        if self.refund and not self.charge_max and "tokens" in self.meters and unused > 0:
+    def finish(self, now: float, unused: int, admitted_at: float, used: int = 0) -> None:
+        if self.as_generated and "tokens" in self.meters:
+            self.meters["tokens"].charge(used, now)  # may go over: the debt refuses what follows
+        elif self.refund and not self.charge_max and "tokens" in self.meters and unused > 0:
             self.meters["tokens"].refund(unused, now, admitted_at)
             if "tokens" in self.shadows:
                 self.shadows["tokens"].refund(unused, now, admitted_at)
@@ -206,6 +219,13 @@ class Provider:
             return RateLimitHint(retry_after=retry, **said)
         readings = {}
         for kind, meter in self.meters.items():
+            if self.window_headers:  # a fixed window's own count: per second, reset at once
+                meter._advance(now)
+                readings[kind] = Reading(
+                    limit=meter.allowance, remaining=math.floor(max(0.0, meter.allowance - meter.used)),
+                    reset=meter.wait_for(1, now) if kind == "requests" else None,
+                    window=meter.window_s, refills=False)
+                continue
             left, reset = self.shadows.get(kind, meter).remaining(now)
             readings[kind] = Reading(limit=meter.per_minute, remaining=math.floor(left),
                                      reset=reset)
@@ -317,7 +337,7 @@ def simulate(provider: Provider, *, duration: float = 120.0, concurrency: int = 
             at(now + 0.001, refused, worker, ticket, provider.hint(now, True, requested))
 
     def done(now: float, worker: int, ticket, admitted_at: float) -> None:
-        provider.finish(now, ticket.completion - used, admitted_at)
+        provider.finish(now, ticket.completion - used, admitted_at, used)
         limits.completed(ticket, now, provider.hint(now, False), prompt, used)
         attempts[worker] = 0
         want(now, worker)
