@@ -17,7 +17,8 @@ case and the client as its own process, stopped with SIGINT after the case's dur
   per second, counting max(prompt, max_tokens) and the 429s; Azure RPM per 10 s and a token
   count per minute, prompt + max_tokens kept; Anthropic GCRA of 1 s and token buckets, OTPM
   counted as generated, its own headers; Together per second, per-second headers), the limit
-  given, in headers only, or (OpenAI, Together) nothing;
+  given, in headers only, or (OpenAI, Together) nothing; and Azure's minute of tokens reported
+  as its own count (falling to the minute's end) rather than as a bucket's per-minute figures;
 - faults on a per-second limit (20% 5xx, 20% of the replies truncated mid-object);
 - two endpoints, 600 and 1,200 RPM, behind one creator;
 - in the same run, the popular AsyncOpenAI loop (semaphore, the SDK's 2 retries) on the
@@ -292,6 +293,15 @@ def provider_cases(p: Params) -> list[Case]:
                     sim_flags={**prof["sim_flags"], **(NOTHING if nothing else {})},
                     accounting=prof["accounting"],
                     token_limit=prof.get("token_limit", "tpm") if bound == "tpm" else "tpm"))
+    # Azure's token count "reset each minute", reported as itself (its remaining count falls to
+    # the minute's end, then is whole again) rather than as a bucket's per-minute figures: its
+    # documentation says neither way
+    azure = PROFILES["azure"]
+    for know in ("given", "headers"):
+        cases.append(Case(f"azure-like, minute count in headers, {know}, TPM", "providers",
+                          azure["mode"], know, "tpm", duration_s=p.duration_s,
+                          accounting=azure["accounting"],
+                          sim_flags={**azure["sim_flags"], "headers_report": "window"}))
     return cases
 
 

@@ -79,6 +79,8 @@ REFUND_AUDIT_LEAST = 0.05  # ... if the replies left unused at least this share 
 REFUND_AUDIT_KEPT = 0.5  # the share of those unused tokens it gave back, below which: none
 FULL_SHARE = 0.01  # a bucket's count this close to its limit (or FULL_REFILL_S's refill) may
 FULL_REFILL_S = 0.5  # be full; and one that was not seen for this long may have been
+WINDOW_END_SLACK_S = 1.5  # two readings whose window ends differ by less are of one window
+WINDOW_COUNT_MOST = 2.0  # a window's count that fell more than this x what we reserved: not ours
 
 
 @dataclass(frozen=True)
@@ -244,14 +246,18 @@ class RefundAudit:
     remaining token counts, with no 429. Where those counts behave as a bucket (each reset is the
     time the count takes to refill at the stated rate: OpenAI's and Anthropic's buckets, the
     per-minute figures Azure reports), what the server took over a span is the drop in its count
-    plus what refilled; what we reserved less that is what it gave back, to set against the
-    tokens the replies of the span left unused. Azure counts prompt + max_tokens and gives
-    nothing back, within a count reset each minute: a client that refunds sends ~120% of the
-    limit, fills the minute early and waits out its end (74-77% of the limit after the first
-    minute, 10 s under half, in the azure-like benchmark case), and a 429 comes once a minute
-    at most, each cutting the refunds by REFUND_CUT only."""
+    plus what refilled; where they are a window's own count (each reset is the same moment, the
+    window's end: a count "reset each minute", as Azure describes its token limit, reported as
+    itself), the drop alone, within one window. What we reserved less that is what it gave back,
+    to set against the tokens the replies of the span left unused. Azure counts prompt +
+    max_tokens and gives nothing back, within a count reset each minute: a client that refunds
+    sends ~120% of the limit, fills the minute early and waits out its end (74-77% of the limit
+    after the first minute, 10 s under half, in the azure-like benchmark case; 76-77% with 10 s
+    at nothing where the count is reported as itself), and a 429 comes once a minute at most,
+    each cutting the refunds by REFUND_CUT only."""
 
-    anchor: tuple[float, float, float, float] | None = None  # when, remaining, reserved, unused
+    # when, remaining, reserved, unused, and the window's end (None: a bucket's count)
+    anchor: tuple[float, float, float, float, float | None] | None = None
     last_seen: float = -math.inf  # the last reading (a bucket may fill between two far apart)
 
     def observe(self, reading: Reading, rate: float, reserved: float, unused: float,
@@ -261,31 +267,49 @@ class RefundAudit:
         reserved, and what their replies left unused."""
         remaining = reading.remaining
         if not (reading.refills and reading.limit and remaining is not None and
-                reading.reset is not None and rate > 0) or abs(
-                reading.reset - (reading.limit - remaining) / rate) > max(1.0, 0.1 * reading.reset):
-            self.anchor = None  # not a bucket's count (a window's, or not said): says nothing
+                reading.reset is not None and rate > 0):
+            self.anchor = None  # a count that resets at once by its dialect, or not said
             return None
+        window_end = now + reading.reset
+        # a reading of the window anchored (its reset points at the same end) is one, even
+        # where its count happens to fit a bucket's arithmetic as it falls
+        bucket = not (self.anchor is not None and _same_count(self.anchor[4], window_end)) and \
+            abs(reading.reset - (reading.limit - remaining) / rate) <= max(1.0, 0.1 * reading.reset)
+        window_end = None if bucket else window_end
         seen_before, self.last_seen = self.last_seen, now
-        if remaining >= reading.limit - max(FULL_SHARE * reading.limit, rate * FULL_REFILL_S) \
-                or now - seen_before > FULL_REFILL_S:
+        if bucket and (remaining >= reading.limit - max(FULL_SHARE * reading.limit,
+                                                         rate * FULL_REFILL_S)
+                       or now - seen_before > FULL_REFILL_S):
             # (nearly) full, or it may have been since the last reading: a bucket that is full
             # refills nothing, and counting its refill as taken makes a server that refunds look
             # as if it kept them (a client held under the limit by something else: fixed 1-s
             # windows that lose late refunds, 80% of the limit)
             self.anchor = None
             return None
-        if self.anchor is None:
-            self.anchor = (now, remaining, reserved, unused)
+        if self.anchor is None or not _same_count(self.anchor[4], window_end):
+            self.anchor = (now, remaining, reserved, unused, window_end)
             return None
-        began, was, reserved_then, unused_then = self.anchor
+        began, was, reserved_then, unused_then, _ = self.anchor
         if now - began < REFUND_AUDIT_S:
             return None
-        self.anchor = (now, remaining, reserved, unused)
+        self.anchor = (now, remaining, reserved, unused, window_end)
         left_unused = unused - unused_then
         if left_unused <= 0 or left_unused < REFUND_AUDIT_LEAST * (reserved - reserved_then):
             return None  # replies that used (nearly) all they reserved: nothing to tell apart
-        taken = was - remaining + rate * (now - began)
+        taken = was - remaining + (rate * (now - began) if bucket else 0.0)
+        if not bucket and taken > WINDOW_COUNT_MOST * (reserved - reserved_then):
+            # not our count alone (a quota shared with another client), or not in our units (a
+            # window of 10 s reported in per-minute figures, six times its own count)
+            return None
         return (reserved - reserved_then - taken) / left_unused
+
+
+def _same_count(anchor_end: float | None, window_end: float | None) -> bool:
+    """Two readings of one bucket, or of one window (the same end, to the whole second some
+    servers round their resets to)."""
+    if anchor_end is None or window_end is None:
+        return anchor_end is None and window_end is None
+    return abs(anchor_end - window_end) <= WINDOW_END_SLACK_S
 
 
 def _window_of(reading: Reading, default: float) -> float:

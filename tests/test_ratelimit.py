@@ -467,12 +467,14 @@ def test_a_429_that_begins_a_storm_is_not_taken_for_a_short_window():
     assert limits.short_windows is None and limits.pacers["tokens"].window_share is None
 
 
-def test_the_refund_audit_reads_a_buckets_counts_and_nothing_else():
+def test_the_refund_audit_reads_a_buckets_and_a_windows_counts():
     """20 requests a second reserving 330 tokens and using 265, against a bucket of 300,000 a
     minute (5,000 a second back): the server that keeps reservations takes 6,600 a second, the
-    one that refunds 5,300; each span of five seconds says which. A window's counts (a reset
-    unrelated to the count), a span whose replies used all they reserved, a bucket that is full
-    and one not seen for seconds say nothing."""
+    one that refunds 5,300; each span of five seconds says which. The same against a count reset
+    each minute reported as itself (its reset: the minute's end), from the drop alone, within one
+    minute. A count that fell more than twice what we reserved (shared, or a 10-s window's in
+    per-minute figures), a span whose replies used all they reserved, a bucket that is full and
+    one not seen for seconds say nothing."""
     rate = 5000.0
     for takes, given_back in ((330, 0.0), (265, 1.0)):
         audit = RefundAudit()
@@ -488,9 +490,22 @@ def test_the_refund_audit_reads_a_buckets_counts_and_nothing_else():
         # the first reading begins a span (none seen before it), which ends five seconds on
         assert list(said) == [101, 201] and all(
             share == pytest.approx(given_back, abs=0.01) for share in said.values())
-    window = Reading(limit=300_000, remaining=100_000, reset=7.0)  # a bucket: 40 s to refill
+    for scale, takes, given_back in ((1, 330, 0.0), (1, 265, 1.0), (6, 330, None)):
+        audit, said = RefundAudit(), {}
+        for tick in range(0, 200):  # 10 requests a second; a minute's count 10 s before its end
+            now = tick * 0.1
+            end, since = (10.0, tick) if now < 10.0 else (70.0, tick - 100)
+            reading = Reading(limit=300_000, remaining=300_000 - scale * takes * (since + 1),
+                              reset=math.ceil(end - now))  # in whole seconds, as Azure's
+            share = audit.observe(reading, rate, 330 * (tick + 1), 65 * (tick + 1), now)
+            if share is not None:
+                said[tick] = share
+        if given_back is None:
+            assert not said
+        else:  # spans of 5 s, none across the reset at 10 s
+            assert list(said) == [50, 150] and all(
+                share == pytest.approx(given_back, abs=0.01) for share in said.values())
     audit = RefundAudit()
-    assert audit.observe(window, rate, 0, 0, 0.0) is None and audit.anchor is None
     for tick in range(0, 220):  # replies that used all they reserved: nothing to tell
         reading = Reading(limit=300_000, remaining=200_000, reset=20.0)
         assert audit.observe(reading, rate, tick * 330, 0, tick * 0.05) is None
@@ -507,18 +522,22 @@ def test_the_refund_audit_reads_a_buckets_counts_and_nothing_else():
         assert audit.observe(reading, rate, tick * 30_000, tick * 5_000, tick * 2.0) is None
 
 
+@pytest.mark.parametrize("reported", ["as a bucket", "as itself"])
 @pytest.mark.parametrize("knowledge", ["given", "headers"])
-def test_a_minute_count_that_keeps_reservations_is_learnt_from_its_headers(knowledge):
+def test_a_minute_count_that_keeps_reservations_is_learnt_from_its_headers(knowledge, reported):
     """Azure: a token count "reset each minute" that keeps prompt + max_tokens, requests per 10 s,
-    headers with per-minute figures (a bucket's). With the refunds of a server that gives them
-    back the client sent ~120% of the limit, filled each minute ~50 s in and waited out the rest
-    with a 429 a minute (each cutting the refunds by 0.2): 65-71% of the limit after the first
-    minute, 3-13 s under half, seeds 1-3. The headers' counts show within ~10 s that nothing
-    comes back (RefundAudit): 97.0-98.0% after the first minute, 0-3 429s."""
+    headers with per-minute figures: a bucket's, or the minute's own count (falling to the
+    minute's end, then whole again). With the refunds of a server that gives them back the
+    client sent ~120% of the limit, filled each minute ~50 s in and waited out the rest with a
+    429 a minute (each cutting the refunds by 0.2): 65-71% of the limit after the first minute,
+    3-13 s under half, seeds 1-3 (the minute's own count: 59-66%, 3-14 s, and a request rate
+    learnt, 11-13 a second of 15). The headers' counts show within ~10 s that nothing comes
+    back (RefundAudit): 97.0-98.0% after the first minute, 0-3 429s."""
     for seed in (1, 2, 3):
         provider = Provider(mode="fixed", window_s=10, rpm=1200, tpm=300_000, token_window_s=60,
-                            refund=False, count_rejected=True, headers=True, minute_headers=True,
-                            retry_after=True, latency=0.5, seed=seed)
+                            refund=False, count_rejected=True, headers=True,
+                            minute_headers=reported == "as a bucket", retry_after=True,
+                            latency=0.5, seed=seed)
         given = knowledge == "given"
         run, limits = simulate(provider, duration=150, concurrency=64, prompt=100, max_tokens=230,
                                used=160, rpm=1200 if given else None,
