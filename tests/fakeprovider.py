@@ -221,8 +221,9 @@ class Provider:
         for kind, meter in self.meters.items():
             if self.window_headers:  # a fixed window's own count: per second, reset at once
                 meter._advance(now)
+                left = math.floor(max(0.0, meter.allowance - meter.used))
                 readings[kind] = Reading(
-                    limit=meter.allowance, remaining=math.floor(max(0.0, meter.allowance - meter.used)),
+                    limit=meter.allowance, remaining=left,
                     reset=meter.wait_for(1, now) if kind == "requests" else None,
                     window=meter.window_s, refills=False)
                 continue

@@ -420,12 +420,14 @@ def test_a_request_held_by_a_windows_end_goes_at_the_reset_and_keeps_the_schedul
         went += 1
     assert went == 4  # due at 0.068, 0.135, 0.203, 0.270 (old: 1, and the next at 0.368)
     assert limits.wait_time(331, 0.3, prompt=103) == pytest.approx(5 * 331 / 4900 - 0.3)
-    # a budget that refills (a bucket) or a reset long past: the schedule starts from now
-    limits = Limits(max_in_flight=None, tpm=300_000, now=0.0)
-    limits.consume(331, 0.0, prompt=103)
-    limits.budgets["tokens"] = Budget(left=0, refill=0.0, at=0.0, expires=0.3)
-    limits.consume(331, 0.8, prompt=103)
-    assert limits.wait_time(331, 0.8, prompt=103) == pytest.approx(331 / 4900)
+    # a reset long past (idle since), or a budget that refills (a bucket's count, which has no
+    # reset to go at): the schedule starts from now
+    for refill, now in ((0.0, 0.8), (5000.0, 0.3)):
+        limits = Limits(max_in_flight=None, tpm=300_000, now=0.0)
+        limits.consume(331, 0.0, prompt=103)
+        limits.budgets["tokens"] = Budget(left=0, refill=refill, at=0.0, expires=0.3)
+        limits.consume(331, now, prompt=103)
+        assert limits.wait_time(331, now, prompt=103) == pytest.approx(331 / 4900)
 
 
 @pytest.mark.parametrize("knowledge", ["given", "headers"])
