@@ -126,13 +126,19 @@ class Meter:
         if self.mode == "bucket":
             return max(0.0, self.level), (self.per_minute - self.level) / self.rate
         if self.mode == "fixed":
-            left = (self.allowance - self.used) * 60.0 / self.window_s
-            return max(0.0, left), self.window_s - ((now + self.offset) % self.window_s)
+            left, reset = self.window_left(now)
+            return left * 60.0 / self.window_s, reset
         if self.mode == "sliding":
             used = sum(a for _, a in self.log) * 60.0 / self.window_s
             return max(0.0, self.per_minute - used), self.window_s
         backlog = max(0.0, self.tat - now)
         return max(0.0, self.per_minute - backlog * self.rate * 60 / max(1e-9, self.window_s)), backlog
+
+    def window_left(self, now: float) -> tuple[float, float]:
+        """A fixed window's own count: (left in it, seconds until it resets)."""
+        self._advance(now)
+        reset = self.window_s - ((now + self.offset) % self.window_s)
+        return max(0.0, self.allowance - self.used), reset
 
 
 @dataclass
@@ -154,7 +160,8 @@ class Provider:
     # Together as the benchmark reads it: tokens charged as generated (the prompt at admission,
     # the completion when the reply is written, into the window then open, as the simulator's
     # --token_accounting actual), and headers with the enforced window's own figures, no reset
-    # for tokens ("x-tokenlimit-remaining", per second; --headers together --headers_report window)
+    # for tokens ("x-tokenlimit-remaining", per second; --headers together --headers_report
+    # window): `window_headers` is for mode "fixed"
     as_generated: bool = False
     window_headers: bool = False
     retry_after: bool = False
@@ -220,12 +227,10 @@ class Provider:
         readings = {}
         for kind, meter in self.meters.items():
             if self.window_headers:  # a fixed window's own count: per second, reset at once
-                meter._advance(now)
-                left = math.floor(max(0.0, meter.allowance - meter.used))
-                readings[kind] = Reading(
-                    limit=meter.allowance, remaining=left,
-                    reset=meter.wait_for(1, now) if kind == "requests" else None,
-                    window=meter.window_s, refills=False)
+                left, reset = meter.window_left(now)
+                readings[kind] = Reading(limit=meter.allowance, remaining=math.floor(left),
+                                         reset=reset if kind == "requests" else None,
+                                         window=meter.window_s, refills=False)
                 continue
             left, reset = self.shadows.get(kind, meter).remaining(now)
             readings[kind] = Reading(limit=meter.per_minute, remaining=math.floor(left),
