@@ -53,7 +53,9 @@ WINDOW_MARGIN = 1.0  # the pace of a second whose own count the server reports (
 MINUTE = 60.0
 LONG_PERIOD_S = 600.0  # a limit stated over a longer period (a day) is a budget, not a pace
 PROBE_GIVE_UP_S = 5.0  # the first request is alone until it is answered, or this long
-STORM_PAUSE_MAX_S = 2.0
+STORM_PAUSE_MAX_S = 2.0  # a storm's backoff at first; in one that has lasted long (a long
+STORM_PAUSE_LONG_S = 4.0  # window spent), at most this: the probe that finds it reopened waits
+MINUTE_MARK_S = 0.1  # after a whole minute since the first request: a storm's probe goes then
 REFUND_EVIDENCE = 20  # the last requests whose 429s say whether the server keeps our refunds
 REFUND_MISTAKE_SHARE = 0.25  # of those answered 429: the server gives nothing back at all
 REFUND_CUT = 0.2  # of the unused tokens we refund, cut per run of 429s the refunds explain
@@ -108,6 +110,7 @@ class Ticket:
     epoch: int  # the learner's epoch: a 429 to a request sent before the last cut is old news
     record: list = field(default_factory=list, repr=False)  # [sent_at, outcome] in the learner
     charge: str = "sum"  # how the server counts its tokens (CHARGES)
+    probe: bool = False  # sent during a storm: the one request that asks whether it is over
 
     @property
     def tokens(self) -> int:
@@ -354,6 +357,7 @@ class Learner:
     def __init__(self) -> None:
         self.rate: float | None = None
         self.ramping = False
+        self.ramp_began = -math.inf
         self.probes = 0  # steps above the estimate without a 429
         self.wall_hits = 0  # 429s in a row at the same estimate
         self.ceiling: float | None = None
@@ -401,7 +405,9 @@ class Learner:
         # a second at least (the shortest window), and long enough to hold ten requests
         sending = self.sending_rate(now)
         span = min(10.0, max(1.0, 10 / sending if sending > 0 else 10.0))
-        span = max(0.1, min(span, now - self.first_send))
+        # not from before the last storm ended: its blackout is not what the server allows now
+        # (after a sliding minute spent, 10 s that held the storm read as 0.9 a second of 30)
+        span = max(0.1, min(span, now - self.first_send, now - self.storm_over))
         through = self.admitted(now - span, now) / span
         if self.rate is not None:
             through = min(through, self.rate)
@@ -423,7 +429,10 @@ class Learner:
         # window spent early), from its end: the window's blackout is not time it allowed
         # anything in (fixed 10-s windows, the ramp's first one spent in 1 s: 388 requests in
         # the 28.6 s between two storm starts read as 13.5 a second of 20, for a minute)
-        previous = max(self.storm_starts[-1], self.blackout_over) if self.storm_starts else None
+        # ... and not before sending resumed after it: a storm is mostly our own waiting (one
+        # probe at a time, its reply seconds long where replies take seconds), not the server's
+        previous = max(self.storm_starts[-1], self.blackout_over, self.storm_over) \
+            if self.storm_starts else None
         if previous is not None and now - previous >= 0.5:
             estimate = self.admitted(previous, now) / (now - previous)
             if self.rate is None or estimate < self.rate / self.CUT:
@@ -431,21 +440,26 @@ class Learner:
         self.storm_starts.append(now)
         return now
 
-    def storm_ended(self, began: float, now: float, last_pause: float = 0.0) -> None:
-        """Something got through after a storm: never burst into a window that reopens."""
+    def storm_ended(self, began: float, now: float, last_pause: float = 0.0,
+                    through_at: float | None = None) -> None:
+        """Something got through after a storm (the request sent at `through_at`, answered
+        `now`): never burst into a window that reopens. What the server did is timed by when
+        requests were sent; the reply's latency is not the storm's (a storm of 4.5 s on a window
+        of a second, with replies of 1.7 s, read as a long window spent)."""
         assert self.first_send is not None
-        lasted = now - began
+        end = now if through_at is None else through_at
+        lasted = end - began
         self.window = min(MINUTE, max(self.window, lasted))
         # what the server let through over its window, which is at least as long as the storm:
         # the storm and as long again before it, but not further back than the first request
-        span = min(now - self.first_send, MINUTE + last_pause,
+        span = min(end - self.first_send, MINUTE + last_pause,
                    max(lasted + max(1.0, lasted), self.window + 1.0))
         self.storm_over = now
         if span <= 0:
             return
         # it reopened somewhere in the last pause: on average half of that pause was lost
         sending = max(1.0, span - last_pause / 2)
-        average = max(1.0 / sending, self.admitted(now - span, now) / sending)
+        average = max(1.0 / sending, self.admitted(end - span, end) / sending)
         if lasted < self.LONG_STORM_S and self.rate is not None:
             return  # a short storm paused us: what went through meanwhile says too little
         # a long storm in which nothing got through (but the request that ends it) is a long
@@ -460,10 +474,10 @@ class Learner:
             # from the end of the last such storm: from one reopening to the next, what the
             # window allows exactly (each end late by about half its pause; fixed windows of 10 s
             # measured over the storm and as long before it mix a fast window with its storm)
-            cycle = now - self.blackout_over
+            cycle = end - self.blackout_over
             if lasted <= cycle <= MINUTE + last_pause:
-                average = max(average, self.admitted(self.blackout_over, now) / cycle)
-            self.blackout_over = now
+                average = max(average, self.admitted(self.blackout_over, end) / cycle)
+            self.blackout_over = end
         if self.rate is None or average * self.CUT < self.rate or (
                 blackout and self.ceiling is not None and average > self.ceiling):
             self._set(self.CUT * average, average, now)
@@ -492,12 +506,17 @@ class Learner:
         need not wait for slow replies)."""
         if self.rate is None and not self.cuts:
             self.rate, self.ramping, self.last_change = self.RAMP_START, True, now
+            self.ramp_began = now
 
     def succeeded(self, ticket: Ticket, now: float) -> None:
         ticket.record[1] = True
         if self.ramping:
             if self.rate is not None and now - self.last_change >= self.RAMP_STEP_S:
-                if self.sending_rate(now, 2 * self.RAMP_STEP_S) < 0.5 * self.rate:
+                # over a span that holds a few requests at the rate, all of it in the ramp (at 4
+                # a second, 0.2 s holds none, and the ramp ended at once into a burst of 64)
+                span = max(2 * self.RAMP_STEP_S, 4 / self.rate)
+                if now - self.ramp_began >= span and \
+                        self.sending_rate(now, span) < 0.5 * self.rate:
                     self.rate, self.ramping = None, False  # something else holds us back
                 else:
                     self.rate *= 2
@@ -542,6 +561,7 @@ class Limits:
         self.learner = Learner()
         self.learned_pacer: Pacer | None = None
         self.in_flight = 0
+        self.probes_in_flight = 0  # of those, sent during a storm (Ticket.probe)
         self.sent = Sent()
         self.paused_until = 0.0
         self.replies = 0
@@ -604,8 +624,12 @@ class Limits:
         now; inf if only a release (a reply) can help."""
         if self._probing(now) and self.in_flight >= 1:
             return max(1e-3, self.first_sent + PROBE_GIVE_UP_S - now)  # type: ignore[operator]
-        if self.storm_began is not None and self.in_flight >= 1:
-            return math.inf  # in a storm one request probes at a time
+        if self.storm_began is not None and self.probes_in_flight >= 1:
+            # in a storm one request probes at a time; those sent before it began were let
+            # through and say nothing of now (with replies of seconds, waiting for them too made
+            # each storm last that long, and a storm that long reads as a long window spent:
+            # 45-50% of a limit enforced per second, with replies of 1.7 s +- 50%)
+            return math.inf
         if self.in_flight >= self.max_in_flight:
             return math.inf
         prompt = tokens if prompt is None else prompt
@@ -626,7 +650,8 @@ class Limits:
         self.sent = Sent(s.requests + 1, s.tokens + charged, s.input + prompt,
                          s.output + tokens - prompt)
         ticket = Ticket(now, prompt, tokens - prompt, self.sent, self.learner.epoch,
-                        charge=self.charge)
+                        charge=self.charge, probe=self.storm_began is not None)
+        self.probes_in_flight += ticket.probe
         ticket.record = self.learner.sent(now)
         self._rescale_learnt(ticket.tokens, now)
         self.recent.append(ticket)
@@ -689,7 +714,10 @@ class Limits:
             self.refused_in_a_row, self.refused_since = 0, math.inf
         if self.storm_began is not None and ticket.sent_at >= self.storm_began:
             if self.storm_teaches and now >= self.explained_until:
-                self.learner.storm_ended(self.storm_began, now, self.storm_pause)
+                # the server let it through when it was sent: its reply's latency is not the
+                # storm's (a storm of 4.5 s on a window of a second, with replies of 1.7 s)
+                self.learner.storm_ended(self.storm_began, now, self.storm_pause,
+                                         through_at=ticket.sent_at)
             self.storm_began, self.storm_pause = None, 0.0
         if prompt_used is not None and completion_used is not None:
             self.unused_tokens += max(0, ticket.tokens - prompt_used - completion_used)
@@ -778,10 +806,19 @@ class Limits:
             return None  # (a 429 to a request sent before the storm began says nothing new)
         # a storm: one request probes, everybody else waits as long as the server says or,
         # if it says nothing, for a backoff that doubles while the storm lasts
-        # (up to 2 s at first, up to 8 s in a storm that has lasted long: a long window)
-        longest = min(8.0, max(STORM_PAUSE_MAX_S, (now - self.storm_began) / 5))
+        # (up to 2 s at first, up to 4 s in a storm that has lasted long: a long window, whose
+        # reopening costs half a pause on average; 8 s cost 5-6 s under half a sliding minute)
+        longest = min(STORM_PAUSE_LONG_S, max(STORM_PAUSE_MAX_S, (now - self.storm_began) / 5))
         self.storm_pause = min(longest, max(0.5, self.storm_pause * 2))
         wait = hint.retry_after if hint.retry_after is not None else self.storm_pause
+        if hint.retry_after is None and self.first_sent is not None:
+            # a minute's window that the first requests spent (a sliding minute, a bucket of a
+            # minute that starts full) reopens a minute after they went: probe just then, not
+            # up to a pause later
+            to_mark = self.first_sent + MINUTE * math.ceil((now - self.first_sent) / MINUTE) \
+                + MINUTE_MARK_S - now
+            if 0 < to_mark < wait:
+                wait = self.storm_pause = to_mark
         self.pause(now + wait)
         return wait
 
@@ -830,6 +867,7 @@ class Limits:
 
     def _ended(self, ticket: Ticket, now: float, hint: RateLimitHint) -> None:
         self.in_flight -= 1
+        self.probes_in_flight -= ticket.probe
         self.replies += 1
         self.observe(hint, ticket, now)
         if self.replies == 1 and not self.known and self.learn:

@@ -166,6 +166,9 @@ class Provider:
     window_headers: bool = False
     retry_after: bool = False
     latency: float = 0.5
+    # each reply takes latency x uniform(1 - spread, 1 + spread): an LLM's reply time grows with
+    # its length and the server's load, seconds apart from one request to the next
+    latency_spread: float = 0.05
     jitter_s: float = 0.005  # on the way to the server
     seed: int = 0
 
@@ -336,7 +339,9 @@ def simulate(provider: Provider, *, duration: float = 120.0, concurrency: int = 
     def arrive(now: float, worker: int, ticket) -> None:
         if provider.arrive(now, prompt + ticket.completion, prompt):
             run.admitted.append(now)
-            at(now + provider.latency * rng.uniform(0.95, 1.05), done, worker, ticket, now)
+            spread = provider.latency_spread
+            at(now + provider.latency * rng.uniform(1 - spread, 1 + spread), done, worker, ticket,
+               now)
         else:
             run.refused.append(now)
             requested = provider.charge(prompt + ticket.completion, prompt)

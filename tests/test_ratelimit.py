@@ -14,8 +14,8 @@ import random
 import pytest
 
 from creator.ratehints import RateLimitHint, Reading
-from creator.ratelimit import (MARGIN, WINDOW_MARGIN, Budget, Limits, Pacer, RefundAudit,
-                               RetryPolicy)
+from creator.ratelimit import (MARGIN, WINDOW_MARGIN, Budget, Learner, Limits, Pacer,
+                               RefundAudit, RetryPolicy, Sent, Ticket)
 from fakeprovider import Provider, simulate
 
 
@@ -219,6 +219,43 @@ def test_isolated_429_cuts_a_little_and_a_storm_pauses_everyone():
     assert limits.storm_began is not None
 
 
+def test_a_storm_probes_while_requests_sent_before_it_still_run_and_ends_when_the_probe_went():
+    """Replies that take seconds: the requests let through before a storm are still running when
+    it begins. They say nothing of now, so one request probes after the pause without waiting
+    for them, and the storm is timed by when the probe was sent, not by its slow reply (it
+    waited for all of them, then for its reply, and each storm on a window of a second lasted
+    4.5 s, read as a long window spent: 45-50% of the limit in the benchmark's slow replies)."""
+    limits = Limits(max_in_flight=None, now=0.0)
+    limits.completed(limits.consume(1, 0.0), 2.0, RateLimitHint(), 1, 0)
+    running = [limits.consume(1, 2.0 + i / 100) for i in range(10)]
+    refused = [limits.consume(1, 2.2) for _ in range(3)]
+    pause = [limits.rate_limited(t, 2.2) for t in refused][-1]
+    assert limits.storm_began is not None and pause is not None
+    probe_at = 2.2 + pause + 0.001
+    # (the rate the first 429s cut paces it; no reply needs to come first)
+    assert limits.in_flight == len(running) and limits.wait_time(1, probe_at) < math.inf
+    probe = limits.consume(1, probe_at)
+    assert limits.wait_time(1, probe_at + 0.01) == math.inf  # one probe at a time
+    limits.completed(probe, probe_at + 2.0, RateLimitHint(), 1, 0)  # a slow reply ends it
+    assert limits.storm_began is None
+    assert limits.learner.window < 2.0  # the storm lasted until the probe went: not a long window
+    assert limits.wait_time(1, probe_at + 2.0) < math.inf  # the others still run; sending goes on
+
+
+def test_the_ramp_judges_its_pace_over_a_few_requests():
+    """Replies that take seconds: the ramp's first reply comes a second after it began at 4
+    requests a second. Judged over 0.2 s, which held none of its requests, the ramp took its own
+    rate for something else holding it back, ended, and let 64 requests go at once (33 of them
+    429s on a window of a second); over a span that holds a few requests, it doubles."""
+    learner = Learner()
+    probe = Ticket(0.0, 1, 0, Sent(), 0, record=learner.sent(0.0))
+    learner.succeeded(probe, 2.0)
+    learner.start_ramp(2.0)
+    sent = [Ticket(t, 1, 0, Sent(), 0, record=learner.sent(t)) for t in (2.0, 2.25, 2.5, 2.75)]
+    learner.succeeded(sent[0], 2.95)
+    assert learner.ramping and learner.rate == 2 * Learner.RAMP_START
+
+
 def test_retry_policy_backs_off_exponentially_with_jitter_and_honours_retry_after():
     policy = RetryPolicy(max_retries=8, base=0.5, cap=8.0)
     rng = random.Random(0)
@@ -283,6 +320,20 @@ def test_nothing_known_converges_without_collapsing(mode):
     assert run.held(30.0, start=60) >= 0.9
     assert run.refused_share() <= 0.02
     assert run.longest_below(30.0, 0.5, start=60) <= 5
+
+
+def test_slow_varying_replies_with_nothing_known_are_held_without_collapsing():
+    """Replies of 1.7 s +- 50% (a time per token generated, and load): nothing known, a limit
+    enforced per second or as GCRA. At 6bc9ac4 57-75% of the limit over two minutes (seeds 2-3),
+    the ramp ended into a burst and each storm lasted as long as its slowest reply; now 91-95%."""
+    for mode in ("fixed 1 s", "gcra"):
+        for seed in (1, 2, 3):
+            provider = Provider(**MODES[mode], rpm=1800, latency=1.7, latency_spread=0.5,
+                                seed=seed)
+            run, _ = simulate(provider, duration=120, concurrency=64, seed=seed)
+            assert run.held(30.0) >= 0.88, (mode, seed)
+            assert run.held(30.0, start=60) >= 0.95, (mode, seed)
+            assert run.refused_share() <= 0.02, (mode, seed)
 
 
 @pytest.mark.parametrize("window_s", [1, 10])
