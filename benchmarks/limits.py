@@ -110,6 +110,11 @@ BAND = (0.90, 1.05)  # converged: every later 5-s average within this share of t
 SMOOTH_S = 5
 STEADY_AFTER_S = 60.0
 P_500, P_TRUNCATED = 0.2, 0.2
+# replies as an LLM's take: a time to the first token plus one per token generated, varying by
+# half either way ("generating tokens is almost always the highest latency step",
+# platform.openai.com/docs/guides/latency-optimization): ~162 tokens, 2.1 s (1.7 s where nothing
+# is known) on average, from under half that to over one and a half times it
+SLOW = {"tpot": 0.01, "jitter": 0.5}
 
 MODES: dict[str, dict[str, Any]] = {
     "bucket": {"limit_mode": "bucket"},
@@ -211,6 +216,18 @@ def extra_cases(p: Params) -> list[Case]:
         # two endpoints with their own limits, headers
         Case("two endpoints 600 + 1,200 RPM, fixed 1s, headers", "endpoints", "fixed 1s",
              "headers", "rpm", duration_s=d, endpoint_rpms=[600.0, 1200.0]),
+        # slow replies that vary (SLOW): the storms' probes and the ramp wait seconds for them
+        *[Case(f"slow replies, {mode}, {know}, {bound.upper()}", "slow", mode, know, bound,
+               latency_s=ln if know == "nothing" else LATENCY_S,
+               duration_s=dn if know == "nothing" else d, sim_flags={**extra, **SLOW},
+               accounting=acct)
+          for mode, know, bound, acct, extra in (
+              ("fixed 1s", "nothing", "rpm", "refund", {}),
+              ("gcra", "nothing", "rpm", "refund", {}),
+              ("fixed 1s", "nothing", "tpm", "max", {"count_rejected": True}),  # OpenAI-like
+              ("sliding 60s", "nothing", "tpm", "refund", {}),
+              ("bucket", "headers", "tpm", "refund", {}),
+              ("sliding 60s", "headers", "tpm", "refund", {}))],
     ]
 
 
