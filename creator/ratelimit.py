@@ -592,9 +592,10 @@ class Limits:
         self.window_fits = 0  # requests whose max_tokens fit_window lowered
         self.last_limited: str | None = None  # the limit the last 429 named, if it did
         self.learned_epoch = 0  # the learner's epoch when its rate was last followed
-        # the mean token count of the requests the learnt rate was measured on, where a 429 that
-        # named a token limit taught it (None: a request rate, or none learnt)
-        self.learned_charge: float | None = None
+        # the mean prompt and completion tokens of the requests the learnt rate was measured
+        # on, where a 429 that named a token limit taught it (None: a request rate, or none
+        # learnt); their size is counted the server's way as we know it then (learned_charge)
+        self.learned_size: tuple[float, float] | None = None
         for kind in KINDS:
             self._repace(kind, now)
 
@@ -653,7 +654,7 @@ class Limits:
                         charge=self.charge, probe=self.storm_began is not None)
         self.probes_in_flight += ticket.probe
         ticket.record = self.learner.sent(now)
-        self._rescale_learnt(ticket.tokens, now)
+        self._rescale_learnt(ticket, now)
         self.recent.append(ticket)
         while self.recent[0].sent_at < now - 2 * SHORT_WINDOW_S:
             self.recent.popleft()
@@ -908,28 +909,39 @@ class Limits:
             return hint.limited in ("tokens", "input", "output")
         return "requests" not in self.pacers
 
-    def _rescale_learnt(self, charge: int, now: float) -> None:
+    @property
+    def learned_charge(self) -> float | None:
+        """What the requests the learnt rate was measured on cost, counted as the server counts."""
+        return None if self.learned_size is None else CHARGES[self.charge](*self.learned_size)
+
+    def _rescale_learnt(self, ticket: Ticket, now: float) -> None:
         """A rate learnt from a token limit is a rate of requests of the size sent then: the
         first requests ask for --max_tokens (1,024) and teach ~5 a second on a limit of 5,000
-        tokens a second; once max_tokens is fitted to the replies (228) ~22 fit."""
-        if self.learned_charge is None or self.learner.rate is None:
+        tokens a second; once max_tokens is fitted to the replies (228) ~22 fit. Both sizes are
+        counted the same way: the 429 that taught the rate may also have taught how the server
+        counts (prompt + max_tokens 443 read as max(prompt, max_tokens) 340 is no smaller
+        request, yet it raised the rate by 30%, into storms that cut it to a quarter)."""
+        learned = self.learned_charge
+        if learned is None or self.learner.rate is None:
             return
-        factor = self.learned_charge / max(1, charge)
+        factor = learned / max(1, ticket.tokens)
         if 1 / RESCALE_AT <= factor <= RESCALE_AT:
             return
         self.learner.rescale(factor, now)
-        self.learned_charge = charge
+        self.learned_size = (ticket.prompt, ticket.completion)
         self._follow_learner(now)
 
     def _follow_learner(self, now: float) -> None:
         if self.learner.epoch != self.learned_epoch:  # a rate learnt anew: of what size?
             self.learned_epoch = self.learner.epoch
-            recent = [t.tokens for t in self.recent if t.sent_at < now]
+            recent = [t for t in self.recent if t.sent_at < now]
+            sizes = [CHARGES[self.charge](t.prompt, t.completion) for t in recent]
             # (requests of mixed sizes, as the fit sets in, say nothing of one size: the rate
             # is learnt again on the next 429)
-            self.learned_charge = sum(recent) / len(recent) if recent and \
-                self.last_limited in KINDS[1:] and max(recent) <= RESCALE_AT * min(recent) \
-                else None
+            self.learned_size = (sum(t.prompt for t in recent) / len(recent),
+                                 sum(t.completion for t in recent) / len(recent)) \
+                if recent and self.last_limited in KINDS[1:] and \
+                max(sizes) <= RESCALE_AT * min(sizes) else None
         rate = self.learner.rate
         if rate is None:
             self.learned_pacer = None

@@ -413,6 +413,25 @@ def test_a_rate_learnt_on_large_requests_grows_as_max_tokens_is_fitted():
     assert len(run.refused) <= 20  # of ~1,200 requests
 
 
+def test_a_learnt_rate_follows_the_requests_size_not_how_it_is_counted():
+    """The 429 that teaches a rate may also teach how the server counts ("Requested 340": the
+    larger of prompt and max_tokens, not their sum). The requests are no smaller for that: the
+    rate stays. (It grew by 443/340 and sent storms that cut it to a quarter: 63-86% of an
+    OpenAI-like token limit over two minutes with replies of 1.7 s, seeds 1-6.) When max_tokens
+    is fitted from 340 to 228, the rate grows by as much as the requests shrank."""
+    limits = Limits(max_in_flight=None, now=0.0)
+    limits.consume(103 + 340, 0.0, 103)
+    limits.learner.rate, limits.learned_size = 18.0, (103, 340)
+    assert limits.learned_charge == 443
+    limits.charge = "max"  # as _learn_charge sets it
+    assert limits.learned_charge == 340
+    limits.consume(103 + 340, 0.1, 103)
+    assert limits.learner.rate == 18.0
+    limits.consume(103 + 228, 0.2, 103)
+    assert limits.learner.rate == pytest.approx(18.0 * 340 / 228)
+    assert limits.learned_charge == 228
+
+
 def test_fit_window_gives_at_most_five_percent_and_only_on_short_windows():
     limits = Limits(max_in_flight=None, tpm=300_000, now=0.0)
     assert limits.fit_window(103, 215) == 215  # windows not known to be short: as fitted
