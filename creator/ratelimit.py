@@ -82,6 +82,7 @@ REFUND_AUDIT_KEPT = 0.5  # the share of those unused tokens it gave back, below 
 FULL_SHARE = 0.01  # a bucket's count this close to its limit (or FULL_REFILL_S's refill) may
 FULL_REFILL_S = 0.5  # be full; and one that was not seen for this long may have been
 WINDOW_END_SLACK_S = 1.5  # two readings whose window ends differ by less are of one window
+REPLY_WRITTEN_S = 0.5  # a reply's counts hold what was sent this long before it came
 WINDOW_COUNT_MOST = 2.0  # a window's count that fell more than this x what we reserved: not ours
 
 
@@ -304,7 +305,14 @@ class RefundAudit:
             # not our count alone (a quota shared with another client), or not in our units (a
             # window of 10 s reported in per-minute figures, six times its own count)
             return None
-        return (reserved - reserved_then - taken) / left_unused
+        given_back = (reserved - reserved_then - taken) / left_unused
+        if given_back < -REFUND_AUDIT_KEPT:
+            # it took more than we reserved, by half what the replies left unused and more: not
+            # a count of our requests that refills at the stated rate (a sliding minute near
+            # full frees what it admitted a minute ago, not the rate: after a slow start, read
+            # as tokens kept, which stopped the refunds and the pace fell a fifth for 5 s)
+            return None
+        return given_back
 
 
 def _same_count(anchor_end: float | None, window_end: float | None) -> bool:
@@ -958,7 +966,11 @@ class Limits:
 
         A reply's remaining count is the server's as of when it wrote the reply: what we sent
         after the replying request may not be in it, so that is taken off (an error on the safe
-        side, corrected by the next reply, since each reply sets the budget anew)."""
+        side, corrected by the next reply, since each reply sets the budget anew); but not what
+        went more than REPLY_WRITTEN_S before the reply came, which the server had admitted and
+        counted by the time it wrote it. (With replies of 2.1 s, that was 2.1 s of sending
+        taken off every count, ~13,000 tokens: a sliding minute near full, 2% of it left, read
+        as overfull, and the pace fell to 60-80% for 10-15 s after each minute.)"""
         readings = {"requests": hint.requests, "tokens": hint.tokens,
                     "input": hint.input_tokens, "output": hint.output_tokens}
         for kind, reading in readings.items():
@@ -976,7 +988,7 @@ class Limits:
             # (a window that resets at once counted everything it admitted when it wrote the
             # reply: taking off what we sent since would halve a per-second window)
             later = 0 if ticket is None or not reading.refills else \
-                self.sent.units(kind) - ticket.sent.units(kind)
+                self.sent.units(kind) - self._sent_before_reply(ticket, now).units(kind)
             stated = self.stated.get(kind)
             reset = reading.reset if reading.reset is not None else self._reset_in(
                 kind, reading, window, now)
@@ -986,6 +998,17 @@ class Limits:
             if kind == "tokens" and stated is not None:
                 self._audit_refunds(self.refund_audit.observe(
                     reading, stated.per_second, self.sent.tokens, self.unused_tokens, now), now)
+
+    def _sent_before_reply(self, ticket: Ticket, now: float) -> Sent:
+        """The running totals of what went out up to the replying request, or up to
+        REPLY_WRITTEN_S before its reply came if that is later: what its count holds."""
+        cut, base = now - REPLY_WRITTEN_S, ticket
+        for t in reversed(self.recent):
+            if t.sent_at <= cut:
+                if t.sent.requests > base.sent.requests:
+                    base = t
+                break
+        return base.sent
 
     def _audit_refunds(self, given_back: float | None, now: float) -> None:
         """The server's counts say it gives back less than half of what the replies left unused:

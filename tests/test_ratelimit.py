@@ -112,15 +112,22 @@ def test_remaining_counts_lower_what_may_be_sent_and_never_license_a_burst():
     assert limits.wait_time(1, 0.4) == pytest.approx(0.1)  # 600/min: one per 0.1 s
 
 
-def test_the_servers_count_misses_what_went_out_after_the_reply():
+def test_the_servers_count_misses_what_went_out_just_before_the_reply():
     """A reply's remaining count is the server's as of the reply: what was sent after the
-    replying request is taken off (the old limiter's 3-6 429s per 128-request burst)."""
+    replying request is taken off (the old limiter's 3-6 429s per 128-request burst), but only
+    what went in the last REPLY_WRITTEN_S (0.5 s) before the reply came: the server had counted
+    the rest when it wrote it (a slow reply's count had 2 s of sending taken off, ~13,000
+    tokens, and a sliding minute near full read as overfull)."""
     limits = Limits(max_in_flight=None, rpm=None, now=0.0, learn=False)
     tickets = [limits.consume(1, 0.0) for _ in range(16)]
-    limits.completed(tickets[0], 0.5, openai_hint(None, 10, 1.0), 1, 0)
+    limits.completed(tickets[0], 0.3, openai_hint(None, 10, 1.0), 1, 0)
     assert limits.budgets["requests"].left == 10 - 15
-    limits.completed(tickets[-1], 0.5, openai_hint(None, 10, 1.0), 1, 0)
+    limits.completed(tickets[-1], 0.3, openai_hint(None, 10, 1.0), 1, 0)
     assert limits.budgets["requests"].left == 10  # set anew, so the error does not pile up
+    for t in (1.0, 1.5, 1.9, 2.2, 2.4):
+        limits.consume(1, t)
+    limits.completed(tickets[1], 2.5, openai_hint(None, 10, 1.0), 1, 0)  # a slow reply
+    assert limits.budgets["requests"].left == 10 - 2  # sent at 2.2 and 2.4
 
 
 def test_a_day_long_limit_is_a_budget_not_a_pace():
@@ -545,10 +552,12 @@ def test_the_refund_audit_reads_a_buckets_and_a_windows_counts():
     one that refunds 5,300; each span of five seconds says which. The same against a count reset
     each minute reported as itself (its reset: the minute's end), from the drop alone, within one
     minute. A count that fell more than twice what we reserved (shared, or a 10-s window's in
-    per-minute figures), a span whose replies used all they reserved, a bucket that is full and
-    one not seen for seconds say nothing."""
+    per-minute figures), a bucket that took more than we reserved (a sliding minute near full,
+    freeing what it admitted a minute ago: 8,400 a second where the refill is 5,000), a span
+    whose replies used all they reserved, a bucket that is full and one not seen for seconds
+    say nothing."""
     rate = 5000.0
-    for takes, given_back in ((330, 0.0), (265, 1.0)):
+    for takes, given_back in ((330, 0.0), (265, 1.0), (670, None)):
         audit = RefundAudit()
         left, reserved, unused, said = 250_000.0, 0.0, 0.0, {}
         for tick in range(0, 220):  # every 0.05 s
@@ -559,6 +568,9 @@ def test_the_refund_audit_reads_a_buckets_and_a_windows_counts():
             share = audit.observe(reading, rate, reserved, unused, now)
             if share is not None:
                 said[tick] = share
+        if given_back is None:
+            assert not said
+            continue
         # the first reading begins a span (none seen before it), which ends five seconds on
         assert list(said) == [101, 201] and all(
             share == pytest.approx(given_back, abs=0.01) for share in said.values())
@@ -592,6 +604,22 @@ def test_the_refund_audit_reads_a_buckets_and_a_windows_counts():
     for tick in range(0, 10):
         reading = Reading(limit=300_000, remaining=200_000, reset=20.0)
         assert audit.observe(reading, rate, tick * 30_000, tick * 5_000, tick * 2.0) is None
+
+
+def test_a_sliding_minute_with_slow_replies_is_held_after_its_first_minute():
+    """Headers only, a sliding minute of tokens that refunds, replies of 2.1 s +- 50%. As the
+    first minute's requests leave the window, its count, near full, frees what was admitted a
+    minute before (few, after the probe's slow reply), not the refill a bucket would: at
+    30e4383 each count had 2.1 s of sending taken off (its reply's latency), and the refund
+    audit read the count as a bucket that kept the refunds; the pace fell to 60-80% for 10-15 s
+    (93-94% after the first 30 s, seeds 1-3); now 98%, no 429."""
+    for seed in (1, 2, 3):
+        provider = Provider(mode="sliding", window_s=60, tpm=300_000, headers=True,
+                            retry_after=True, latency=2.1, latency_spread=0.5, seed=seed)
+        run, limits = simulate(provider, duration=90, concurrency=64, prompt=103, max_tokens=228,
+                               used=162, first_max_tokens=1024, fit=True, seed=seed)
+        assert run.held(5000 / 265, start=30) >= 0.97, seed
+        assert not run.refused and not limits.refunds_kept
 
 
 @pytest.mark.parametrize("reported", ["as a bucket", "as itself"])
