@@ -824,8 +824,8 @@ class Limits:
             # a minute's window that the first requests spent (a sliding minute, a bucket of a
             # minute that starts full) reopens a minute after they went: probe just then, not
             # up to a pause later
-            to_mark = self.first_sent + MINUTE * math.ceil((now - self.first_sent) / MINUTE) \
-                + MINUTE_MARK_S - now
+            minutes = math.ceil((now - self.first_sent - MINUTE_MARK_S) / MINUTE)
+            to_mark = self.first_sent + MINUTE * minutes + MINUTE_MARK_S - now
             if 0 < to_mark < wait:
                 wait = self.storm_pause = to_mark
         self.pause(now + wait)

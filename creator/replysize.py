@@ -10,16 +10,16 @@ you're hitting OTPM limits earlier than expected, try reducing max_tokens". With
 1,024 and replies of k=5 examples of ~160 tokens, each request is charged six times what it
 uses, and a token-bound run creates a sixth of what its limit could give.
 
-So where a token limit applies (or may: the server states no limits), creation requests ask for a fitted max_tokens: 110% of the
-longest of the last WINDOW replies plus SLACK, never above the user's --max_tokens. Until
-SEEN_BEFORE_FIT replies are measured, twice the longest so far plus SLACK, from the first reply
-on: with replies that take seconds, the first eight asking 1,024 were charged 1,127 tokens each
-against a limit of 5,000 a second, and the pace held 4 requests a second of 19 until they were
-answered (about 2.5 s of a 90-s run). (Replies of
-k examples vary little in length: the longest of 256 is a high quantile already, and the unused
-part of what is asked is what a server that counts max_tokens wastes.) A reply that the fit cut
-(it stopped at the fitted cap) counts as twice that cap for the next WINDOW replies, so replies
-that grow are cut once and the fit follows them. A pure object: the engine asks and tells.
+So where a token limit applies (or may: the server states no limits), creation requests ask for a
+fitted max_tokens: 110% of the longest of the last WINDOW replies plus SLACK, never above the
+user's --max_tokens. Until SEEN_BEFORE_FIT replies are measured, twice the longest so far plus
+SLACK, from the first reply on: with replies that take seconds, the first eight asking 1,024 were
+charged 1,127 tokens each against a limit of 5,000 a second, and the pace held 4 requests a second
+of 19 until they were answered (about 2.5 s of a 90-s run). (Replies of k examples vary little in
+length: the longest of 256 is a high quantile already, and the unused part of what is asked is what
+a server that counts max_tokens wastes.) A reply that the fit cut (it stopped at the fitted cap)
+counts as twice that cap for the next WINDOW replies, so replies that grow are cut once and the fit
+follows them. A pure object: the engine asks and tells.
 """
 
 from __future__ import annotations

@@ -263,6 +263,22 @@ def test_the_ramp_judges_its_pace_over_a_few_requests():
     assert learner.ramping and learner.rate == 2 * Learner.RAMP_START
 
 
+def test_a_storm_probes_when_a_minute_since_the_first_request_has_passed():
+    """A minute's window that the first requests spent (a sliding minute, a bucket of a minute
+    that starts full) reopens a minute after they went: a storm's probe goes then, not up to a
+    pause later (8 s pauses cost up to 8 s at nothing after the minute reopened)."""
+    limits = Limits(max_in_flight=None, now=0.0)
+    limits.completed(limits.consume(1, 0.0), 0.1, RateLimitHint(), 1, 0)
+    waits = []
+    for at in (57.0, 57.0, 57.0, 57.5, 58.5):  # three 429s begin a storm; then two probes
+        waits.append(limits.rate_limited(limits.consume(1, at), at))
+    assert waits[2:4] == [0.5, 1.0]
+    assert waits[4] == pytest.approx(1.6)  # at 60.1 s, not 60.5 s
+    assert limits.rate_limited(limits.consume(1, 60.05), 60.05) == pytest.approx(0.05)
+    # not yet: the backoff starts again from the mark, as the window reopens about now
+    assert limits.rate_limited(limits.consume(1, 60.1), 60.1) == 0.5
+
+
 def test_retry_policy_backs_off_exponentially_with_jitter_and_honours_retry_after():
     policy = RetryPolicy(max_retries=8, base=0.5, cap=8.0)
     rng = random.Random(0)
