@@ -12,22 +12,18 @@ uses, and a token-bound run creates a sixth of what its limit could give.
 
 So where a token limit applies (or may: the server states no limits), creation requests ask for a
 fitted max_tokens: 110% of the longest of the last WINDOW replies plus SLACK, never above the
-user's --max_tokens. Until SEEN_BEFORE_FIT replies are measured, twice the longest so far plus
-SLACK, from the first reply on: with replies that take seconds, the first eight asking 1,024 were
-charged 1,127 tokens each against a limit of 5,000 a second, and the pace held 4 requests a second
-of 19 until they were answered (about 2.5 s of a 90-s run). (Replies of k examples vary little in
-length: the longest of 256 is a high quantile already, and the unused part of what is asked is what
-a server that counts max_tokens wastes.) A reply that the fit cut (it stopped at the fitted cap)
-counts as twice that cap for the next WINDOW replies, so replies that grow are cut once and the fit
-follows them. A pure object: the engine asks and tells.
+user's --max_tokens. (Replies of k examples vary little in length: the longest of 256 is a high
+quantile already, and the unused part of what is asked is what a server that counts max_tokens
+wastes.) A reply that the fit cut (it stopped at the fitted cap) counts as twice that cap for the
+next WINDOW replies, so replies that grow are cut once and the fit follows them. A pure object: the
+engine asks and tells.
 """
 
 from __future__ import annotations
 
 from collections import deque
 
-SEEN_BEFORE_FIT = 8  # replies measured before the fit is 110% of the longest ...
-EARLY_HEADROOM_PERCENT = 200  # ... and until then, from the first reply on, this share of it
+SEEN_BEFORE_FIT = 8  # replies measured before asking for less than --max_tokens
 WINDOW = 256  # the recent replies the fit covers (a run's replies drift slowly, if at all)
 HEADROOM_PERCENT = 110  # of the longest recent reply
 SLACK = 16  # tokens: the closing brackets and a stray newline of a reply near the longest
@@ -36,8 +32,7 @@ LEAST = 64
 
 class ReplySize:
     """The completion tokens a creation request asks for: `ceiling` (the user's --max_tokens)
-    until a whole reply is measured, then fitted to the replies: loosely until SEEN_BEFORE_FIT
-    are measured, then closely."""
+    until SEEN_BEFORE_FIT whole replies are measured, then fitted to them."""
 
     def __init__(self, ceiling: int) -> None:
         self.ceiling = ceiling
@@ -45,11 +40,9 @@ class ReplySize:
         self.cut = 0  # replies that stopped at a fitted cap below the ceiling
 
     def max_tokens(self) -> int:
-        if not self.recent:
+        if len(self.recent) < SEEN_BEFORE_FIT:
             return self.ceiling
-        headroom = HEADROOM_PERCENT if len(self.recent) >= SEEN_BEFORE_FIT else \
-            EARLY_HEADROOM_PERCENT
-        fitted = -(-max(self.recent) * headroom // 100) + SLACK  # (rounded up)
+        fitted = -(-max(self.recent) * HEADROOM_PERCENT // 100) + SLACK  # (rounded up)
         return min(self.ceiling, max(LEAST, fitted))
 
     def observe(self, completion_tokens: int, finish_reason: str | None, asked: int) -> None:

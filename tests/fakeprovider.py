@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 
 from creator.ratehints import RateLimitHint, Reading
 from creator.ratelimit import Limits, RetryPolicy
-from creator.replysize import EARLY_HEADROOM_PERCENT, SEEN_BEFORE_FIT, SLACK
 
 
 class Meter:
@@ -295,8 +294,7 @@ def simulate(provider: Provider, *, duration: float = 120.0, concurrency: int = 
     `charge`: how the limiter counts tokens from the start (as if a 429 had taught it).
     `fit`: `max_tokens` is a fitted one, which `Limits.fit_window` may lower (as the client's
     router does); `run.asked` keeps what each request asked for. `first_max_tokens`: asked
-    until a reply is in (the client's --max_tokens before it fits one to the replies), then
-    twice `used` and some until 8 are in."""
+    until 8 replies are in (the client's --max_tokens before it fits one to the replies)."""
     rng = random.Random(seed)
     limits = Limits(concurrency, rpm, tpm, 0.0)
     limits.charge = charge
@@ -327,10 +325,8 @@ def simulate(provider: Provider, *, duration: float = 120.0, concurrency: int = 
                     at(now + wait, wake)
                 return
             worker = queue.popleft()
-            # the client's --max_tokens until a reply is in, then loosely fitted (replysize.py)
-            asked = max_tokens if first_max_tokens is None or limits.replies >= SEEN_BEFORE_FIT \
-                else first_max_tokens if not limits.replies else \
-                min(first_max_tokens, used * EARLY_HEADROOM_PERCENT // 100 + SLACK)
+            asked = max_tokens if first_max_tokens is None or limits.replies >= 8 else \
+                first_max_tokens
             asked = limits.fit_window(prompt, asked) if fit else asked
             run.asked.append(asked)
             ticket = limits.consume(prompt + asked, now, prompt)
