@@ -439,9 +439,10 @@ def test_a_rate_learnt_on_large_requests_grows_as_max_tokens_is_fitted():
 def test_a_learnt_rate_follows_the_requests_size_not_how_it_is_counted():
     """The 429 that teaches a rate may also teach how the server counts ("Requested 340": the
     larger of prompt and max_tokens, not their sum). The requests are no smaller for that: the
-    rate stays. (It grew by 443/340 and sent storms that cut it to a quarter: 63-86% of an
-    OpenAI-like token limit over two minutes with replies of 1.7 s, seeds 1-6.) When max_tokens
-    is fitted from 340 to 228, the rate grows by as much as the requests shrank."""
+    rate stays. (With requests asking for 340, as 4e7e9b6's loose early fit made them, it grew by
+    443/340 and sent storms that cut it to a quarter: 63-86% of an OpenAI-like token limit over
+    two minutes with replies of 1.7 s, seeds 1-6.) When max_tokens is fitted from 340 to 228, the
+    rate grows by as much as the requests shrank."""
     limits = Limits(max_in_flight=None, now=0.0)
     limits.consume(103 + 340, 0.0, 103)
     limits.learner.rate, limits.learned_size = 18.0, (103, 340)
