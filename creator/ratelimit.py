@@ -448,14 +448,12 @@ class Learner:
         self.storm_starts.append(now)
         return now
 
-    def storm_ended(self, began: float, now: float, last_pause: float = 0.0,
-                    through_at: float | None = None) -> None:
-        """Something got through after a storm (the request sent at `through_at`, answered
-        `now`): never burst into a window that reopens. What the server did is timed by when
-        requests were sent; the reply's latency is not the storm's (a storm of 4.5 s on a window
-        of a second, with replies of 1.7 s, read as a long window spent)."""
+    def storm_ended(self, began: float, end: float, now: float, last_pause: float = 0.0) -> None:
+        """Something got through after a storm (the request sent at `end`, answered `now`):
+        never burst into a window that reopens. What the server did is timed by when requests
+        were sent; the reply's latency is not the storm's (a storm of 4.5 s on a window of a
+        second, with replies of 1.7 s, read as a long window spent)."""
         assert self.first_send is not None
-        end = now if through_at is None else through_at
         lasted = end - began
         self.window = min(MINUTE, max(self.window, lasted))
         # what the server let through over its window, which is at least as long as the storm:
@@ -725,8 +723,8 @@ class Limits:
             if self.storm_teaches and now >= self.explained_until:
                 # the server let it through when it was sent: its reply's latency is not the
                 # storm's (a storm of 4.5 s on a window of a second, with replies of 1.7 s)
-                self.learner.storm_ended(self.storm_began, now, self.storm_pause,
-                                         through_at=ticket.sent_at)
+                self.learner.storm_ended(self.storm_began, ticket.sent_at, now,
+                                         self.storm_pause)
             self.storm_began, self.storm_pause = None, 0.0
         if prompt_used is not None and completion_used is not None:
             self.unused_tokens += max(0, ticket.tokens - prompt_used - completion_used)
