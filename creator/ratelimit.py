@@ -352,6 +352,7 @@ class Learner:
 
     CUT = 0.95  # after a storm: the new rate, as a share of what went through
     EDGE = 0.97  # after an isolated 429: as a share of what we were sending
+    EDGE_LEAST = 5  # ... measured over this many requests at least
     LONG_STORM_S = 2.0  # a storm this long means a long window, spent: do not burst into it
     SETTLE_S = 1.0  # a change shows within the shortest window providers enforce
     STEP_S = 1.0  # how often the rate may rise (longer for servers that count over longer)
@@ -415,8 +416,17 @@ class Learner:
         span = min(10.0, max(1.0, 10 / sending if sending > 0 else 10.0))
         # not from before the last storm ended: its blackout is not what the server allows now
         # (after a sliding minute spent, 10 s that held the storm read as 0.9 a second of 30)
-        span = max(0.1, min(span, now - self.first_send, now - self.storm_over))
-        through = self.admitted(now - span, now) / span
+        span = min(span, now - self.storm_over)
+        # ... but over the last EDGE_LEAST requests at least: a span that held none measured
+        # nothing, and read as 1 a minute (a limit of 30 a minute, 1.1 s after a storm's probe)
+        sent = [t for t, _ in itertools.islice(reversed(self.log), self.EDGE_LEAST)]
+        if len(sent) == self.EDGE_LEAST:
+            span = max(span, now - sent[-1])
+        span = max(0.1, min(span, now - self.first_send))
+        # (a span back to the first request holds it: the first reply came 0.1 s before a 429,
+        # and the span of 0.1 s left it out: nothing got through, so 1 a minute)
+        start = now - span if now - span > self.first_send else self.first_send - 1e-9
+        through = self.admitted(start, now) / span
         if self.rate is not None:
             through = min(through, self.rate)
         # the same wall again (a 429 within 10% of the last estimate): the limit is where we
@@ -441,6 +451,11 @@ class Learner:
         # probe at a time, its reply seconds long where replies take seconds), not the server's
         previous = max(self.storm_starts[-1], self.blackout_over, self.storm_over) \
             if self.storm_starts else None
+        sent = [t for t, _ in itertools.islice(reversed(self.log), self.EDGE_LEAST)]
+        if previous is not None and len(sent) == self.EDGE_LEAST:
+            # ... over EDGE_LEAST requests at least (a server that admits one every few seconds:
+            # the second since the last storm's probe held none, and nothing read as 1 a minute)
+            previous = min(previous, sent[-1])
         if previous is not None and now - previous >= 0.5:
             estimate = self.admitted(previous, now) / (now - previous)
             if self.rate is None or estimate < self.rate / self.CUT:

@@ -359,6 +359,24 @@ def test_slow_varying_replies_with_nothing_known_are_held_without_collapsing():
             assert run.refused_share() <= 0.02, (mode, seed)
 
 
+@pytest.mark.parametrize("mode, limit", [("gcra", {"rpm": 30}), ("bucket", {"rpm": 30}),
+                                         ("gcra", {"rpm": 12}), ("bucket", {"tpm": 6000})])
+def test_a_limit_of_a_few_requests_a_minute_is_learnt_without_collapsing(mode, limit):
+    """Free plans allow a few requests a minute (Groq's: 30 requests and some thousand tokens a
+    minute per model, console.groq.com/docs/rate-limits), nothing known. A 429 soon after a
+    storm's probe got through, or after the first reply, was measured over a span that held no
+    request: nothing got through, so the rate fell to one a minute (4-8% of 30 a minute; 55-62%
+    of a bucket, whose first minute is free). Now each estimate holds a few requests."""
+    per_second = limit.get("rpm", 0) / 60 or limit.get("tpm", 0) / 60 / (103 + 162)
+    for seed in (1, 2, 3):
+        provider = Provider(**MODES[mode], **limit, retry_after=True, latency=0.1, seed=seed)
+        run, limits = simulate(provider, duration=120, concurrency=64, prompt=103, max_tokens=228,
+                               used=162, seed=seed, first_max_tokens=1024)
+        # measured 0.92-1.2 after the first minute (0.0-0.04 for GCRA at 30 a minute before)
+        assert run.held(per_second, start=60) >= 0.85, (seed, run.held(per_second, start=60))
+        assert limits.learner.rate is not None and limits.learner.rate >= 0.5 * per_second
+
+
 @pytest.mark.parametrize("window_s", [1, 10])
 def test_a_fixed_window_that_keeps_late_refunds_is_held_with_few_429s(window_s):
     """A request's unused max_tokens come back only if its window is still open when it ends: a
