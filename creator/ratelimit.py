@@ -417,10 +417,11 @@ class Learner:
         # not from before the last storm ended: its blackout is not what the server allows now
         # (after a sliding minute spent, 10 s that held the storm read as 0.9 a second of 30)
         span = min(span, now - self.storm_over)
-        # ... but over the last EDGE_LEAST requests at least: a span that held none measured
-        # nothing, and read as 1 a minute (a limit of 30 a minute, 1.1 s after a storm's probe)
+        # ... but over the last EDGE_LEAST requests at least (all, if fewer went): a span that
+        # held none measured nothing, and read as 1 a minute (a limit of 30 a minute, 1.1 s
+        # after a storm's probe)
         sent = [t for t, _ in itertools.islice(reversed(self.log), self.EDGE_LEAST)]
-        if len(sent) == self.EDGE_LEAST:
+        if sent:
             span = max(span, now - sent[-1])
         span = max(0.1, min(span, now - self.first_send))
         # (a span back to the first request holds it: the first reply came 0.1 s before a 429,
@@ -452,8 +453,8 @@ class Learner:
         previous = max(self.storm_starts[-1], self.blackout_over, self.storm_over) \
             if self.storm_starts else None
         sent = [t for t, _ in itertools.islice(reversed(self.log), self.EDGE_LEAST)]
-        if previous is not None and len(sent) == self.EDGE_LEAST:
-            # ... over EDGE_LEAST requests at least (a server that admits one every few seconds:
+        if previous is not None and sent:
+            # ... over EDGE_LEAST requests at least, or all (a server that admits one every 2 s:
             # the second since the last storm's probe held none, and nothing read as 1 a minute)
             previous = min(previous, sent[-1])
         if previous is not None and now - previous >= 0.5:
