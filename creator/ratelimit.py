@@ -360,7 +360,8 @@ class Learner:
     RECOVERED = 0.97
     PROBE = 1.01  # per step, above it
     MEMORY_S = 120.0
-    RAMP_START = 4.0  # requests/s, then doubling: 1,024/s after 0.8 s
+    RAMP_START = 4.0  # requests/s after the first reply, then doubling: 1,024/s after 0.8 s
+    RAMP_BLIND = 1.0  # ... or after PROBE_GIVE_UP_S with no reply yet, until one comes
     RAMP_STEP_S = 0.1
 
     def __init__(self) -> None:
@@ -521,14 +522,18 @@ class Learner:
         self.storm_starts.clear()
         self.last_change = self.last_cut = now
 
-    def start_ramp(self, now: float) -> None:
-        """A server that answered without stating limits: raise the rate from RAMP_START,
-        doubling every RAMP_STEP_S, until a 429 says where the limit is or the rate no longer
-        holds us back (TCP's slow start, on the clock: a 429 comes back at once, so the ramp
-        need not wait for slow replies)."""
+    def start_ramp(self, now: float, rate: float | None = None) -> None:
+        """A server that answered without stating limits: raise the rate from RAMP_START (or
+        `rate`: RAMP_BLIND, where nothing has answered yet), doubling at most every RAMP_STEP_S
+        as replies come, until a 429 says where the limit is or the rate no longer holds us back
+        (TCP's slow start, on the clock: a 429 comes back at once, so the ramp need not wait for
+        slow replies)."""
         if self.rate is None and not self.cuts:
-            self.rate, self.ramping, self.last_change = self.RAMP_START, True, now
+            self.rate, self.ramping, self.last_change = rate or self.RAMP_START, True, now
             self.ramp_began = now
+
+    def stop_ramp(self) -> None:
+        self.rate, self.ramping = None, False
 
     def succeeded(self, ticket: Ticket, now: float) -> None:
         ticket.record[1] = True
@@ -655,6 +660,14 @@ class Limits:
             return math.inf
         if self.in_flight >= self.max_in_flight:
             return math.inf
+        if self.learn and not (self.known or self.replies) and self.learner.rate is None and \
+                not self.learner.cuts and self.first_sent is not None:
+            # the first reply is slower than PROBE_GIVE_UP_S: go on at RAMP_BLIND till one comes,
+            # not all at once (replies of 8 s: 63 requests at the 5th second, into a limit of 30
+            # a minute, 330-630 429s per 1,000 even where the headers state it; doubling every
+            # 1-2 s without a 429, or 4 a second, overfilled a sliding minute of 30 on some seeds)
+            self.learner.start_ramp(now, Learner.RAMP_BLIND)
+            self._follow_learner(now)
         prompt = tokens if prompt is None else prompt
         units = {"requests": 1, "tokens": CHARGES[self.charge](prompt, tokens - prompt),
                  "input": prompt, "output": tokens - prompt}
@@ -997,6 +1010,11 @@ class Limits:
                 if old != new:
                     self.stated[kind] = new
                     self._repace(kind, now)
+                    if self.learner.ramping:
+                        # the limit is stated: it paces, not a ramp begun blind (a first reply
+                        # of 8 s: the ramp's 1 a second held a limit of 5 for 5 s more)
+                        self.learner.stop_ramp()
+                        self._follow_learner(now)
             if reading.remaining is None:
                 continue
             # (a window that resets at once counted everything it admitted when it wrote the

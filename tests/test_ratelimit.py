@@ -377,6 +377,20 @@ def test_a_limit_of_a_few_requests_a_minute_is_learnt_without_collapsing(mode, l
         assert limits.learner.rate is not None and limits.learner.rate >= 0.5 * per_second
 
 
+@pytest.mark.parametrize("mode", ["gcra", "fixed 10 s", "sliding 60 s"])
+def test_a_first_reply_slower_than_the_probe_waits_for_lets_no_burst_go(mode):
+    """Replies of 8 s +- 30% (a long answer, a reasoning model): the first request goes alone for
+    PROBE_GIVE_UP_S, then the rest went at once, 63 requests into a limit of 30 a minute that
+    the first reply's headers would have stated three seconds later (330-630 429s per 1,000).
+    Now they go at RAMP_BLIND until a reply comes."""
+    for seed in (1, 2, 3):
+        provider = Provider(**MODES[mode], rpm=30, headers=True, retry_after=True, latency=8.0,
+                            latency_spread=0.3, seed=seed)
+        run, _ = simulate(provider, duration=90, concurrency=64, seed=seed)
+        assert run.refused_share() <= 0.06, (seed, run.refused_share())  # measured 0-0.023
+        assert run.held(0.5) >= 0.9, (seed, run.held(0.5))  # measured 0.933-1.022
+
+
 @pytest.mark.parametrize("window_s", [1, 10])
 def test_a_fixed_window_that_keeps_late_refunds_is_held_with_few_429s(window_s):
     """A request's unused max_tokens come back only if its window is still open when it ends: a
