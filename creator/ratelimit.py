@@ -1092,6 +1092,12 @@ class Limits:
             self.pacers[kind].set_rate(rate, now)
         else:
             self.pacers[kind] = Pacer(rate, now)
+            if self.first_sent is not None and now - self.first_sent < MINUTE:
+                # what went out before the limit was known counts against it too: the schedule
+                # goes on as if it had been paced from the first request (replies of 8 s: five
+                # sent in the 8 s before the first reply stated 30 a minute, then 0.49 a second,
+                # overfilled a sliding minute at its end, and the 429s cut the pace to 55%)
+                self.pacers[kind].tat = max(now, self.first_sent + self.sent.units(kind) / rate)
         self.pacers[kind].window_share = min(rates) * SHORT_WINDOW_S if \
             self.short_windows and kind != "requests" else None
 

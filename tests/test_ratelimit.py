@@ -377,6 +377,25 @@ def test_a_limit_of_a_few_requests_a_minute_is_learnt_without_collapsing(mode, l
         assert limits.learner.rate is not None and limits.learner.rate >= 0.5 * per_second
 
 
+def test_requests_sent_before_the_first_reply_stated_the_limit_count_against_it():
+    """The first reply takes 8 s: after PROBE_GIVE_UP_S the rest go at RAMP_BLIND, one a second,
+    and when the reply states 30 a minute the pace goes on as if it had held from the first
+    request (starting afresh, the four sent in 8 s and a full pace after them overfilled a
+    sliding minute at its end: 429s that cut the pace to 55% of the limit)."""
+    limits = Limits(max_in_flight=64, now=0.0)
+    first = limits.consume(1, 0.0)
+    assert limits.wait_time(1, 1.0) > 0  # alone, until its reply or PROBE_GIVE_UP_S
+    for at in (5.0, 6.0, 7.0):
+        assert limits.wait_time(1, at) == pytest.approx(0.0, abs=1e-9)
+        limits.consume(1, at)
+    assert limits.wait_time(1, 7.5) == pytest.approx(0.5)  # one a second, no burst
+    limits.completed(first, 8.0, RateLimitHint(requests=Reading(limit=30, remaining=26,
+                                                                 reset=8.0)))
+    assert limits.learner.rate is None  # the stated limit paces now, not the ramp
+    # four sent: the fifth goes at 4 / (98% of 0.5 a second) = 8.16 s after the first
+    assert limits.wait_time(1, 8.0) == pytest.approx(4 / (MARGIN * 0.5) - 8.0)
+
+
 @pytest.mark.parametrize("mode", ["gcra", "fixed 10 s", "sliding 60 s"])
 def test_a_first_reply_slower_than_the_probe_waits_for_lets_no_burst_go(mode):
     """Replies of 8 s +- 30% (a long answer, a reasoning model): the first request goes alone for
