@@ -116,6 +116,9 @@ P_500, P_TRUNCATED = 0.2, 0.2
 # platform.openai.com/docs/guides/latency-optimization): ~162 tokens, 2.1 s (1.7 s where nothing
 # is known) on average, from under half that to over one and a half times it
 SLOW = {"tpot": 0.01, "jitter": 0.5}
+# long answers, a reasoning model: ~8 s a reply (0.05 s a token), the first one slower than the
+# 5 s the creator's first request waits alone for its reply (creator/ratelimit.py PROBE_GIVE_UP_S)
+LONG = {"tpot": 0.05, "jitter": 0.3}
 
 MODES: dict[str, dict[str, Any]] = {
     "bucket": {"limit_mode": "bucket"},
@@ -223,6 +226,8 @@ def extra_cases(p: Params) -> list[Case]:
         # allows 30 requests a minute per model, https://console.groq.com/docs/rate-limits)
         *[Case(f"free plan 30 RPM, {mode}, nothing, RPM", "low", mode, "nothing", "rpm",
                latency_s=ln, duration_s=dn, endpoint_rpms=[FREE_RPM]) for mode in ("gcra", "bucket")],
+        Case("free plan 30 RPM, replies of 8 s, sliding 60s, headers, RPM", "low", "sliding 60s",
+             "headers", "rpm", duration_s=d, endpoint_rpms=[FREE_RPM], sim_flags=LONG),
         # slow replies that vary (SLOW): the storms' probes and the ramp wait seconds for them
         *[Case(f"slow replies, {mode}, {know}, {bound.upper()}", "slow", mode, know, bound,
                latency_s=ln if know == "nothing" else LATENCY_S,
