@@ -419,16 +419,20 @@ class Learner:
         # (after a sliding minute spent, 10 s that held the storm read as 0.9 a second of 30)
         span = min(span, now - self.storm_over)
         # ... but over the last EDGE_LEAST requests at least (all, if fewer went): a span that
-        # held none measured nothing, and read as 1 a minute (a limit of 30 a minute, 1.1 s
-        # after a storm's probe)
+        # held none measured nothing (a limit of 30 a minute, 1.1 s after a storm's probe)
         sent = [t for t, _ in itertools.islice(reversed(self.log), self.EDGE_LEAST)]
         if sent:
             span = max(span, now - sent[-1])
         span = max(0.1, min(span, now - self.first_send))
         # (a span back to the first request holds it: the first reply came 0.1 s before a 429,
-        # and the span of 0.1 s left it out: nothing got through, so 1 a minute)
+        # and a span of 0.1 s left it out)
         start = now - span if now - span > self.first_send else self.first_send - 1e-9
         through = self.admitted(start, now) / span
+        if not through:
+            # nothing got through in the span (a blackout's probes, replies of 1.7 s): that is
+            # no rate; it read as 1 a minute, for the minute that took to undo (a sliding minute
+            # of tokens, nothing known: 50% on four seeds of six). Halve what we were sending.
+            through = 0.5 * min(self.rate or math.inf, max(sending, 1 / span))
         if self.rate is not None:
             through = min(through, self.rate)
         # the same wall again (a 429 within 10% of the last estimate): the limit is where we
@@ -456,10 +460,12 @@ class Learner:
         sent = [t for t, _ in itertools.islice(reversed(self.log), self.EDGE_LEAST)]
         if previous is not None and sent:
             # ... over EDGE_LEAST requests at least, or all (a server that admits one every 2 s:
-            # the second since the last storm's probe held none, and nothing read as 1 a minute)
+            # the second since the last storm's probe held none)
             previous = min(previous, sent[-1])
-        if previous is not None and now - previous >= 0.5:
-            estimate = self.admitted(previous, now) / (now - previous)
+        admitted = self.admitted(previous, now) if previous is not None else 0
+        # (and not from a span in which nothing got through: that read as 1 a minute)
+        if previous is not None and now - previous >= 0.5 and admitted:
+            estimate = admitted / (now - previous)
             if self.rate is None or estimate < self.rate / self.CUT:
                 self._set(self.CUT * estimate, estimate, now)
         self.storm_starts.append(now)

@@ -377,6 +377,21 @@ def test_a_limit_of_a_few_requests_a_minute_is_learnt_without_collapsing(mode, l
         assert limits.learner.rate is not None and limits.learner.rate >= 0.5 * per_second
 
 
+def test_a_blackout_with_slow_replies_is_not_read_as_one_request_a_minute():
+    """A sliding minute of tokens spent by the ramp, replies of 1.7 s, no headers, no Retry-After:
+    an isolated 429 among the blackout's probes was measured over a span in which nothing got
+    through, and the rate fell to 1 a minute (50% of the limit over two minutes on four seeds of
+    six, nothing sent for 50 s). Now such a span halves the rate instead (62-99%)."""
+    for seed in (2, 4):
+        provider = Provider(mode="sliding", window_s=60, tpm=300_000, latency=1.7,
+                            latency_spread=0.3, seed=seed)
+        run, limits = simulate(provider, duration=120, concurrency=64, prompt=103,
+                               max_tokens=228, used=162, seed=seed, first_max_tokens=1024)
+        assert run.held(300_000 / 60 / 265) >= 0.58, (seed, run.held(300_000 / 60 / 265))
+        assert run.longest_below(300_000 / 60 / 265, 0.1, start=60) <= 5, seed
+        assert limits.learner.rate is None or limits.learner.rate >= 1.0, seed
+
+
 def test_requests_sent_before_the_first_reply_stated_the_limit_count_against_it():
     """The first reply takes 8 s: after PROBE_GIVE_UP_S the rest go at RAMP_BLIND, one a second,
     and when the reply states 30 a minute the pace goes on as if it had held from the first
