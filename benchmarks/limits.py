@@ -225,7 +225,8 @@ def extra_cases(p: Params) -> list[Case]:
         # a free plan's limit, nothing known: one request every two seconds (Groq's free plan
         # allows 30 requests a minute per model, https://console.groq.com/docs/rate-limits)
         *[Case(f"free plan 30 RPM, {mode}, nothing, RPM", "low", mode, "nothing", "rpm",
-               latency_s=ln, duration_s=dn, endpoint_rpms=[FREE_RPM]) for mode in ("gcra", "bucket")],
+               latency_s=ln, duration_s=dn, endpoint_rpms=[FREE_RPM])
+          for mode in ("gcra", "bucket")],
         Case("free plan 30 RPM, replies of 8 s, sliding 60s, headers, RPM", "low", "sliding 60s",
              "headers", "rpm", duration_s=d, endpoint_rpms=[FREE_RPM], sim_flags=LONG),
         # slow replies that vary (SLOW): the storms' probes and the ramp wait seconds for them
@@ -865,7 +866,7 @@ def targets(cases: list[dict[str, Any]]) -> list[Target]:
     creator = [c for c in cases if c["client"] == "creator" and "error" not in c]
     known = [c for c in creator if c["knowledge"] in ("given", "headers")
              and c["group"] not in ("faults", "endpoints", "low")]
-    # (not a free plan's 30 RPM, here or above: in a run ~45-60 requests, where one 429 is 17-22
+    # (not a free plan's 30 RPM, here or above: in a run ~45-100 requests, where one 429 is 10-22
     # per 1,000 and the ramp's first 429s alone 50; its rows show that no such limit collapses)
     unknown = [c for c in creator if c["knowledge"] in ("nothing", "retry-after")
                and c["group"] != "low"]
@@ -952,8 +953,9 @@ def tables(data: dict[str, Any]) -> str:
                           "OTPM as generated; together: fixed 1 s, per-second headers, tokens as "
                           "generated)", ("providers",)),
                          ("faults and two endpoints", ("faults", "endpoints")),
-                         ("a free plan's limit, 30 RPM, nothing known (~60 requests in the run: "
-                          "each 429 is 15-20 per 1,000)", ("low",)),
+                         ("slow replies (~162 tokens at 0.01 s each, +-50%)", ("slow",)),
+                         ("a free plan's limit, 30 RPM (~45-100 requests in a run: one 429 is "
+                          "10-22 per 1,000)", ("low",)),
                          ("baselines: AsyncOpenAI + semaphore (c=64, SDK's 2 retries), "
                           "with and without a pacer at the limit", ("baseline",))):
         if group == ("matrix", "rpm") or group == ("matrix", "tpm"):
