@@ -420,9 +420,9 @@ class Learner:
         span = min(span, now - self.storm_over)
         # ... but over the last EDGE_LEAST requests at least (all, if fewer went): a span that
         # held none measured nothing (a limit of 30 a minute, 1.1 s after a storm's probe)
-        sent = [t for t, _ in itertools.islice(reversed(self.log), self.EDGE_LEAST)]
-        if sent:
-            span = max(span, now - sent[-1])
+        least = self._last_requests_began()
+        if least is not None:
+            span = max(span, now - least)
         span = max(0.1, min(span, now - self.first_send))
         # (a span back to the first request holds it: the first reply came 0.1 s before a 429,
         # and a span of 0.1 s left it out)
@@ -457,16 +457,16 @@ class Learner:
         # probe at a time, its reply seconds long where replies take seconds), not the server's
         previous = max(self.storm_starts[-1], self.blackout_over, self.storm_over) \
             if self.storm_starts else None
-        sent = [t for t, _ in itertools.islice(reversed(self.log), self.EDGE_LEAST)]
-        if previous is not None and sent:
+        least = self._last_requests_began()
+        if previous is not None and least is not None:
             # ... over EDGE_LEAST requests at least, or all (a server that admits one every 2 s:
             # the second since the last storm's probe held none)
-            previous = min(previous, sent[-1])
-        admitted = self.admitted(previous, now) if previous is not None else 0
-        # (and not from a span in which nothing got through: that read as 1 a minute)
-        if previous is not None and now - previous >= 0.5 and admitted:
+            previous = min(previous, least)
+        if previous is not None and now - previous >= 0.5:
+            admitted = self.admitted(previous, now)
+            # (not from a span in which nothing got through: that read as 1 a minute)
             estimate = admitted / (now - previous)
-            if self.rate is None or estimate < self.rate / self.CUT:
+            if admitted and (self.rate is None or estimate < self.rate / self.CUT):
                 self._set(self.CUT * estimate, estimate, now)
         self.storm_starts.append(now)
         return now
@@ -510,6 +510,11 @@ class Learner:
         if self.rate is None or average * self.CUT < self.rate or (
                 blackout and self.ceiling is not None and average > self.ceiling):
             self._set(self.CUT * average, average, now)
+
+    def _last_requests_began(self) -> float | None:
+        """When the EDGE_LEAST-th last request went (the first, if fewer went; None: none)."""
+        sent = [t for t, _ in itertools.islice(reversed(self.log), self.EDGE_LEAST)]
+        return sent[-1] if sent else None
 
     def _quiet_before_last_success(self) -> float:
         """Seconds between the sending of the last request that got through and of the one
@@ -666,7 +671,7 @@ class Limits:
             return math.inf
         if self.in_flight >= self.max_in_flight:
             return math.inf
-        if self.learn and not (self.known or self.replies) and self.learner.rate is None and \
+        if self.learn and not (self.replies or self.known) and self.learner.rate is None and \
                 not self.learner.cuts and self.first_sent is not None:
             # the first reply is slower than PROBE_GIVE_UP_S: go on at RAMP_BLIND till one comes,
             # not all at once (replies of 8 s: 63 requests at the 5th second, into a limit of 30
