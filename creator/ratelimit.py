@@ -346,7 +346,8 @@ class Learner:
     storm ends the rate is also held to the average admitted since the start (at most a
     minute), so a long window that reopens is not burst into again; after a long storm that let
     nothing through, that average is the window's allowance, and the rate is raised to it. The
-    estimate is never taken over time that has not passed. After a cut the rate climbs back to
+    estimate is never taken over time that has not passed; a storm that comes back at once is
+    measured from when sending resumed after it. After a cut the rate climbs back to
     just below the estimate in a few steps, then slowly above it; more slowly after long storms,
     which mean a long window that answers late."""
 
@@ -354,6 +355,7 @@ class Learner:
     EDGE = 0.97  # after an isolated 429: as a share of what we were sending
     EDGE_LEAST = 5  # ... measured over this many requests at least
     LONG_STORM_S = 2.0  # a storm this long means a long window, spent: do not burst into it
+    COMEBACK_S = 0.1  # a storm back this soon after sending resumed holds too little to measure
     SETTLE_S = 1.0  # a change shows within the shortest window providers enforce
     STEP_S = 1.0  # how often the rate may rise (longer for servers that count over longer)
     RECOVER = 1.25  # per step, back to RECOVERED x the estimate
@@ -378,6 +380,7 @@ class Learner:
         self.log: deque[list] = deque()  # [sent_at, outcome]: None in flight, True, False (429)
         self.storm_starts: deque[float] = deque()
         self.storm_over = -math.inf
+        self.storm_resumed = -math.inf  # when the request that ended the last storm went
         self.blackout_over = -math.inf  # when the last storm that let nothing through ended
         self.window = 1.0  # the longest storm seen: how long the server's memory seems to be
         self.cuts = 0
@@ -448,7 +451,17 @@ class Learner:
         while self.storm_starts and self.storm_starts[0] < now - MINUTE:
             self.storm_starts.popleft()
         if now - self.storm_over < self.SETTLE_S and self.storm_starts:
-            return self.storm_starts[-1]
+            began = self.storm_starts[-1]
+            if now - began < self.LONG_STORM_S and now - self.storm_resumed >= self.COMEBACK_S:
+                # a short storm come back at once: the rate it left is too high (a bucket that
+                # started full, emptied by the ramp: 607 a second kept, so every pause of its
+                # Retry-After's 0.05 s ended into another burst of 429s for a second, 62-71 of
+                # them); what got through since sending resumed is what the server allows now
+                admitted = self.admitted(self.storm_resumed, now)
+                estimate = admitted / (now - self.storm_resumed)
+                if admitted and (self.rate is None or estimate < self.rate / self.CUT):
+                    self._set(self.CUT * estimate, estimate, now)
+            return began
         # from the start of the last storm; but if that storm let nothing through for long (a
         # window spent early), from its end: the window's blackout is not time it allowed
         # anything in (fixed 10-s windows, the ramp's first one spent in 1 s: 388 requests in
@@ -483,7 +496,7 @@ class Learner:
         # the storm and as long again before it, but not further back than the first request
         span = min(end - self.first_send, MINUTE + last_pause,
                    max(lasted + max(1.0, lasted), self.window + 1.0))
-        self.storm_over = now
+        self.storm_over, self.storm_resumed = now, end
         if span <= 0:
             return
         # it reopened somewhere in the last pause: on average half of that pause was lost

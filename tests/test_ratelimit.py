@@ -345,6 +345,25 @@ def test_nothing_known_converges_without_collapsing(mode):
     assert run.longest_below(30.0, 0.5, start=60) <= 5
 
 
+@pytest.mark.parametrize("limit", [{"rpm": 1800}, {"tpm": 300_000}], ids=["rpm", "tpm"])
+def test_a_bucket_that_starts_full_is_emptied_with_few_429s(limit):
+    """The ramp empties a bucket of a minute (it starts full) at ~600 requests a second; the
+    storm that follows pauses for its Retry-After (0.05 s), then sending resumes. At 89c2c81 it
+    resumed at the ramp's rate, so the storm came back at once, again and again for a second:
+    62-71 429s in the first 10 s, 16-25 per 1,000 over two minutes (the target is 20). A storm
+    that comes back at once is now measured from when sending resumed: 13-21 and 5-10."""
+    per_second = limit.get("rpm", 0) / 60 or limit.get("tpm", 0) / 60 / (103 + 162)
+    for seed in (1, 2, 3):
+        provider = Provider(**MODES["bucket"], **limit, retry_after=True, latency=0.1,
+                            latency_spread=0.05, seed=seed)
+        run, _ = simulate(provider, duration=120, concurrency=64, prompt=103, max_tokens=228,
+                          used=162, seed=seed, first_max_tokens=1024)
+        early = sum(1 for t in run.refused if t < 10)
+        assert early <= 30, (seed, early)
+        assert run.refused_share() <= 0.013, (seed, run.refused_share())
+        assert run.held(per_second, start=60) >= 0.95, (seed, run.held(per_second, start=60))
+
+
 def test_slow_varying_replies_with_nothing_known_are_held_without_collapsing():
     """Replies of 1.7 s +- 50% (a time per token generated, and load): nothing known, a limit
     enforced per second or as GCRA. At 6bc9ac4 57-75% of the limit over two minutes (seeds 2-3),
