@@ -447,7 +447,9 @@ class Learner:
 
     def storm_began(self, now: float) -> float:
         """Returns when the storm began: now, or, if it is the last one come back (a window not
-        yet wholly reopened), when that one began."""
+        yet wholly reopened), when that one began. Sets the rate from what was admitted: since
+        the last storm began (or ended, after a blackout); for a short storm come back at once,
+        since the request that ended it went (not counting that one)."""
         while self.storm_starts and self.storm_starts[0] < now - MINUTE:
             self.storm_starts.popleft()
         if now - self.storm_over < self.SETTLE_S and self.storm_starts:
