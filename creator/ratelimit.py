@@ -459,10 +459,7 @@ class Learner:
                 # started full, emptied by the ramp: 607 a second kept, so every pause of its
                 # Retry-After's 0.05 s ended into another burst of 429s for a second, 62-71 of
                 # them); what got through since sending resumed is what the server allows now
-                admitted = self.admitted(self.storm_resumed, now)
-                estimate = admitted / (now - self.storm_resumed)
-                if admitted and (self.rate is None or estimate < self.rate / self.CUT):
-                    self._set(self.CUT * estimate, estimate, now)
+                self._cut_to_admitted(self.storm_resumed, now)
             return began
         # from the start of the last storm; but if that storm let nothing through for long (a
         # window spent early), from its end: the window's blackout is not time it allowed
@@ -478,13 +475,18 @@ class Learner:
             # the second since the last storm's probe held none)
             previous = min(previous, least)
         if previous is not None and now - previous >= 0.5:
-            admitted = self.admitted(previous, now)
-            # (not from a span in which nothing got through: that read as 1 a minute)
-            estimate = admitted / (now - previous)
-            if admitted and (self.rate is None or estimate < self.rate / self.CUT):
-                self._set(self.CUT * estimate, estimate, now)
+            self._cut_to_admitted(previous, now)
         self.storm_starts.append(now)
         return now
+
+    def _cut_to_admitted(self, since: float, now: float) -> None:
+        """A storm: the rate becomes CUT x what was admitted since `since`, if that is lower
+        than the rate allows for; not from a span in which nothing got through (that read as
+        1 a minute)."""
+        admitted = self.admitted(since, now)
+        estimate = admitted / (now - since)
+        if admitted and (self.rate is None or estimate < self.rate / self.CUT):
+            self._set(self.CUT * estimate, estimate, now)
 
     def storm_ended(self, began: float, end: float, now: float, last_pause: float = 0.0) -> None:
         """Something got through after a storm (the request sent at `end`, answered `now`):
