@@ -84,6 +84,11 @@ FULL_REFILL_S = 0.5  # be full; and one that was not seen for this long may have
 WINDOW_END_SLACK_S = 1.5  # two readings whose window ends differ by less are of one window
 REPLY_WRITTEN_S = 0.5  # a reply's counts hold what was sent this long before it came
 WINDOW_COUNT_MOST = 2.0  # a window's count that fell more than this x what we reserved: not ours
+# A storm's probe still unanswered this many times the longest recent 429's turnaround after it
+# went (and at least PRESUMED_LEAST_S) was let through: servers refuse at once, and answer slowly
+PRESUMED_AFTER = 3.0
+PRESUMED_LEAST_S = 0.25
+REFUSAL_MEMORY = 16  # the last 429s whose turnaround says how soon a refusal comes
 
 
 @dataclass(frozen=True)
@@ -626,6 +631,8 @@ class Limits:
         self.refused_since = math.inf
         self.storm_pause = 0.0
         self.storm_teaches = False  # the storm teaches a rate (not one our token count explains)
+        self.probe: Ticket | None = None  # the storm's last probe
+        self.refusal_turnarounds: deque[float] = deque(maxlen=REFUSAL_MEMORY)
         # the share of a reply's unused tokens given back to the pacers: 1 where the server
         # refunds them at once (a bucket), less where some refunds come after the window that
         # was charged has closed (fixed windows), 0 where it keeps them all (OpenAI, Azure)
@@ -684,8 +691,11 @@ class Limits:
             # in a storm one request probes at a time; those sent before it began were let
             # through and say nothing of now (with replies of seconds, waiting for them too made
             # each storm last that long, and a storm that long reads as a long window spent:
-            # 45-50% of a limit enforced per second, with replies of 1.7 s +- 50%)
-            return math.inf
+            # 45-50% of a limit enforced per second, with replies of 1.7 s +- 50%) ... and the
+            # probe is not waited for longer than a 429 takes to come back
+            wait = self._presume_probe_through(now)
+            if wait > 0:
+                return wait
         if self.in_flight >= self.max_in_flight:
             return math.inf
         if self.learn and not (self.replies or self.known) and self.learner.rate is None and \
@@ -716,6 +726,8 @@ class Limits:
         ticket = Ticket(now, prompt, tokens - prompt, self.sent, self.learner.epoch,
                         charge=self.charge, probe=self.storm_began is not None)
         self.probes_in_flight += ticket.probe
+        if ticket.probe:
+            self.probe = ticket
         ticket.record = self.learner.sent(now)
         self._rescale_learnt(ticket, now)
         self.recent.append(ticket)
@@ -773,16 +785,7 @@ class Limits:
         """A reply the server admitted (200, or an error it counted: 5xx). Usage None (a
         failed request) keeps the whole reservation spent, the safe guess."""
         self._ended(ticket, now, hint)
-        ticket.record[1] = True
-        if ticket.sent_at >= self.refused_since:  # replies to older requests prove nothing
-            self.refused_in_a_row, self.refused_since = 0, math.inf
-        if self.storm_began is not None and ticket.sent_at >= self.storm_began:
-            if self.storm_teaches and now >= self.explained_until:
-                # the server let it through when it was sent: its reply's latency is not the
-                # storm's (a storm of 4.5 s on a window of a second, with replies of 1.7 s)
-                self.learner.storm_ended(self.storm_began, ticket.sent_at, now,
-                                         self.storm_pause)
-            self.storm_began, self.storm_pause = None, 0.0
+        self._let_through(ticket, now)
         if prompt_used is not None and completion_used is not None:
             self.unused_tokens += max(0, ticket.tokens - prompt_used - completion_used)
             if self.refund_share > 0:
@@ -801,6 +804,43 @@ class Limits:
         self.learner.succeeded(ticket, now)
         self._follow_learner(now)
 
+    def _let_through(self, ticket: Ticket, now: float) -> None:
+        """The server admitted `ticket` (or, a probe, is presumed to have): a storm it was sent
+        in is over."""
+        ticket.record[1] = True
+        if ticket.sent_at >= self.refused_since:  # replies to older requests prove nothing
+            self.refused_in_a_row, self.refused_since = 0, math.inf
+        if self.storm_began is not None and ticket.sent_at >= self.storm_began:
+            if self.storm_teaches and now >= self.explained_until:
+                # the server let it through when it was sent: its reply's latency is not the
+                # storm's (a storm of 4.5 s on a window of a second, with replies of 1.7 s)
+                self.learner.storm_ended(self.storm_began, ticket.sent_at, now,
+                                         self.storm_pause)
+            self.storm_began, self.storm_pause = None, 0.0
+
+    def _presume_probe_through(self, now: float) -> float:
+        """Seconds until the storm's probe, unanswered, may be taken as let through (inf: not
+        to be presumed; 0: it is now, and the storm is over). A 429 comes back at once, a
+        reply takes as long as its tokens do: with replies of 1.7 s each storm lasted as long
+        as its probe's reply, ~2 s in which one request went (the OpenAI-like token limit
+        with slow replies, nothing known: 63% of it over the first 30 s on two seeds of
+        eight, 78-80% with this). If it is refused after all, its 429 counts toward the next storm. Not in a
+        storm that lasted LONG_STORM_S before its probe went: a long window spent reopens as it
+        was filled, a request or two at first, and its reply is waited for (a sliding minute of
+        30 filled by the ramp: sending at once after the probe cut the rate to a tenth)."""
+        probe = self.probe
+        if probe is None or not probe.probe or not self.refusal_turnarounds or \
+                self.storm_began is None or probe.sent_at - self.storm_began >= Learner.LONG_STORM_S:
+            return math.inf
+        presumed = probe.sent_at + max(PRESUMED_LEAST_S,
+                                       PRESUMED_AFTER * max(self.refusal_turnarounds))
+        if now < presumed:
+            return presumed - now
+        probe.probe = False  # a probe no more: the next storm's probes are not held by it
+        self.probes_in_flight -= 1
+        self._let_through(probe, now)
+        return 0.0 if self.probes_in_flight < 1 else math.inf
+
     def failed(self, ticket: Ticket, now: float, hint: RateLimitHint = RateLimitHint()) -> None:
         """No answer (timeout, dropped connection): whether the server counted it is unknown."""
         self._ended(ticket, now, hint)
@@ -810,6 +850,7 @@ class Limits:
         """A 429. Returns how long everybody pauses (None: only this request waits)."""
         self._ended(ticket, now, hint)
         ticket.record[1] = False
+        self.refusal_turnarounds.append(now - ticket.sent_at)
         self.tokens_refused = self.tokens_refused or hint.limited in KINDS[1:]
         self.last_limited = hint.limited
         self.refused_in_a_row += 1
