@@ -1,5 +1,5 @@
 """Rate limits as providers enforce them: pace, learn, never collapse. Pure objects on an
-injectable clock (`Limits`), and their async face (`RateLimiter`); no I/O.
+injectable clock (`Limits`, one per endpoint); their async face is `Router` in endpoints.py.
 
 Providers state limits per minute but enforce them over shorter periods: OpenAI "60,000
 requests/minute may be enforced as 1,000 requests/second", Anthropic "60 RPM might be enforced as
@@ -21,8 +21,10 @@ on OpenAI and Azure a request answered 429 still counts. So nothing here ever bu
   rate recovers quickly to just below that ceiling and probes slowly above it (as TCP's CUBIC
   does), so a limit that rises is found and one that stays is held at ~97-99%.
 - Never collapse. A storm of 429s (nothing getting through) pauses sending as the server asks
-  (Retry-After, or exponential backoff) instead of cutting the rate again and again; when it
-  ends, the rate is re-measured over a span that covers the storm.
+  (Retry-After, or exponential backoff) instead of cutting the rate again and again; one request
+  probes, and the storm ends when it gets through (or gets no 429 in the time one takes to come
+  back: replies are slow, refusals fast); the rate is then re-measured over a span that covers
+  the storm.
 
 Tokens are reserved as prompt estimate + max_tokens before sending, as providers count them
 (or as the larger of the two, once a 429 says "Requested N" and N is that), and the unused part
@@ -827,10 +829,15 @@ class Limits:
         eight, 78-80% with this). If it is refused after all, its 429 counts toward the next storm. Not in a
         storm that lasted LONG_STORM_S before its probe went: a long window spent reopens as it
         was filled, a request or two at first, and its reply is waited for (a sliding minute of
-        30 filled by the ramp: sending at once after the probe cut the rate to a tenth)."""
+        30 filled by the ramp: sending at once after the probe cut the rate to a tenth). Nor
+        in a storm that teaches no rate (our own count explains it: refunds the server did not
+        give back in time): the refunds are being cut, and hurrying into the window they
+        overfilled costs more 429s (a sliding minute of tokens in headers, replies of 2-3 s: 7-8
+        429s instead of 3, and the refunds cut to nothing for the rest of the run)."""
         probe = self.probe
         if probe is None or not probe.probe or not self.refusal_turnarounds or \
-                self.storm_began is None or probe.sent_at - self.storm_began >= Learner.LONG_STORM_S:
+                self.storm_began is None or not self.storm_teaches or \
+                probe.sent_at - self.storm_began >= Learner.LONG_STORM_S:
             return math.inf
         presumed = probe.sent_at + max(PRESUMED_LEAST_S,
                                        PRESUMED_AFTER * max(self.refusal_turnarounds))
