@@ -304,6 +304,29 @@ def test_the_probe_of_a_long_storm_is_waited_for():
     assert limits.storm_began is None
 
 
+def test_the_probe_of_a_storm_our_refunds_explain_is_waited_for():
+    """A storm on a token limit we pace, with refunds given back of late: the refunds are the
+    mistake (cut), the storm teaches no rate, and its probe's reply is waited for (hurrying
+    into the window the refunds overfilled cost 7-8 429s instead of 3 on a sliding minute in
+    headers with replies of 2-3 s, and the refunds were cut to nothing)."""
+    limits = Limits(max_in_flight=None, tpm=300_000, now=0.0)
+    now = 0.0
+    for _ in range(20):  # replies that use 265 of the 1,127 tokens reserved: refunds
+        limits.completed(limits.consume(1127, now, 103), now + 0.5, RateLimitHint(), 103, 162)
+        now += 0.25
+    refused = [limits.consume(1127, now, 103) for _ in range(3)]
+    for t in refused:
+        limits.rate_limited(t, now + 0.01, RateLimitHint(limited="tokens", retry_after=0.5))
+    assert limits.storm_began is not None and not limits.storm_teaches
+    assert limits.refund_share < 1.0
+    probe_at = now + 0.6
+    assert limits.wait_time(1127, probe_at, 103) == 0
+    probe = limits.consume(1127, probe_at, 103)
+    assert limits.wait_time(1127, probe_at + 1.0, 103) == math.inf
+    limits.completed(probe, probe_at + 2.5, RateLimitHint(), 103, 162)
+    assert limits.storm_began is None
+
+
 def test_a_probe_taken_as_let_through_that_is_refused_after_all_counts_toward_the_next_storm():
     limits = Limits(max_in_flight=None, now=0.0)
     limits.completed(limits.consume(1, 0.0), 2.0, RateLimitHint(), 1, 0)
