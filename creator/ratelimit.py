@@ -826,14 +826,15 @@ class Limits:
         reply takes as long as its tokens do: with replies of 1.7 s each storm lasted as long
         as its probe's reply, ~2 s in which one request went (the OpenAI-like token limit
         with slow replies, nothing known: 63% of it over the first 30 s on two seeds of
-        eight, 78-80% with this). If it is refused after all, its 429 counts toward the next storm. Not in a
-        storm that lasted LONG_STORM_S before its probe went: a long window spent reopens as it
-        was filled, a request or two at first, and its reply is waited for (a sliding minute of
-        30 filled by the ramp: sending at once after the probe cut the rate to a tenth). Nor
-        in a storm that teaches no rate (our own count explains it: refunds the server did not
-        give back in time): the refunds are being cut, and hurrying into the window they
-        overfilled costs more 429s (a sliding minute of tokens in headers, replies of 2-3 s: 7-8
-        429s instead of 3, and the refunds cut to nothing for the rest of the run)."""
+        eight, 78-80% with this). If it is refused after all, its 429 counts toward the next
+        storm. Not in a storm that lasted LONG_STORM_S before its probe went: a long window
+        spent reopens as it was filled, a request or two at first, and its reply is waited for
+        (a sliding minute of 30 filled by the ramp: sending at once after the probe cut the
+        rate to a tenth). Nor in a storm that teaches no rate (our own count explains it:
+        refunds the server did not give back in time): the refunds are being cut, and hurrying
+        into the window they overfilled costs more 429s (a sliding minute of tokens in
+        headers, replies of 2-3 s: 7-8 429s instead of 3, and the refunds cut to nothing for
+        the rest of the run)."""
         probe = self.probe
         if probe is None or not probe.probe or not self.refusal_turnarounds or \
                 self.storm_began is None or not self.storm_teaches or \
@@ -846,7 +847,7 @@ class Limits:
         probe.probe = False  # a probe no more: the next storm's probes are not held by it
         self.probes_in_flight -= 1
         self._let_through(probe, now)
-        return 0.0 if self.probes_in_flight < 1 else math.inf
+        return 0.0
 
     def failed(self, ticket: Ticket, now: float, hint: RateLimitHint = RateLimitHint()) -> None:
         """No answer (timeout, dropped connection): whether the server counted it is unknown."""
