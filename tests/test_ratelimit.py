@@ -250,19 +250,24 @@ def test_a_storm_probes_while_requests_sent_before_it_still_run_and_ends_when_th
     assert limits.wait_time(1, probe_at + 0.2) < math.inf  # the others still run; sending goes on
 
 
+def _storm_with_a_probe_out() -> tuple[Limits, Ticket, float]:
+    """Nothing known, a first reply 2 s long, then three 429s that each took 0.1 s: a storm;
+    its probe goes when the pause ends. Returns the limits, the probe and when it went."""
+    limits = Limits(max_in_flight=None, now=0.0)
+    limits.completed(limits.consume(1, 0.0), 2.0, RateLimitHint(), 1, 0)
+    refused = [limits.consume(1, 2.2) for _ in range(3)]
+    pause = [limits.rate_limited(t, 2.3) for t in refused][-1]
+    assert limits.storm_began is not None and pause is not None
+    return limits, limits.consume(1, 2.3 + pause), 2.3 + pause
+
+
 def test_a_probe_with_no_429_by_the_time_one_would_have_come_was_let_through():
     """Servers refuse at once and answer as slowly as they generate: a storm's probe that three
     times the longest recent 429's turnaround after it went has had none was let through, and
     the storm ends then, not at its reply (with replies of 1.7 s each storm lasted ~2 s in
     which one request went: 63% of an OpenAI-like token limit over the first 30 s, nothing
     known, on two seeds of eight; 78-80% with this)."""
-    limits = Limits(max_in_flight=None, now=0.0)
-    limits.completed(limits.consume(1, 0.0), 2.0, RateLimitHint(), 1, 0)
-    refused = [limits.consume(1, 2.2) for _ in range(3)]
-    pause = [limits.rate_limited(t, 2.3) for t in refused][-1]  # each 429 took 0.1 s
-    assert limits.storm_began is not None and pause is not None
-    probe_at = 2.3 + pause
-    probe = limits.consume(1, probe_at)
+    limits, probe, probe_at = _storm_with_a_probe_out()  # (each 429 took 0.1 s)
     assert limits.wait_time(1, probe_at + 0.1) == pytest.approx(0.2)  # 3 x 0.1 after it went
     assert limits.storm_began is not None
     assert limits.wait_time(1, probe_at + 0.3) < math.inf
@@ -294,10 +299,9 @@ def test_the_probe_of_a_long_storm_is_waited_for():
     reopens a request or two at a time, as it was filled: the probe's reply ends it."""
     limits = Limits(max_in_flight=None, now=0.0)
     limits.completed(limits.consume(1, 0.0), 2.0, RateLimitHint(), 1, 0)
-    refused = [limits.consume(1, 2.2) for _ in range(3)]
-    [limits.rate_limited(t, 2.3) for t in refused]
-    probe_at = 2.3 + Learner.LONG_STORM_S
-    limits.paused_until = probe_at
+    for ticket in [limits.consume(1, 2.2) for _ in range(3)]:
+        limits.rate_limited(ticket, 2.3)
+    probe_at = 2.3 + Learner.LONG_STORM_S  # (after the pause: its probe went 2 s into it)
     probe = limits.consume(1, probe_at)
     assert limits.wait_time(1, probe_at + 1.0) == math.inf and limits.storm_began is not None
     limits.completed(probe, probe_at + 8.0, RateLimitHint(), 1, 0)
@@ -328,12 +332,7 @@ def test_the_probe_of_a_storm_our_refunds_explain_is_waited_for():
 
 
 def test_a_probe_taken_as_let_through_that_is_refused_after_all_counts_toward_the_next_storm():
-    limits = Limits(max_in_flight=None, now=0.0)
-    limits.completed(limits.consume(1, 0.0), 2.0, RateLimitHint(), 1, 0)
-    refused = [limits.consume(1, 2.2) for _ in range(3)]
-    pause = [limits.rate_limited(t, 2.3) for t in refused][-1]
-    probe_at = 2.3 + pause
-    probe = limits.consume(1, probe_at)
+    limits, probe, probe_at = _storm_with_a_probe_out()
     limits.wait_time(1, probe_at + 0.3)
     assert limits.storm_began is None
     assert limits.rate_limited(probe, probe_at + 0.5) is None  # one 429: no storm yet
