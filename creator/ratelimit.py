@@ -49,6 +49,8 @@ __all__ = ["Limits", "Pacer", "Budget", "Learner", "Ticket", "Sent", "RetryPolic
            "RateLimitHint", "Reading", "parse_duration", "MARGIN"]
 
 MARGIN = 0.98  # pace at 98% of a known limit: arrival jitter must not push one into a full window
+SPAN_SLACK_S = 0.25  # a known limit holds our own sends over its window and this much more (the
+SPAN_FULL = 0.995  # way to the server), once a 429 came when they held this share of it
 LATE_SHARE = 0.25  # a request up to this share of its interval late keeps the pacer's schedule
 WINDOW_RESUME_S = 0.25  # ... and one held by a window's end, up to this long before the reset
 WINDOW_MARGIN = 1.0  # the pace of a second whose own count the server reports (Stated.counted)
@@ -119,6 +121,7 @@ class Ticket:
     record: list = field(default_factory=list, repr=False)  # [sent_at, outcome] in the learner
     charge: str = "sum"  # how the server counts its tokens (CHARGES)
     probe: bool = False  # sent during a storm: the one request that asks whether it is over
+    given_back: dict[str, float] = field(default_factory=dict, repr=False)  # refunded, by kind
 
     @property
     def tokens(self) -> int:
@@ -127,6 +130,10 @@ class Ticket:
     def units(self, kind: str) -> int:
         return {"requests": 1, "tokens": self.tokens, "input": self.prompt,
                 "output": self.completion}[kind]
+
+    def net(self, kind: str) -> float:
+        """What it holds of a limit now: its units less what its reply gave back."""
+        return self.units(kind) - self.given_back.get(kind, 0.0)
 
 
 class Pacer:
@@ -180,6 +187,58 @@ class Pacer:
         backlog = max(0.0, self.tat - now) * self.rate
         self.rate = rate
         self.tat = now + backlog / rate
+
+
+class SpanGuard:
+    """What our own requests of the last `window` seconds hold of one limit, net of what their
+    replies gave back; once `armed`, no more than `cap`: a limit of so much a minute held in
+    every minute, as a sliding window counts it (Limits._span_full arms it). The pacer keeps
+    the rate, not the sum: what a slow start held back goes when its refunds come (the first
+    requests ask for --max_tokens 1,024 and give ~860 each back), and a minute later a sliding
+    window still holds that catch-up while the slow start has left it (replies of 2 s +- 50%,
+    a sliding minute of tokens given: three 429s 62 s in, then two seconds of almost nothing,
+    93.6% of the limit over 90 s on the fake clock; 96.0% and one 429 armed)."""
+
+    def __init__(self, kind: str, cap: float, window: float, sent: "deque[Ticket]",
+                 now: float) -> None:
+        self.kind, self.cap, self.window = kind, cap, window
+        self.armed = False
+        self.log: deque[Ticket] = deque(t for t in sent if t.sent_at > now - window)
+        self.used = sum(t.net(kind) for t in self.log)
+
+    def _expire(self, now: float) -> None:
+        while self.log and self.log[0].sent_at <= now - self.window:
+            self.used -= self.log.popleft().net(self.kind)
+        if not self.log:
+            self.used = 0.0  # no float drift
+
+    def wait_time(self, units: float, now: float) -> float:
+        """Seconds until `units` more fit (a request larger than the cap goes into an empty
+        span: the server, not this, says whether it fits at all)."""
+        self._expire(now)
+        need = self.used + units - self.cap
+        if need <= 1e-9:
+            return 0.0
+        freed = 0.0
+        for ticket in self.log:  # the oldest leave first: usually the first one or few
+            freed += ticket.net(self.kind)
+            if freed >= need - 1e-9:
+                return max(1e-4, ticket.sent_at + self.window - now)
+        return max(1e-4, self.log[-1].sent_at + self.window - now) if self.log else 0.0
+
+    def used_by(self, now: float) -> float:
+        self._expire(now)
+        return self.used
+
+    def take(self, ticket: Ticket) -> None:
+        self.log.append(ticket)
+        self.used += ticket.net(self.kind)
+
+    def give_back(self, ticket: Ticket, amount: float, now: float) -> None:
+        """`ticket`'s reply gave `amount` back (already taken off its net units)."""
+        self._expire(now)
+        if self.log and ticket.sent_at >= self.log[0].sent_at:  # still in the span
+            self.used -= amount
 
 
 @dataclass
@@ -653,6 +712,8 @@ class Limits:
         self.short_windows: bool | None = False
         self.short_windows_since = math.inf  # the request whose 429 showed them
         self.recent: deque[Ticket] = deque()  # the requests of the last SHORT_WINDOW_S or so
+        self.last_minute: deque[Ticket] = deque()  # the requests of the last MINUTE (and slack)
+        self.guards: dict[str, list[SpanGuard]] = {}  # a known limit over its span (SpanGuard)
         self.window_fits = 0  # requests whose max_tokens fit_window lowered
         self.last_limited: str | None = None  # the limit the last 429 named, if it did
         self.learned_epoch = 0  # the learner's epoch when its rate was last followed
@@ -716,6 +777,8 @@ class Limits:
         if self.learned_pacer is not None:
             waits.append(self.learned_pacer.wait_time(now))
         waits += [budget.wait_time(units[kind], now) for kind, budget in self.budgets.items()]
+        waits += [guard.wait_time(units[kind], now)
+                  for kind, guards in self.guards.items() for guard in guards if guard.armed]
         return max(0.0, *waits)
 
     def consume(self, tokens: int, now: float, prompt: int | None = None) -> Ticket:
@@ -735,6 +798,12 @@ class Limits:
         self.recent.append(ticket)
         while self.recent[0].sent_at < now - 2 * SHORT_WINDOW_S:
             self.recent.popleft()
+        self.last_minute.append(ticket)
+        while self.last_minute[0].sent_at <= now - MINUTE - SPAN_SLACK_S:
+            self.last_minute.popleft()
+        for guards in self.guards.values():
+            for guard in guards:
+                guard.take(ticket)
         resume_from = self._window_reopened(now)
         for kind, pacer in self.pacers.items():
             pacer.take(ticket.units(kind), now, resume_from)
@@ -867,6 +936,8 @@ class Limits:
         explained = False
         if self._learn_charge(ticket, hint) and self._paces_tokens:
             explained = True  # we counted the request's tokens the wrong way; now its way
+        elif self._span_full(hint, now):
+            explained = True  # our own sends filled the window: the guard holds them from now
         elif self._tokens_explain(hint, now):
             # our token count, refunds included, said there was room: the server keeps some or
             # all of what requests reserved. All, when most requests fail at once (OpenAI and
@@ -935,6 +1006,22 @@ class Limits:
         self.pause(now + wait)
         return wait
 
+    def _span_full(self, hint: RateLimitHint, now: float) -> bool:
+        """A 429 when our own sends of a known limit's window held all of it (SPAN_FULL): the
+        server counts that window as a whole, as a sliding window does, and each span of it is
+        held to the limit from now (SpanGuard.armed). Not before: a bucket, fixed windows and a
+        minute counted from its start let a catch-up after a slow start go (with replies of 2 s
+        +- 50% and the limit given, guarding every minute from the start cost a bucket, GCRA and
+        fixed 10 s 1.5-2% of the limit). True if it armed a guard."""
+        armed = False
+        for kind, guards in self.guards.items():
+            if hint.limited is not None and hint.limited != kind:
+                continue
+            for guard in guards:
+                if not guard.armed and guard.used_by(now) >= SPAN_FULL * guard.cap:
+                    guard.armed = armed = True
+        return armed
+
     def _learn_charge(self, ticket: Ticket, hint: RateLimitHint) -> bool:
         """A token 429 that says what the request cost ("Requested N") shows how the server
         counts: prompt + max_tokens, or the larger of the two. True if that is news."""
@@ -993,8 +1080,12 @@ class Limits:
                   "output": ticket.completion - completion_used}
         for kind, amount in unused.items():
             if amount > 0 and kind in self.pacers:
-                self.pacers[kind].give_back(amount * self.refund_share, now)
+                given = amount * self.refund_share
+                self.pacers[kind].give_back(given, now)
                 self.last_refund = now
+                ticket.given_back[kind] = ticket.given_back.get(kind, 0.0) + given
+                for guard in self.guards.get(kind, ()):
+                    guard.give_back(ticket, given, now)
 
     def _refused_share(self, now: float) -> float:
         """The share of the last requests answered 429. Refunds a server does not give make
@@ -1154,6 +1245,7 @@ class Limits:
             rates.append(self.given[kind] / MINUTE)
         if kind in self.stated:
             rates.append(self.stated[kind].per_second)
+        self._guard(kind, now)
         if not rates:
             self.pacers.pop(kind, None)
             return
@@ -1177,6 +1269,28 @@ class Limits:
                 self.pacers[kind].tat = max(now, self.first_sent + self.sent.units(kind) / rate)
         self.pacers[kind].window_share = min(rates) * SHORT_WINDOW_S if \
             self.short_windows and kind != "requests" else None
+
+    def _guard(self, kind: str, now: float) -> None:
+        """A SpanGuard for each known limit of `kind` over a span longer than a second (the
+        user's, per minute; a server's, per its window): a second's window is the pacer's and
+        its budget's to keep, whole requests at a time."""
+        spans: dict[float, float] = {}
+        if self.given[kind]:
+            spans[MINUTE] = self.given[kind]
+        stated = self.stated.get(kind)
+        if stated is not None and SHORT_WINDOW_S < stated.window <= MINUTE:
+            spans[stated.window] = min(stated.limit, spans.get(stated.window, math.inf))
+        old = {(g.window, g.cap): g for g in self.guards.get(kind, ())}
+        new = {(window + SPAN_SLACK_S, limit) for window, limit in spans.items()}
+        if new == set(old):
+            return
+        armed = {g.window for g in old.values() if g.armed}  # the server's way of counting
+        self.guards[kind] = [SpanGuard(kind, cap, window, self.last_minute, now)
+                             for window, cap in sorted(new)]
+        for guard in self.guards[kind]:
+            guard.armed = guard.window in armed
+        if not self.guards[kind]:
+            del self.guards[kind]
 
     def fits(self, tokens: int) -> bool:
         """False when one request needs more tokens than a whole minute allows."""

@@ -17,9 +17,9 @@ window, the refill of a bucket, the oldest entries of a sliding window leaving. 
 429 count against the limit when `count_rejected` (OpenAI, Azure: "unsuccessful
 requests contribute to your per-minute limit"). Tokens are charged prompt + max_tokens at
 admission, and the unused part refunded at completion when `refund` (Anthropic's older OTPM rule;
-a fixed window takes back only refunds that come while it is still open, as the simulator's does)
-or never (OpenAI, Azure count max_tokens); with `charge_max`, max(prompt, max_tokens), never
-refunded, and the 429 names the token limit and says "Requested N" (OpenAI, the simulator's
+a fixed window takes back only refunds that come while it is still open, and a sliding one into
+the request charged while that is still in it, as the simulator's do) or never (OpenAI, Azure
+count max_tokens); with `charge_max`, max(prompt, max_tokens), never refunded, and the 429 names the token limit and says "Requested N" (OpenAI, the simulator's
 --token_accounting max). With `as_generated`, the prompt is charged at admission and the completion
 when the reply is written, into the window then open (Anthropic's OTPM "evaluated in real time as
 output tokens are produced"; Together as the benchmark reads it); `window_headers` reports the
@@ -51,7 +51,7 @@ class Meter:
         self.window_index = None
         self.used = 0.0  # fixed: in the current window
         self.offset = offset  # fixed windows are aligned to the server's clock, not ours
-        self.log: deque[tuple[float, float]] = deque()  # sliding
+        self.log: deque[list[float]] = deque()  # sliding: [admitted at, amount]
         self.burst = burst
         self.tolerance = 0.0  # gcra, seconds: set by Provider from the request rate
         self.tat = 0.0  # gcra
@@ -86,7 +86,7 @@ class Meter:
         elif self.mode == "fixed":
             self.used += amount
         elif self.mode == "sliding":
-            self.log.append((now, amount))
+            self.log.append([now, amount])
         else:
             self.tat = max(self.tat, now) + amount / self.rate
 
@@ -97,8 +97,11 @@ class Meter:
         elif self.mode == "fixed":  # into the window charged, if it is still open
             if math.floor((charged_at + self.offset) / self.window_s) == self.window_index:
                 self.used = max(0.0, self.used - amount)
-        elif self.mode == "sliding":
-            self.log.append((now, -amount))
+        elif self.mode == "sliding":  # into the entry charged, if it is still in the window
+            for entry in self.log:
+                if entry[0] == charged_at and entry[1] >= amount:
+                    entry[1] -= amount
+                    break
         else:
             self.tat = max(now, self.tat - amount / self.rate)
 
