@@ -242,7 +242,9 @@ def extra_cases(p: Params) -> list[Case]:
               ("fixed 1s", "nothing", "tpm", "max", {"count_rejected": True}),  # OpenAI-like
               ("sliding 60s", "nothing", "tpm", "refund", {}),
               ("bucket", "headers", "tpm", "refund", {}),
-              ("sliding 60s", "headers", "tpm", "refund", {}))],
+              ("sliding 60s", "headers", "tpm", "refund", {}),
+              ("bucket", "given", "tpm", "refund", {}),
+              ("sliding 60s", "given", "tpm", "refund", {}))],
     ]
 
 
