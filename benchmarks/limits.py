@@ -310,23 +310,26 @@ PROFILES: dict[str, dict[str, Any]] = {
 
 def provider_cases(p: Params) -> list[Case]:
     """Each provider profile x (given, headers; nothing where the provider may send no headers)
-    x (RPM-bound, TPM-bound)."""
+    x (RPM-bound, TPM-bound); and all that again with replies as slow as an LLM's (SLOW)."""
     cases = []
-    for name, prof in PROFILES.items():
-        knowledge = ("given", "headers", "nothing") if name in ("openai", "together") else (
-            "given", "headers")
-        for bound in ("rpm", "tpm"):
-            for know in knowledge:
-                nothing = know == "nothing"
-                label = "OTPM" if bound == "tpm" and prof.get("token_limit") == "otpm" else (
-                    bound.upper())
-                cases.append(Case(
-                    f"{name}-like, {know}, {label}", "providers", prof["mode"], know, bound,
-                    latency_s=LATENCY_NOTHING_S if nothing else LATENCY_S,
-                    duration_s=p.nothing_duration_s if nothing else p.duration_s,
-                    sim_flags={**prof["sim_flags"], **(NOTHING if nothing else {})},
-                    accounting=prof["accounting"],
-                    token_limit=prof.get("token_limit", "tpm") if bound == "tpm" else "tpm"))
+    for slow in (False, True):
+        for name, prof in PROFILES.items():
+            knowledge = ("given", "headers", "nothing") if name in ("openai", "together") else (
+                "given", "headers")
+            for bound in ("rpm", "tpm"):
+                for know in knowledge:
+                    nothing = know == "nothing"
+                    label = "OTPM" if bound == "tpm" and prof.get("token_limit") == "otpm" else (
+                        bound.upper())
+                    cases.append(Case(
+                        f"{name}-like, {'slow replies, ' if slow else ''}{know}, {label}",
+                        "providers slow" if slow else "providers", prof["mode"], know, bound,
+                        latency_s=LATENCY_NOTHING_S if nothing else LATENCY_S,
+                        duration_s=p.nothing_duration_s if nothing else p.duration_s,
+                        sim_flags={**prof["sim_flags"], **(NOTHING if nothing else {}),
+                                   **(SLOW if slow else {})},
+                        accounting=prof["accounting"],
+                        token_limit=prof.get("token_limit", "tpm") if bound == "tpm" else "tpm"))
     # Azure's token count "reset each minute", reported as itself (its remaining count falls to
     # the minute's end, then is whole again) rather than as a bucket's per-minute figures: its
     # documentation says neither way
@@ -956,6 +959,8 @@ def tables(data: dict[str, Any]) -> str:
                           "max_tokens kept, 429s count; anthropic: GCRA 1 s, token buckets, "
                           "OTPM as generated; together: fixed 1 s, per-second headers, tokens as "
                           "generated)", ("providers",)),
+                         ("providers as documented, slow replies (~162 tokens at 0.01 s each, "
+                          "+-50%)", ("providers slow",)),
                          ("faults and two endpoints", ("faults", "endpoints")),
                          ("slow replies (~162 tokens at 0.01 s each, +-50%)", ("slow",)),
                          ("a free plan's limit, 30 RPM (~45-100 requests in a run: one 429 is "
