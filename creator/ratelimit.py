@@ -9,7 +9,10 @@ on OpenAI and Azure a request answered 429 still counts. So nothing here ever bu
 
 - Pace. A known limit (the user's --rpm/--tpm, or what the server's headers state) becomes a
   `Pacer` that spaces requests evenly at MARGIN of it, so no window of any length, a second
-  included, sees more than its share, even with some jitter on the way to the server.
+  included, sees more than its share, even with some jitter on the way to the server. A pace
+  keeps a rate, not a sum: once a 429 shows that our own requests of a known limit's window
+  filled it (a sliding minute still holding a catch-up after a slow start), every span of that
+  window is held to the limit too (`SpanGuard`).
 - Lower, never license. A server's remaining count can only delay a request (`Budget`), never
   let one go sooner than the pacer would. Where the count is the server's own for the window of
   a second it enforces (Together), that budget guards each second's end: the pace needs no
@@ -45,8 +48,8 @@ from typing import Callable
 from .ratehints import RateLimitHint, Reading, parse_duration  # noqa: F401 (re-exported)
 
 Clock = Callable[[], float]
-__all__ = ["Limits", "Pacer", "Budget", "Learner", "Ticket", "Sent", "RetryPolicy", "RefundAudit",
-           "RateLimitHint", "Reading", "parse_duration", "MARGIN"]
+__all__ = ["Limits", "Pacer", "SpanGuard", "Budget", "Learner", "Ticket", "Sent", "RetryPolicy",
+           "RefundAudit", "RateLimitHint", "Reading", "parse_duration", "MARGIN"]
 
 MARGIN = 0.98  # pace at 98% of a known limit: arrival jitter must not push one into a full window
 SPAN_SLACK_S = 0.25  # a known limit holds our own sends over its window and this much more (the
