@@ -200,7 +200,7 @@ class SpanGuard:
     requests ask for --max_tokens 1,024 and give ~860 each back), and a minute later a sliding
     window still holds that catch-up while the slow start has left it (replies of 2 s +- 50%,
     a sliding minute of tokens given: three 429s 62 s in, then two seconds of almost nothing,
-    93.6% of the limit over 90 s on the fake clock; 96.0% and one 429 armed)."""
+    93.6% of the limit over 90 s on the fake clock; 96.0% and one 429 with the guard)."""
 
     def __init__(self, kind: str, cap: float, window: float, sent: "deque[Ticket]",
                  now: float) -> None:
@@ -1015,7 +1015,7 @@ class Limits:
         held to the limit from now (SpanGuard.armed). Not before: a bucket, fixed windows and a
         minute counted from its start let a catch-up after a slow start go (with replies of 2 s
         +- 50% and the limit given, guarding every minute from the start cost a bucket, GCRA and
-        fixed 10 s 1.5-2% of the limit). True if it armed a guard."""
+        fixed 10 s 1-2% of the limit). True if it armed a guard."""
         armed = False
         for kind, guards in self.guards.items():
             if hint.limited is not None and hint.limited != kind:

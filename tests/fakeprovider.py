@@ -14,16 +14,17 @@ sources; the real simulator is the end-to-end check):
 A Retry-After (`retry_after`) says when the refused request would fit the limit that refused it
 (OpenAI's and Groq's "Please try again in 5.289s", the simulator's wait_for): the end of a fixed
 window, the refill of a bucket, the oldest entries of a sliding window leaving. Requests answered
-429 count against the limit when `count_rejected` (OpenAI, Azure: "unsuccessful
-requests contribute to your per-minute limit"). Tokens are charged prompt + max_tokens at
-admission, and the unused part refunded at completion when `refund` (Anthropic's older OTPM rule;
-a fixed window takes back only refunds that come while it is still open, and a sliding one into
-the request charged while that is still in it, as the simulator's do) or never (OpenAI, Azure
-count max_tokens); with `charge_max`, max(prompt, max_tokens), never refunded, and the 429 names the token limit and says "Requested N" (OpenAI, the simulator's
---token_accounting max). With `as_generated`, the prompt is charged at admission and the completion
-when the reply is written, into the window then open (Anthropic's OTPM "evaluated in real time as
-output tokens are produced"; Together as the benchmark reads it); `window_headers` reports the
-enforced window's own count, per second with no reset for tokens (Together's x-tokenlimit-*).
+429 count against the limit when `count_rejected` (OpenAI, Azure: "unsuccessful requests contribute
+to your per-minute limit"). Tokens are charged prompt + max_tokens at admission, and the unused part
+refunded at completion when `refund` (Anthropic's older OTPM rule; a fixed window takes back only
+refunds that come while it is still open, and a sliding one into the request charged while that is
+still in it, as the simulator's do) or never (OpenAI, Azure count max_tokens); with `charge_max`,
+max(prompt, max_tokens), never refunded, and the 429 names the token limit and says "Requested N"
+(OpenAI, the simulator's --token_accounting max). With `as_generated`, the prompt is charged at
+admission and the completion when the reply is written, into the window then open (Anthropic's OTPM
+"evaluated in real time as output tokens are produced"; Together as the benchmark reads it);
+`window_headers` reports the enforced window's own count, per second with no reset for tokens
+(Together's x-tokenlimit-*).
 """
 
 from __future__ import annotations
