@@ -223,6 +223,9 @@ class Route:
             # requests whose fitted max_tokens was lowered a little to fit whole requests into
             # each fixed window of a second (ratelimit.py Limits.fit_window)
             "max_tokens_fit_to_window": limits.window_fits,
+            # limits held over every span of their window, after a 429 showed the server counts
+            # that way (a sliding window: ratelimit.py SpanGuard)
+            "spans_held": limits.spans_held(),
             "breaker_trips": self.breaker.trips, "set_aside": self.set_aside,
         }
 

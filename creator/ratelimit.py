@@ -1273,6 +1273,13 @@ class Limits:
         self.pacers[kind].window_share = min(rates) * SHORT_WINDOW_S if \
             self.short_windows and kind != "requests" else None
 
+    def spans_held(self) -> list[dict[str, float | str]]:
+        """The known limits whose every window-long span our requests are held to (armed
+        SpanGuards: the server counted one as a whole, as a sliding window does)."""
+        return [{"kind": kind, "window_s": round(guard.window - SPAN_SLACK_S, 3),
+                 "limit": guard.cap}
+                for kind, guards in self.guards.items() for guard in guards if guard.armed]
+
     def _guard(self, kind: str, now: float) -> None:
         """A SpanGuard for each known limit of `kind` over a span longer than a second (the
         user's, per minute; a server's, per its window): a second's window is the pacer's and

@@ -125,8 +125,10 @@ def test_a_429_when_our_own_minute_held_all_of_a_known_limit_arms_its_guard():
     limits.rate_limited(fourth, 2.01, RateLimitHint(limited="requests"))
     assert not guard.armed  # another limit refused it
     cuts, share = limits.learner.cuts, limits.refund_share
+    assert limits.spans_held() == []
     limits.rate_limited(third, 2.02, RateLimitHint(limited="tokens"))
     assert guard.armed and (limits.learner.cuts, limits.refund_share) == (cuts, share)
+    assert limits.spans_held() == [{"kind": "tokens", "window_s": 60.0, "limit": 60_000}]
     # (a refused request stays counted, the safe side) 300 more wait for the first to leave
     assert guard.wait_time(300, 3.0) == pytest.approx(60 + SPAN_SLACK_S - 3.0)
 
