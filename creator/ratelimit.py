@@ -52,8 +52,8 @@ __all__ = ["Limits", "Pacer", "SpanGuard", "Budget", "Learner", "Ticket", "Sent"
            "RefundAudit", "RateLimitHint", "Reading", "parse_duration", "MARGIN"]
 
 MARGIN = 0.98  # pace at 98% of a known limit: arrival jitter must not push one into a full window
-SPAN_SLACK_S = 0.25  # a known limit holds our own sends over its window and this much more (the
-SPAN_FULL = 0.995  # way to the server), once a 429 came when they held this share of it
+SPAN_SLACK_S = 0.25  # a SpanGuard's span: the limit's window and this (the way to the server)
+SPAN_FULL = 0.995  # a 429 when our own sends of the span held this share of the limit arms it
 LATE_SHARE = 0.25  # a request up to this share of its interval late keeps the pacer's schedule
 WINDOW_RESUME_S = 0.25  # ... and one held by a window's end, up to this long before the reset
 WINDOW_MARGIN = 1.0  # the pace of a second whose own count the server reports (Stated.counted)
@@ -1295,12 +1295,14 @@ class Limits:
         if new == set(old):
             return
         armed = {g.window for g in old.values() if g.armed}  # the server's way of counting
-        self.guards[kind] = [SpanGuard(kind, cap, window, self.last_minute, now)
-                             for window, cap in sorted(new)]
-        for guard in self.guards[kind]:
+        guards = [SpanGuard(kind, cap, window, self.last_minute, now)
+                  for window, cap in sorted(new)]
+        for guard in guards:
             guard.armed = guard.window in armed
-        if not self.guards[kind]:
-            del self.guards[kind]
+        if guards:
+            self.guards[kind] = guards
+        else:
+            self.guards.pop(kind, None)
 
     def fits(self, tokens: int) -> bool:
         """False when one request needs more tokens than a whole minute allows."""

@@ -268,9 +268,11 @@ class Run:
                 counts[int(t)] += 1
         return counts
 
-    def held(self, limit_rps: float, start: float = 0.0) -> float:
-        n = sum(1 for t in self.admitted if start <= t < self.duration)
-        return n / ((self.duration - start) * limit_rps)
+    def held(self, limit_rps: float, start: float = 0.0, end: float | None = None) -> float:
+        """Requests admitted from `start` to `end` (the run's end), as a share of the limit."""
+        end = self.duration if end is None else end
+        n = sum(1 for t in self.admitted if start <= t < end)
+        return n / ((end - start) * limit_rps)
 
     def refused_share(self) -> float:
         total = len(self.admitted) + len(self.refused)

@@ -874,8 +874,7 @@ def test_a_sliding_minute_with_slow_replies_is_held_after_its_first_minute():
                             retry_after=True, latency=2.1, latency_spread=0.5, seed=seed)
         run, limits = simulate(provider, duration=90, concurrency=64, prompt=103, max_tokens=228,
                                used=162, first_max_tokens=1024, fit=True, seed=seed)
-        held = [sum(1 for t in run.admitted if a <= t < b) / ((b - a) * 5000 / 265)
-                for a, b in ((30, 60), (60, 70), (70, 90))]
+        held = [run.held(5000 / 265, a, b) for a, b in ((30, 60), (60, 70), (70, 90))]
         assert held[0] >= 0.97 and held[1] >= 0.8 and held[2] >= 0.97, (seed, held)
         assert not run.refused and not limits.refunds_kept
 
