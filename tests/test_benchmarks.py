@@ -233,3 +233,25 @@ def test_limits_ceiling_at_the_max_tokens_asked():
     assert round(ceiling(case, info), 3) == 0.381
     assert round(ceiling(case, info, 228), 3) == 0.889
     assert ceiling(Case("x", "matrix", "fixed 1s", "given", "rpm"), info, 228) == 1.0
+
+
+def test_limits_paces_the_baseline_on_a_token_limit_at_a_share_of_its_requests():
+    """The paced AsyncOpenAI loop on the Together-like token limit (nothing known, slow replies)
+    sends at 91% and 94% of the requests 300,000 TPM allows at ~265 tokens a request, against the
+    same server as the creator's row; on the per-second RPM case it paces at the limit."""
+    from benchmarks.limits import FULL, RPM, TOKENS_PER_REQUEST, TPM, all_cases, client_cmd
+
+    cases = all_cases(FULL)
+    creator = next(c for c in cases if c.name == "together-like, slow replies, nothing, TPM")
+    paced = [c for c in cases if c.client == "aoai_paced" and c.bound == "tpm"]
+    assert [c.pace_share for c in paced] == [0.91, 0.94]
+    for c in paced:
+        assert (c.sim_flags, c.mode, c.accounting, c.duration_s, c.latency_s) == (
+            creator.sim_flags, creator.mode, creator.accounting, creator.duration_s,
+            creator.latency_s)
+        cmd = client_cmd(c, ["URL"], Path("OUT.jsonl"))
+        rpm = float(cmd[cmd.index("--pace_rpm") + 1])
+        assert rpm == pytest.approx(c.pace_share * TPM / TOKENS_PER_REQUEST, rel=1e-4)
+    at_limit = next(c for c in cases if c.client == "aoai_paced" and c.bound == "rpm")
+    cmd = client_cmd(at_limit, ["URL"], Path("OUT.jsonl"))
+    assert float(cmd[cmd.index("--pace_rpm") + 1]) == RPM
