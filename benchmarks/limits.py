@@ -158,8 +158,7 @@ class Case:
     knowledge: str  # given | headers | nothing | retry-after (no x-ratelimit headers, a Retry-After)
     bound: str  # rpm | tpm
     client: str = "creator"  # creator | aoai | aoai_paced
-    pace_share: float = 1.0  # aoai_paced: of the requests the limit allows (a token limit's at
-    # TOKENS_PER_REQUEST)
+    pace_share: float = 1.0  # aoai_paced: the share of the requests the limit allows it sends
     latency_s: float = LATENCY_S
     duration_s: float = 90.0
     sim_flags: dict[str, Any] = field(default_factory=dict)  # beyond the mode and the knowledge
@@ -181,7 +180,8 @@ class Case:
         return (RPM if self.bound == "rpm" else TPM) / 60.0
 
     def pace_rpm(self) -> float:
-        """The requests per minute the paced baseline sends."""
+        """The requests per minute the paced baseline sends (a token limit's requests at
+        TOKENS_PER_REQUEST each)."""
         allowed = RPM if self.bound == "rpm" else TPM / TOKENS_PER_REQUEST
         return self.pace_share * allowed
 
