@@ -984,7 +984,8 @@ def tables(data: dict[str, Any]) -> str:
                           "10-22 per 1,000)", ("low",)),
                          ("baselines: AsyncOpenAI + semaphore (c=64, SDK's 2 retries), "
                           "with and without a pacer at the limit (at a share of the requests a "
-                          "token limit allows, ~265 tokens each)", ("baseline",))):
+                          f"token limit allows, ~{TOKENS_PER_REQUEST:.0f} tokens each)",
+                          ("baseline",))):
         if group == ("matrix", "rpm") or group == ("matrix", "tpm"):
             rows = [c for c in cases if c["group"] == "matrix" and c["bound"] == group[1]]
         elif group is None:
