@@ -7,7 +7,8 @@ It stops cleanly on SIGTERM / SIGINT.
 It answers the prompts the creator renders (a system instruction containing
 "You are creating K more examples that follow the format of the example provided" plus one
 JSON exemplar as the user message) with K new JSON objects that have the exemplar's keys in the
-exemplar's order, joined by blank lines, like the paper's GPT replies.
+exemplar's order, joined by blank lines, like the paper's GPT replies. Any other user message gets
+a short plain reply, as a model's would be (the faults that cut or garble content leave it alone).
 
 Models, all optional and off by default:
   * latency: ttft + completion_tokens * tpot (+- jitter), optional slot limit (--max_concurrency)
@@ -287,6 +288,7 @@ HEADER_DIALECTS = ("openai", "anthropic", "together", "ietf", "none")
 HEADERS_REPORT = ("minute", "window")
 RETRY_AFTER = ("ms", "seconds", "date", "none")
 
+PLAIN_REPLY = "OK, understood."  # to a user message that is not one JSON object
 FAULTS = ("timeout", "drop", "500", "garbage", "empty", "malformed", "truncated", "wrong_format",
           "duplicate")
 _FAULT_COUNTER = {
@@ -1382,7 +1384,7 @@ class Simulator:
             except ValueError:
                 exemplar = None
             if not isinstance(exemplar, dict):
-                raise ValueError("the user message must be ONE JSON object (the exemplar)")
+                exemplar = None  # any other prompt: a short plain reply (PLAIN_REPLY)
             mk = body.get("max_tokens", body.get("max_completion_tokens"))
             max_tokens = int(mk) if mk is not None else cfg.default_max_tokens
             if max_tokens < 1:
@@ -1418,6 +1420,8 @@ class Simulator:
         produced = 0  # completion tokens generated (charged or refunded by --token_accounting)
         try:
             faults = {f for f in FAULTS if self._fault(f)}
+            if exemplar is None:  # (drawn all the same: the seeded sequence stays as it was)
+                faults &= {"timeout", "drop", "500"}
             transport_fault = next((f for f in ("timeout", "drop", "500") if f in faults), None)
             if transport_fault is not None:
                 faults = {transport_fault}
@@ -1438,7 +1442,9 @@ class Simulator:
                     503: "The engine is currently overloaded, please try again later.",
                 }[status]
                 return self._json(status, _err(msg, "server_error"))
-            if verifying:  # issue 14: a blind answer to one created question
+            if exemplar is None:  # a model answers any prompt; a client may send one of its
+                content, n_obj = PLAIN_REPLY, 0  # own (the creator's limits read, client.py)
+            elif verifying:  # issue 14: a blind answer to one created question
                 content, n_obj = self._verify_content(exemplar, json_mode), 0
             else:
                 content, n_obj = self._content(exemplar, k, json_mode, faults)

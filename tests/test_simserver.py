@@ -193,11 +193,17 @@ def test_json_modes(sim, client, fmt):
         assert list(o) == list(YN) and o["Options"] == ["True", "False"]
 
 
-def test_bad_requests_400(sim, client):
-    for user in ("this is not json", "[1, 2, 3]", '{"Question": "unterminated'):
+def test_a_prompt_that_is_not_an_exemplar_gets_a_plain_reply(sim, client):
+    """A model answers anything (the creator's one-token limits read is such a prompt)."""
+    for user in ("Reply with OK.", "[1, 2, 3]", '{"Question": "unterminated'):
         r = chat(client, sim, user)
-        assert r.status_code == 400
-        assert r.json()["error"]["type"] == "invalid_request_error"
+        assert r.status_code == 200
+        assert content_of(r) == "OK, understood."
+    r = chat(client, sim, "Reply with OK.", max_tokens=1)
+    assert r.json()["usage"]["completion_tokens"] == 1
+
+
+def test_bad_requests_400(sim, client):
     r = client.post(sim.base_url + "/chat/completions", content=b"{not json")
     assert r.status_code == 400
     r = client.post(sim.base_url + "/chat/completions", json={"model": "m"})
