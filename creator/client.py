@@ -67,6 +67,16 @@ class ClientStats:
     connection_errors: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    limit_reads: int = 0  # of the requests, one-token ones that read a server's limits
+
+
+# A request of one token, sent first to each endpoint whose limits are not known: its reply
+# states them (x-ratelimit-* and the like) in the time to a first token, where the run's first
+# request goes alone until its whole reply comes (ratelimit.py Limits.probing). With replies of
+# 1-3 s that wait was ~2.5 s idle, 2.8% of a 90-s run; a limit stated in headers was held at
+# 94-96% instead of the 98% a limit given from the start was (benchmarks/README.md section 5).
+LIMITS_READ = [{"role": "user", "content": "Reply with OK."}]
+LIMITS_READ_TIMEOUT_S = 30.0  # past PROBE_GIVE_UP_S the run goes on without it anyway
 
 
 def estimate_prompt_tokens(messages: list[dict[str, str]]) -> int:
@@ -120,6 +130,15 @@ def _model_ids(body: bytes) -> list[str]:
         return []
 
 
+def _usage(raw: bytes) -> tuple[int | None, int | None]:
+    """A reply's prompt and completion tokens (None, None: it states none)."""
+    try:
+        usage = orjson.loads(raw).get("usage") or {}
+        return int(usage["prompt_tokens"]), int(usage["completion_tokens"])
+    except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError):
+        return None, None
+
+
 def _is_context_overflow(message: str) -> bool:
     lowered = message.lower()
     return "context" in lowered and ("length" in lowered or "window" in lowered or "exceed" in lowered)
@@ -153,6 +172,7 @@ class ChatClient:
         self._calibrated = 0
         self._session: aiohttp.ClientSession | None = None
         self.spend: Spend | None = None  # the run's budgets: each attempt holds its worst case
+        self._limit_reads: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> "ChatClient":
         # limit=0: the limiter, not the pool, decides how many requests are in flight
@@ -166,6 +186,9 @@ class ChatClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        for task in self._limit_reads:
+            task.cancel()
+        await asyncio.gather(*self._limit_reads, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
 
@@ -206,6 +229,76 @@ class ChatClient:
                     await asyncio.sleep(0.5 * 2**attempt)
             else:
                 raise self._fatal(f"cannot reach the server at {url}: {last}")
+
+    def read_limits(self) -> None:
+        """Send LIMITS_READ now to each endpoint that states nothing we know yet, in the
+        background: the run's requests wait for its answer as for any first reply. Not under a
+        request budget (every request of --max_requests is the user's), nor where the cost
+        budget has no room for it; its tokens are counted and billed like any others."""
+        if self.spend is not None and self.spend.max_requests is not None:
+            return
+        now = self.router.clock()
+        for route in self.router.usable():
+            if not route.limits.probing(now):
+                continue
+            hold = None
+            if self.spend is not None:
+                hold = self.spend.reserve(self.spend.worst_case(prompt_token_bound(LIMITS_READ), 1))
+                if hold is None:
+                    return
+            prompt = estimate_prompt_tokens(LIMITS_READ)
+            ticket = self.router.take(route, prompt + 1, prompt)
+            task = asyncio.get_running_loop().create_task(self._read_limits(route, ticket, hold))
+            self._limit_reads.add(task)
+            task.add_done_callback(self._limit_reads.discard)
+
+    async def _read_limits(self, route: Route, ticket: Ticket, hold: Hold | None) -> None:
+        """One LIMITS_READ: whatever comes back tells the route's limits what it can (headers,
+        a 429); nothing it gets wrong stops the run: the run's requests find it out themselves
+        (a server that will not take max_tokens of 1 answers 400, and one request still goes
+        alone as if none had been sent)."""
+        endpoint = route.endpoint
+        body = {"model": endpoint.model or self.model, "messages": LIMITS_READ, "max_tokens": 1}
+        if hold is not None and self.spend is not None:
+            self.spend.mark_sent(hold)
+        self.stats.requests += 1
+        self.stats.limit_reads += 1
+        route.stats.limit_reads += 1
+        status, hint, usage = None, RateLimitHint(), (None, None)
+        try:
+            async with self._session.post(  # type: ignore[union-attr]
+                f"{endpoint.base_url}/chat/completions", json=body,
+                headers=self._headers(endpoint),
+                timeout=aiohttp.ClientTimeout(total=min(self.timeout, LIMITS_READ_TIMEOUT_S)),
+            ) as resp:
+                raw = await resp.read()
+                status = resp.status
+                hint = RateLimitHint.from_reply(resp.headers, raw if status == 429 else None)
+                if status == 200:
+                    usage = _usage(raw)
+        except (asyncio.TimeoutError, aiohttp.ClientError, OSError):
+            pass
+        finally:
+            if status is None:  # no answer (or cancelled): as if it had never gone
+                self.router.cancelled(route, ticket)
+                if hold is not None and self.spend is not None:
+                    self.spend.lose(hold)
+        if status is None:
+            return
+        prompt_used, completion_used = usage
+        if status == 429:
+            self.stats.rate_limited += 1
+            self.router.rate_limited(route, ticket, hint)
+        else:
+            self.router.limits_read(route, ticket, hint, prompt_used, completion_used)
+        if prompt_used is not None and completion_used is not None:
+            self.stats.prompt_tokens += prompt_used
+            self.stats.completion_tokens += completion_used
+        if hold is not None and self.spend is not None:
+            if prompt_used is not None and completion_used is not None:
+                self.spend.settle(hold, prompt_used, completion_used)
+            else:
+                self.spend.refused(hold)
 
     def counts_tokens(self) -> bool:
         """Some endpoint has a token limit (given, stated, or named by a 429)."""

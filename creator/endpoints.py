@@ -183,6 +183,7 @@ class RouteStats:
     server_errors: int = 0
     timeouts: int = 0
     connection_errors: int = 0
+    limit_reads: int = 0  # of the requests, client.LIMITS_READ's
 
 
 class Route:
@@ -272,9 +273,13 @@ class Router:
                 if wait <= 0:
                     if completion is not None:  # (a fitted max_tokens may give a little more)
                         tokens = prompt + route.limits.fit_window(prompt, tokens - prompt)
-                    route.stats.requests += 1
-                    return route, route.limits.consume(tokens, now, prompt)
+                    return route, self.take(route, tokens, prompt, now)
                 await self._wait(None if math.isinf(wait) else wait)
+
+    def take(self, route: Route, tokens: int, prompt: int, now: float | None = None) -> Ticket:
+        """A request of `tokens` goes to `route` now."""
+        route.stats.requests += 1
+        return route.limits.consume(tokens, self.clock() if now is None else now, prompt)
 
     def why_none(self) -> str:
         return "; ".join(f"{r.endpoint.base_url}: {r.set_aside}" for r in self.routes)
@@ -292,6 +297,14 @@ class Router:
                   prompt_used: int | None, completion_used: int | None) -> None:
         route.stats.completions += 1
         route.breaker.succeeded()
+        route.limits.completed(ticket, self.clock(), hint, prompt_used, completion_used)
+        self._released.set()
+
+    def limits_read(self, route: Route, ticket: Ticket, hint: RateLimitHint,
+                    prompt_used: int | None, completion_used: int | None) -> None:
+        """The server answered a request that only reads its limits (client.LIMITS_READ): an
+        answer, whatever its status, but not one of the run's, so no completion and no verdict
+        on the endpoint's health."""
         route.limits.completed(ticket, self.clock(), hint, prompt_used, completion_used)
         self._released.set()
 

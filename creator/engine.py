@@ -702,6 +702,8 @@ async def create(cfg: RunConfig, encoder: Any = None, plan: RunPlan | None = Non
                     log.info("%s", line)
             _open_sink(engine, plan)
             engine.write_summary("running")
+            if driver is None and not cfg.embedded:  # (the embedded server has no limits)
+                engine.client.read_limits()
             try:
                 await (driver.run(stop) if driver is not None else engine.run(stop))
             except Stopped as stopped:

@@ -742,7 +742,7 @@ class Limits:
             kind in self.pacers or kind in self.budgets for kind in KINDS[1:]) or (
             self.learn and not self.known)
 
-    def _probing(self, now: float) -> bool:
+    def probing(self, now: float) -> bool:
         """Nothing is known of the server yet: the first request goes alone, until it is
         answered (its headers may state the limits) or PROBE_GIVE_UP_S passes."""
         return self.learn and not (self.known or self.replies) and (
@@ -751,7 +751,7 @@ class Limits:
     def wait_time(self, tokens: int, now: float, prompt: int | None = None) -> float:
         """Seconds until a request of `tokens` (of which `prompt` are the prompt) may go; 0 if
         now; inf if only a release (a reply) can help."""
-        if self._probing(now) and self.in_flight >= 1:
+        if self.probing(now) and self.in_flight >= 1:
             return max(1e-3, self.first_sent + PROBE_GIVE_UP_S - now)  # type: ignore[operator]
         if self.storm_began is not None and self.probes_in_flight >= 1:
             # in a storm one request probes at a time; those sent before it began were let

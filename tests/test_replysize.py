@@ -99,12 +99,14 @@ def test_a_token_limit_is_known_when_given_stated_or_named_by_a_429():
 # --------------------------------------------------------------------------- end to end
 
 
-def asked(sim) -> float:
-    """The mean max_tokens the admitted requests asked for, as the simulator counted them."""
+def asked(sim, out) -> float:
+    """The mean max_tokens the admitted requests of the run asked for, as the simulator counted
+    them (not the limits read's one token: client.LIMITS_READ)."""
     tl = httpx.get(sim.root_url + "/stats/timeline", timeout=10).json()
     admitted, ok = sum(tl["admitted"]), sum(tl["ok"])
     assert admitted == ok > 0  # every admitted request completed: its prompt is counted
-    return (sum(tl["reserved_tokens"]) - sum(tl["input_tokens"])) / admitted
+    reads = read_summary(out)["config"]["endpoints"][0]["limit_reads"]
+    return (sum(tl["reserved_tokens"]) - sum(tl["input_tokens"]) - reads) / (admitted - reads)
 
 
 @pytest.mark.parametrize("fit", ["auto", "off"])
@@ -116,10 +118,12 @@ def test_under_a_token_limit_requests_ask_for_what_replies_need(tmp_path, fit):
                         "--output", str(out), "--base_url", sim.base_url,
                         "--fit_max_tokens", fit, cwd=tmp_path, timeout=120)
         assert r.returncode == 0, r.stderr
-        mean_asked = asked(sim)
+        mean_asked = asked(sim, out)
         truncated = sim.stats()["truncated"]
     check_records(out, target=400)
-    fitted = read_summary(out)["config"]["fit_max_tokens"]
+    config = read_summary(out)["config"]
+    fitted = config["fit_max_tokens"]
+    truncated -= config["endpoints"][0]["limit_reads"]  # its one token is a reply cut there
     if fit == "off":
         assert fitted == "off" and mean_asked == 1024
         return
@@ -138,7 +142,7 @@ def test_without_a_token_limit_requests_ask_for_max_tokens(tmp_path):
                         "--output", str(out), "--base_url", sim.base_url, "--max_tokens", "900",
                         cwd=tmp_path, timeout=120)
         assert r.returncode == 0, r.stderr
-        assert asked(sim) == 900
+        assert asked(sim, out) == 900
     fitted = read_summary(out)["config"]["fit_max_tokens"]
     assert fitted["replies_measured"] >= SEEN_BEFORE_FIT
     assert fitted["max_tokens"] == 900 and not fitted["token_limit"]
