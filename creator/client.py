@@ -130,13 +130,13 @@ def _model_ids(body: bytes) -> list[str]:
         return []
 
 
-def _usage(raw: bytes) -> tuple[int | None, int | None]:
-    """A reply's prompt and completion tokens (None, None: it states none)."""
+def _usage(raw: bytes) -> tuple[int, int] | None:
+    """A reply's prompt and completion tokens (None: it states none)."""
     try:
         usage = orjson.loads(raw).get("usage") or {}
         return int(usage["prompt_tokens"]), int(usage["completion_tokens"])
     except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError):
-        return None, None
+        return None
 
 
 def _is_context_overflow(message: str) -> bool:
@@ -254,9 +254,9 @@ class ChatClient:
 
     async def _read_limits(self, route: Route, ticket: Ticket, hold: Hold | None) -> None:
         """One LIMITS_READ: whatever comes back tells the route's limits what it can (headers,
-        a 429); nothing it gets wrong stops the run: the run's requests find it out themselves
-        (a server that will not take max_tokens of 1 answers 400, and one request still goes
-        alone as if none had been sent)."""
+        a 429); nothing it gets wrong stops the run or sets the endpoint aside: the run's
+        requests find that out themselves (a server that will not take max_tokens of 1 answers
+        400, and the run's first request goes alone as if none had been sent)."""
         endpoint = route.endpoint
         body = {"model": endpoint.model or self.model, "messages": LIMITS_READ, "max_tokens": 1}
         if hold is not None and self.spend is not None:
@@ -264,7 +264,7 @@ class ChatClient:
         self.stats.requests += 1
         self.stats.limit_reads += 1
         route.stats.limit_reads += 1
-        status, hint, usage = None, RateLimitHint(), (None, None)
+        status, hint, usage = None, RateLimitHint(), None
         try:
             async with self._session.post(  # type: ignore[union-attr]
                 f"{endpoint.base_url}/chat/completions", json=body,
@@ -274,29 +274,29 @@ class ChatClient:
                 raw = await resp.read()
                 status = resp.status
                 hint = RateLimitHint.from_reply(resp.headers, raw if status == 429 else None)
-                if status == 200:
-                    usage = _usage(raw)
+                usage = _usage(raw) if status == 200 else None
         except (asyncio.TimeoutError, aiohttp.ClientError, OSError):
             pass
         finally:
-            if status is None:  # no answer (or cancelled): as if it had never gone
-                self.router.cancelled(route, ticket)
+            if status is None:  # unanswered, or cancelled: as if it had not gone
+                self.router.limits_read(route, ticket, hint, answered=False)
                 if hold is not None and self.spend is not None:
                     self.spend.lose(hold)
         if status is None:
             return
-        prompt_used, completion_used = usage
         if status == 429:
             self.stats.rate_limited += 1
             self.router.rate_limited(route, ticket, hint)
         else:
-            self.router.limits_read(route, ticket, hint, prompt_used, completion_used)
-        if prompt_used is not None and completion_used is not None:
-            self.stats.prompt_tokens += prompt_used
-            self.stats.completion_tokens += completion_used
+            self.router.limits_read(route, ticket, hint, answered=status == 200, usage=usage)
+        if usage is not None:
+            self.stats.prompt_tokens += usage[0]
+            self.stats.completion_tokens += usage[1]
         if hold is not None and self.spend is not None:
-            if prompt_used is not None and completion_used is not None:
-                self.spend.settle(hold, prompt_used, completion_used)
+            if usage is not None:
+                self.spend.settle(hold, *usage)
+            elif status == 200:  # answered, its usage unstated: billed, at most its worst case
+                self.spend.settle_cost(hold, hold.cost)
             else:
                 self.spend.refused(hold)
 

@@ -300,12 +300,15 @@ class Router:
         route.limits.completed(ticket, self.clock(), hint, prompt_used, completion_used)
         self._released.set()
 
-    def limits_read(self, route: Route, ticket: Ticket, hint: RateLimitHint,
-                    prompt_used: int | None, completion_used: int | None) -> None:
-        """The server answered a request that only reads its limits (client.LIMITS_READ): an
-        answer, whatever its status, but not one of the run's, so no completion and no verdict
-        on the endpoint's health."""
-        route.limits.completed(ticket, self.clock(), hint, prompt_used, completion_used)
+    def limits_read(self, route: Route, ticket: Ticket, hint: RateLimitHint, answered: bool,
+                    usage: tuple[int, int] | None = None) -> None:
+        """A request that only reads the server's limits (client.LIMITS_READ) came back:
+        `answered` (200), the first reply (but no completion of the run's, no verdict on the
+        endpoint's health); else refused or unanswered, it tells no more than its headers."""
+        if answered:
+            route.limits.completed(ticket, self.clock(), hint, *(usage or (None, None)))
+        else:
+            route.limits.withdrawn(ticket, self.clock(), hint)
         self._released.set()
 
     def server_error(self, route: Route, ticket: Ticket, hint: RateLimitHint) -> None:

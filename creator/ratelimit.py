@@ -18,7 +18,9 @@ on OpenAI and Azure a request answered 429 still counts. So nothing here ever bu
   a second it enforces (Together), that budget guards each second's end: the pace needs no
   margin there, and a request the end held goes at the reset with the schedule kept.
 - Start carefully. Before the first reply nothing is known, so one request goes alone: its
-  headers may state the limits. A server that states none and answers is given full concurrency.
+  headers may state the limits. The client makes it a request of one token (client.LIMITS_READ),
+  so they come in the time to a first token, not a whole reply's. A server that states none and
+  answers is probed upward from a few requests a second (`Learner`'s ramp).
 - Learn. A 429 that no known limit explains teaches a request rate (`Learner`): what the server
   let through, measured between its refusals, never from a minute that has not passed. Then the
   rate recovers quickly to just below that ceiling and probes slowly above it (as TCP's CUBIC
@@ -920,6 +922,15 @@ class Limits:
         self.probes_in_flight -= 1
         self._let_through(probe, now)
         return 0.0
+
+    def withdrawn(self, ticket: Ticket, now: float, hint: RateLimitHint = RateLimitHint()) -> None:
+        """A request whose answer says nothing of the run's (the client's limits read, refused
+        or unanswered): as if it had not gone, but for the limits its headers state. The first
+        of the run's requests then goes alone, as before it."""
+        self.in_flight -= 1
+        self.probes_in_flight -= ticket.probe
+        ticket.record[1] = True
+        self.observe(hint, None, now)
 
     def failed(self, ticket: Ticket, now: float, hint: RateLimitHint = RateLimitHint()) -> None:
         """No answer (timeout, dropped connection): whether the server counted it is unknown."""

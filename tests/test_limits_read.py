@@ -50,8 +50,9 @@ class Server:
     """/v1/chat/completions that answers max_tokens of 1 with `read_status` and anything else
     with a reply; every reply states 600 RPM in OpenAI's headers."""
 
-    def __init__(self, read_status: int = 200) -> None:
+    def __init__(self, read_status: int = 200, read_delay_s: float = 0.0) -> None:
         self.read_status = read_status
+        self.read_delay_s = read_delay_s
         self.asked: list[int] = []  # each request's max_tokens, in order
 
     async def chat(self, request: web.Request) -> web.Response:
@@ -59,6 +60,8 @@ class Server:
         self.asked.append(body.get("max_tokens"))
         headers = {"x-ratelimit-limit-requests": "600", "x-ratelimit-remaining-requests": "599",
                    "x-ratelimit-reset-requests": "100ms"}
+        if body.get("max_tokens") == 1 and self.read_delay_s:
+            await asyncio.sleep(self.read_delay_s)
         if body.get("max_tokens") == 1 and self.read_status != 200:
             error = {"error": {"message": "max_tokens is too small", "code": "invalid_value"}}
             return web.Response(status=self.read_status, body=orjson.dumps(error),
@@ -70,7 +73,8 @@ class Server:
                             headers=headers)
 
 
-async def _run(server: Server, spend: Spend | None, calls: int = 2) -> ChatClient:
+async def _run(server: Server, spend: Spend | None, calls: int = 2,
+               timeout: float = 10.0) -> ChatClient:
     app = web.Application()
     app.router.add_post("/v1/chat/completions", server.chat)
     runner = web.AppRunner(app)
@@ -80,7 +84,7 @@ async def _run(server: Server, spend: Spend | None, calls: int = 2) -> ChatClien
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
         client = ChatClient([Endpoint(f"http://127.0.0.1:{port}/v1")], "m",
-                            RetryPolicy(max_retries=2), timeout=10)
+                            RetryPolicy(max_retries=2), timeout=timeout)
         client.spend = spend
         async with client:
             client.read_limits()
@@ -105,15 +109,27 @@ def test_the_read_states_the_limits_and_is_counted_and_billed_like_any_request()
 
 
 def test_a_server_that_refuses_a_read_of_one_token_is_not_set_aside():
-    """A 400 to the read (a server with its own floor on max_tokens) tells nothing: the run's
-    requests go as if it had not been sent, none is refused, and it is not billed."""
+    """A 400 to the read (a server with its own floor on max_tokens) tells no more than its
+    headers: the run's requests go as if it had not been sent, none is refused, and it is not
+    billed."""
     server, spend = Server(read_status=400), Spend(price_in=1.0, price_out=2.0)
     client = asyncio.run(_run(server, spend))
     route = client.router.routes[0]
     assert server.asked == [1, 50, 50]
     assert route.set_aside is None and route.stats.completions == 2
     assert route.stats.server_errors == 0 and route.breaker.trips == 0
+    assert route.limits.replies == 2  # the refusal was no first reply: the run's first went alone
+    assert route.limits.stated["requests"].limit == 600  # (its headers were read all the same)
     assert spend.requests == 3 and abs(spend.cost - spend.billed(20, 40)) < 1e-12
+
+
+def test_a_read_that_gets_no_answer_is_as_if_it_had_not_gone_but_may_have_been_billed():
+    server, spend = Server(read_delay_s=3.0), Spend(price_in=1.0, price_out=2.0)
+    client = asyncio.run(_run(server, spend, timeout=1.0))
+    route = client.router.routes[0]
+    assert route.stats.completions == 2 and route.limits.replies == 2 and route.set_aside is None
+    assert route.stats.timeouts == 0 and route.breaker.trips == 0
+    assert spend.requests == 3 and spend.lost_replies == 1  # its worst case stays spent
 
 
 def test_no_read_under_a_request_budget_nor_where_the_limit_is_given():
