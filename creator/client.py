@@ -247,7 +247,7 @@ class ChatClient:
                 if hold is None:
                     return
             prompt = estimate_prompt_tokens(LIMITS_READ)
-            ticket = self.router.take(route, prompt + 1, prompt)
+            ticket = self.router.take(route, prompt + 1, prompt, sized=False)
             task = asyncio.get_running_loop().create_task(self._read_limits(route, ticket, hold))
             self._limit_reads.add(task)
             task.add_done_callback(self._limit_reads.discard)

@@ -276,10 +276,12 @@ class Router:
                     return route, self.take(route, tokens, prompt, now)
                 await self._wait(None if math.isinf(wait) else wait)
 
-    def take(self, route: Route, tokens: int, prompt: int, now: float | None = None) -> Ticket:
-        """A request of `tokens` goes to `route` now."""
+    def take(self, route: Route, tokens: int, prompt: int, now: float | None = None,
+             sized: bool = True) -> Ticket:
+        """A request of `tokens` goes to `route` now (`sized`: Ticket.sized)."""
         route.stats.requests += 1
-        return route.limits.consume(tokens, self.clock() if now is None else now, prompt)
+        return route.limits.consume(tokens, self.clock() if now is None else now, prompt,
+                                    sized=sized)
 
     def why_none(self) -> str:
         return "; ".join(f"{r.endpoint.base_url}: {r.set_aside}" for r in self.routes)

@@ -126,6 +126,7 @@ class Ticket:
     record: list = field(default_factory=list, repr=False)  # [sent_at, outcome] in the learner
     charge: str = "sum"  # how the server counts its tokens (CHARGES)
     probe: bool = False  # sent during a storm: the one request that asks whether it is over
+    sized: bool = True  # of the run's size: a learnt rate is one of such (not client.LIMITS_READ)
     given_back: dict[str, float] = field(default_factory=dict, repr=False)  # refunded, by kind
 
     @property
@@ -786,7 +787,8 @@ class Limits:
                   for kind, guards in self.guards.items() for guard in guards if guard.armed]
         return max(0.0, *waits)
 
-    def consume(self, tokens: int, now: float, prompt: int | None = None) -> Ticket:
+    def consume(self, tokens: int, now: float, prompt: int | None = None, *,
+                sized: bool = True) -> Ticket:
         prompt = tokens if prompt is None else prompt
         charged = CHARGES[self.charge](prompt, tokens - prompt)
         self.in_flight += 1
@@ -794,12 +796,13 @@ class Limits:
         self.sent = Sent(s.requests + 1, s.tokens + charged, s.input + prompt,
                          s.output + tokens - prompt)
         ticket = Ticket(now, prompt, tokens - prompt, self.sent, self.learner.epoch,
-                        charge=self.charge, probe=self.storm_began is not None)
+                        charge=self.charge, probe=self.storm_began is not None, sized=sized)
         self.probes_in_flight += ticket.probe
         if ticket.probe:
             self.probe = ticket
         ticket.record = self.learner.sent(now)
-        self._rescale_learnt(ticket, now)
+        if sized:
+            self._rescale_learnt(ticket, now)
         self.recent.append(ticket)
         while self.recent[0].sent_at < now - 2 * SHORT_WINDOW_S:
             self.recent.popleft()
@@ -1151,7 +1154,10 @@ class Limits:
     def _follow_learner(self, now: float) -> None:
         if self.learner.epoch != self.learned_epoch:  # a rate learnt anew: of what size?
             self.learned_epoch = self.learner.epoch
-            recent = [t for t in self.recent if t.sent_at < now]
+            # (not a request of another size: the limits read's one token, at the start, left
+            # a rate learnt on 1,024-token requests unscaled when they shrank to ~228: 20% of an
+            # OpenAI-like token limit for 30 s, slow replies, nothing known)
+            recent = [t for t in self.recent if t.sent_at < now and t.sized]
             sizes = [CHARGES[self.charge](t.prompt, t.completion) for t in recent]
             # (requests of mixed sizes, as the fit sets in, say nothing of one size: the rate
             # is learnt again on the next 429)

@@ -294,13 +294,16 @@ def simulate(provider: Provider, *, duration: float = 120.0, concurrency: int = 
              rpm: float | None = None, tpm: float | None = None, prompt: int = 200,
              max_tokens: int = 1024, used: int = 300, seed: int = 1,
              charge: str = "sum", fit: bool = False,
-             first_max_tokens: int | None = None) -> tuple[Run, Limits]:
+             first_max_tokens: int | None = None,
+             read_limits: bool = False) -> tuple[Run, Limits]:
     """`concurrency` workers send requests of `prompt` + `max_tokens` (replies use `used`) for
     `duration` simulated seconds, through one `Limits`, retrying 429s as the client does.
     `charge`: how the limiter counts tokens from the start (as if a 429 had taught it).
     `fit`: `max_tokens` is a fitted one, which `Limits.fit_window` may lower (as the client's
     router does); `run.asked` keeps what each request asked for. `first_max_tokens`: asked
-    until 8 replies are in (the client's --max_tokens before it fits one to the replies)."""
+    until 8 replies are in (the client's --max_tokens before it fits one to the replies).
+    `read_limits`: the client's limits read goes first (client.LIMITS_READ: a prompt of 5 tokens,
+    a reply of 1, in a tenth of a reply's time); it is not counted in `run`."""
     rng = random.Random(seed)
     limits = Limits(concurrency, rpm, tpm, 0.0)
     limits.charge = charge
@@ -366,6 +369,20 @@ def simulate(provider: Provider, *, duration: float = 120.0, concurrency: int = 
         at(now + delay, want, worker)
         serve(now)
 
+    def read_arrive(now: float, ticket) -> None:
+        if provider.arrive(now, 6, 5):
+            at(now + 0.1 * provider.latency, read_done, ticket, now)
+        else:
+            limits.rate_limited(ticket, now, provider.hint(now, True, provider.charge(6, 5)))
+            serve(now)
+
+    def read_done(now: float, ticket, admitted_at: float) -> None:
+        provider.finish(now, 0, admitted_at, 1)
+        limits.completed(ticket, now, provider.hint(now, False), 5, 1)
+        serve(now)
+
+    if read_limits:
+        at(0.0, read_arrive, limits.consume(6, 0.0, 5, sized=False))
     for worker in range(concurrency):
         at(0.0, want, worker)
     while events:
