@@ -73,8 +73,10 @@ class Server:
                             headers=headers)
 
 
-async def _run(server: Server, spend: Spend | None, calls: int = 2,
-               timeout: float = 10.0) -> ChatClient:
+async def _run(server: Server, spend: Spend | None, calls: int = 2, timeout: float = 10.0,
+               **endpoint: float) -> ChatClient:
+    """`calls` completions through a ChatClient that read the limits first (`endpoint`: the
+    Endpoint's limits, if any given)."""
     app = web.Application()
     app.router.add_post("/v1/chat/completions", server.chat)
     runner = web.AppRunner(app)
@@ -83,7 +85,7 @@ async def _run(server: Server, spend: Spend | None, calls: int = 2,
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
-        client = ChatClient([Endpoint(f"http://127.0.0.1:{port}/v1")], "m",
+        client = ChatClient([Endpoint(f"http://127.0.0.1:{port}/v1", **endpoint)], "m",
                             RetryPolicy(max_retries=2), timeout=timeout)
         client.spend = spend
         async with client:
@@ -137,24 +139,6 @@ def test_no_read_under_a_request_budget_nor_where_the_limit_is_given():
     server = Server()
     client = asyncio.run(_run(server, Spend(max_requests=2)))
     assert server.asked == [50, 50] and client.stats.limit_reads == 0
-
-    async def given() -> list[int]:
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", server.chat)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        try:
-            client = ChatClient([Endpoint(f"http://127.0.0.1:{port}/v1", rpm=600)], "m",
-                                RetryPolicy(max_retries=2), timeout=10)
-            async with client:
-                client.read_limits()
-                await client.complete([{"role": "user", "content": "hi"}], max_tokens=50)
-            return server.asked
-        finally:
-            await runner.cleanup()
-
     server.asked = []
-    assert asyncio.run(given()) == [50]
+    client = asyncio.run(_run(server, None, calls=1, rpm=600))
+    assert server.asked == [50] and client.stats.limit_reads == 0
