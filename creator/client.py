@@ -67,7 +67,6 @@ class ClientStats:
     connection_errors: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    limit_reads: int = 0  # of the requests, one-token ones that read a server's limits
 
 
 # A request of one token, sent first to each endpoint whose limits are not known: its reply
@@ -238,6 +237,7 @@ class ChatClient:
         if self.spend is not None and self.spend.max_requests is not None:
             return
         now = self.router.clock()
+        prompt = estimate_prompt_tokens(LIMITS_READ)
         for route in self.router.usable():
             if not route.limits.probing(now):
                 continue
@@ -246,7 +246,6 @@ class ChatClient:
                 hold = self.spend.reserve(self.spend.worst_case(prompt_token_bound(LIMITS_READ), 1))
                 if hold is None:
                     return
-            prompt = estimate_prompt_tokens(LIMITS_READ)
             ticket = self.router.take(route, prompt + 1, prompt, sized=False)
             task = asyncio.get_running_loop().create_task(self._read_limits(route, ticket, hold))
             self._limit_reads.add(task)
@@ -259,10 +258,10 @@ class ChatClient:
         400, and the run's first request goes alone as if none had been sent)."""
         endpoint = route.endpoint
         body = {"model": endpoint.model or self.model, "messages": LIMITS_READ, "max_tokens": 1}
-        if hold is not None and self.spend is not None:
-            self.spend.mark_sent(hold)
+        spend = self.spend if hold is not None else None
+        if spend is not None:
+            spend.mark_sent(hold)  # type: ignore[arg-type]
         self.stats.requests += 1
-        self.stats.limit_reads += 1
         route.stats.limit_reads += 1
         status, hint, usage = None, RateLimitHint(), None
         try:
@@ -280,8 +279,8 @@ class ChatClient:
         finally:
             if status is None:  # unanswered, or cancelled: as if it had not gone
                 self.router.limits_read(route, ticket, hint, answered=False)
-                if hold is not None and self.spend is not None:
-                    self.spend.lose(hold)
+                if spend is not None:
+                    spend.lose(hold)  # type: ignore[arg-type]
         if status is None:
             return
         if status == 429:
@@ -292,13 +291,13 @@ class ChatClient:
         if usage is not None:
             self.stats.prompt_tokens += usage[0]
             self.stats.completion_tokens += usage[1]
-        if hold is not None and self.spend is not None:
+        if spend is not None:
             if usage is not None:
-                self.spend.settle(hold, *usage)
+                spend.settle(hold, *usage)  # type: ignore[arg-type]
             elif status == 200:  # answered, its usage unstated: billed, at most its worst case
-                self.spend.settle_cost(hold, hold.cost)
+                spend.settle_cost(hold, hold.cost)  # type: ignore[union-attr]
             else:
-                self.spend.refused(hold)
+                spend.refused(hold)  # type: ignore[arg-type]
 
     def counts_tokens(self) -> bool:
         """Some endpoint has a token limit (given, stated, or named by a 429)."""
