@@ -24,7 +24,7 @@ from .config import RunConfig
 from .errors import option
 from .filters import Candidate, Quality, reference_shares
 from .parse import parse_reply, question_key
-from .projection import Projection, project
+from .projection import Projection, project, reply_tokens
 from .ratelimit import RetryPolicy
 from .replysize import ReplySize
 from .sink import JsonlSink, read_summary, scan_output, summary_path, write_json_atomic
@@ -185,7 +185,12 @@ class Engine:
 
     @cached_property
     def reply_size(self) -> ReplySize:
-        return ReplySize(self.cfg.max_tokens)
+        """Before replies are measured, the projection's tokens per reply (made before the first
+        request: k exemplar-long objects, or what earlier sessions measured) is the guess."""
+        expected = self.projection.completion_tokens_per_request if self.projection else \
+            reply_tokens(self.exemplar, self.fmt, self.cfg.num_examples, self.cfg.json_schema,
+                         self.cfg.max_tokens)
+        return ReplySize(self.cfg.max_tokens, expected)
 
     def fitted_max_tokens(self) -> int:
         """What a creation request asks for as it leaves: no more completion tokens than

@@ -15,15 +15,23 @@ fitted max_tokens: 110% of the longest of the last WINDOW replies plus SLACK, ne
 user's --max_tokens. (Replies of k examples vary little in length: the longest of 256 is a high
 quantile already, and the unused part of what is asked is what a server that counts max_tokens
 wastes.) A reply that the fit cut (it stopped at the fitted cap) counts as twice that cap for the
-next WINDOW replies, so replies that grow are cut once and the fit follows them. A pure object: the
-engine asks and tells.
+next WINDOW replies, so replies that grow are cut once and the fit follows them.
+
+Until SEEN_BEFORE_FIT replies are measured, requests ask for FIRST_MARGIN times the longer of the
+reply the projection expects (k exemplar-long objects, or what earlier sessions measured) and the
+longest reply yet. The first requests are the ones a fresh limit paces: at 1,024 each they were
+given a quarter of the requests a token limit allows until replies came back. (The embedded
+SmolLM2's replies were 0.94-2.1x the projection on the four example datasets, README.md under
+the projection; a reply cut short keeps its whole objects.) A pure object: the engine asks and
+tells.
 """
 
 from __future__ import annotations
 
 from collections import deque
 
-SEEN_BEFORE_FIT = 8  # replies measured before asking for less than --max_tokens
+SEEN_BEFORE_FIT = 8  # replies measured before the fit
+FIRST_MARGIN = 3  # before it: this many times the expected (or longest) reply
 WINDOW = 256  # the recent replies the fit covers (a run's replies drift slowly, if at all)
 HEADROOM_PERCENT = 110  # of the longest recent reply
 SLACK = 16  # tokens: the closing brackets and a stray newline of a reply near the longest
@@ -31,17 +39,22 @@ LEAST = 64
 
 
 class ReplySize:
-    """The completion tokens a creation request asks for: `ceiling` (the user's --max_tokens)
-    until SEEN_BEFORE_FIT whole replies are measured, then fitted to them."""
+    """The completion tokens a creation request asks for: until SEEN_BEFORE_FIT whole replies are
+    measured, FIRST_MARGIN times the `expected` reply (or the longest yet), else `ceiling` (the
+    user's --max_tokens); then fitted to them. Never above `ceiling`."""
 
-    def __init__(self, ceiling: int) -> None:
+    def __init__(self, ceiling: int, expected: int | None = None) -> None:
         self.ceiling = ceiling
+        self.expected = expected
         self.recent: deque[int] = deque(maxlen=WINDOW)
         self.cut = 0  # replies that stopped at a fitted cap below the ceiling
 
     def max_tokens(self) -> int:
         if len(self.recent) < SEEN_BEFORE_FIT:
-            return self.ceiling
+            if not self.expected:
+                return self.ceiling
+            guess = FIRST_MARGIN * max([self.expected, *self.recent])
+            return min(self.ceiling, max(LEAST, guess))
         fitted = -(-max(self.recent) * HEADROOM_PERCENT // 100) + SLACK  # (rounded up)
         return min(self.ceiling, max(LEAST, fitted))
 
