@@ -713,6 +713,7 @@ class Limits:
         self.refund_audit = RefundAudit()  # the server's token counts: does it refund?
         self.unused_tokens = 0  # running total of what replies left unused of their reservation
         self.refunds_kept = False  # the audit found the server keeps them (refund_share 0)
+        self.refunds_stopped_at = -math.inf  # when a learnt count (OpenAI's) stopped them
         self.charge = "sum"  # how the server counts a request's tokens (CHARGES), until told
         # a 429 showed fixed windows of SHORT_WINDOW_S on tokens (None: a storm said otherwise)
         self.short_windows: bool | None = False
@@ -911,10 +912,13 @@ class Limits:
         refunds the server did not give back in time): the refunds are being cut, and hurrying
         into the window they overfilled costs more 429s (a sliding minute of tokens in
         headers, replies of 2-3 s: 7-8 429s instead of 3, and the refunds cut to nothing for
-        the rest of the run)."""
+        the rest of the run). But where a learnt count stopped the refunds at once (OpenAI's):
+        the pace is right already, and what they overfilled is a second of it (a fixed window
+        of a second, replies of 2.1 s +- 50%: a hole of 1-2 s on one seed in three)."""
         probe = self.probe
+        stopped = now - self.refunds_stopped_at <= REFUND_RECENT_S
         if probe is None or not probe.probe or not self.refusal_turnarounds or \
-                self.storm_began is None or not self.storm_teaches or \
+                self.storm_began is None or not (self.storm_teaches or stopped) or \
                 probe.sent_at - self.storm_began >= Learner.LONG_STORM_S:
             return math.inf
         presumed = probe.sent_at + max(PRESUMED_LEAST_S,
@@ -951,7 +955,7 @@ class Limits:
         self.refused_since = min(self.refused_since, ticket.sent_at)
         probe_refused = self.storm_began is not None and ticket.sent_at >= self.storm_began
         explained = False
-        if self._learn_charge(ticket, hint) and self._paces_tokens:
+        if self._learn_charge(ticket, hint, now) and self._paces_tokens:
             explained = True  # we counted the request's tokens the wrong way; now its way
         elif self._span_full(hint, now):
             explained = True  # our own sends filled the window: the guard holds them from now
@@ -1039,7 +1043,7 @@ class Limits:
                     guard.armed = armed = True
         return armed
 
-    def _learn_charge(self, ticket: Ticket, hint: RateLimitHint) -> bool:
+    def _learn_charge(self, ticket: Ticket, hint: RateLimitHint, now: float) -> bool:
         """A token 429 that says what the request cost ("Requested N") shows how the server
         counts: prompt + max_tokens, or the larger of the two. True if that is news."""
         if hint.requested is None or hint.limited not in (None, "tokens"):
@@ -1053,6 +1057,14 @@ class Limits:
                 or rule == self.charge or counts[rule] == counts[self.charge]:
             return False
         self.charge = rule
+        if rule == "max" and self.refund_share > 0:
+            # OpenAI's rule, and OpenAI gives nothing back: what a request is counted at
+            # admission stays counted (no refund is documented). Refunding till 429s cut the
+            # share cost 3-5 429s and a storm whose probe waited for its ~2-s reply (a hole of
+            # ~2 s, 4-6 s into a run). The audit still undoes this if the server's counts show
+            # refunds after all.
+            self.refund_share, self.refunds_kept = 0.0, True
+            self.replies_since_refund_change, self.refunds_stopped_at = 0, now
         return True
 
     def _short_windows(self, ticket: Ticket, hint: RateLimitHint, now: float) -> bool:
@@ -1121,8 +1133,10 @@ class Limits:
         says nothing and we pace no requests): the refunds are the likely error. Not if none
         was given back of late (replies that use all they reserved, or a server that counts
         the larger of prompt and max_tokens): then the pace is. Before the first reply, the
-        refunds to come are."""
-        if self.refund_share <= 0 or not self._paces_tokens or \
+        refunds to come are. Nor once the share is cut to 0, unless a learnt count stopped them
+        of late (OpenAI's): the window they overfilled refuses a while yet."""
+        stopped_late = now - self.refunds_stopped_at <= REFUND_RECENT_S
+        if (self.refund_share <= 0 and not stopped_late) or not self._paces_tokens or \
                 (self.replies > 1 and now - self.last_refund > REFUND_RECENT_S):
             return False
         if hint.limited is not None:
