@@ -154,8 +154,9 @@ CREATE_OPTIONS: tuple[Option, ...] = (
     Option("max_tokens", "count", 1024, "completion tokens per request (default 1024)",
            "model and API"),
     Option("fit_max_tokens", "choice", "auto", "auto: where a token rate limit applies (given, "
-           "stated by the server or named by a 429) or may (the server states no limits), ask for 1.1 x the longest recent reply "
-           "(at most --max_tokens) instead of --max_tokens, since providers charge max_tokens "
+           "stated by the server or named by a 429) or may (the server states no limits), ask "
+           "for 1.1 x the longest recent reply (3 x the projected reply before 8 are in; at "
+           "most --max_tokens) instead of --max_tokens, since providers charge max_tokens "
            "against the limit; off: always --max_tokens (default auto)", "model and API",
            choices=("auto", "off")),
     Option("json_schema", "maybe", None, "ask for structured output with a JSON schema of k "
