@@ -712,7 +712,8 @@ class Limits:
         self.last_refund = -math.inf  # when unused tokens were last given back to a pacer
         self.refund_audit = RefundAudit()  # the server's token counts: does it refund?
         self.unused_tokens = 0  # running total of what replies left unused of their reservation
-        self.refunds_kept = False  # the audit found the server keeps them (refund_share 0)
+        # the server keeps them (refund_share 0): the audit found it, or OpenAI's count was learnt
+        self.refunds_kept = False
         self.refunds_stopped_at = -math.inf  # when a learnt count (OpenAI's) stopped them
         self.charge = "sum"  # how the server counts a request's tokens (CHARGES), until told
         # a 429 showed fixed windows of SHORT_WINDOW_S on tokens (None: a storm said otherwise)
@@ -1061,8 +1062,8 @@ class Limits:
             # OpenAI's rule, and OpenAI gives nothing back: what a request is counted at
             # admission stays counted (no refund is documented). Refunding till 429s cut the
             # share cost 3-5 429s and a storm whose probe waited for its ~2-s reply (a hole of
-            # ~2 s, 4-6 s into a run). The audit still undoes this if the server's counts show
-            # refunds after all.
+            # ~2 s a few seconds into a run). The audit still undoes this if the server's counts
+            # show refunds after all.
             self.refund_share, self.refunds_kept = 0.0, True
             self.replies_since_refund_change, self.refunds_stopped_at = 0, now
         return True
