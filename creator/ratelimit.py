@@ -917,9 +917,9 @@ class Limits:
         the pace is right already, and what they overfilled is a second of it (a fixed window
         of a second, replies of 2.1 s +- 50%: a hole of 1-2 s on one seed in three)."""
         probe = self.probe
-        stopped = now - self.refunds_stopped_at <= REFUND_RECENT_S
         if probe is None or not probe.probe or not self.refusal_turnarounds or \
-                self.storm_began is None or not (self.storm_teaches or stopped) or \
+                self.storm_began is None or \
+                not (self.storm_teaches or self._refunds_stopped_lately(now)) or \
                 probe.sent_at - self.storm_began >= Learner.LONG_STORM_S:
             return math.inf
         presumed = probe.sent_at + max(PRESUMED_LEAST_S,
@@ -1136,13 +1136,18 @@ class Limits:
         the larger of prompt and max_tokens): then the pace is. Before the first reply, the
         refunds to come are. Nor once the share is cut to 0, unless a learnt count stopped them
         of late (OpenAI's): the window they overfilled refuses a while yet."""
-        stopped_late = now - self.refunds_stopped_at <= REFUND_RECENT_S
-        if (self.refund_share <= 0 and not stopped_late) or not self._paces_tokens or \
+        if (self.refund_share <= 0 and not self._refunds_stopped_lately(now)) or \
+                not self._paces_tokens or \
                 (self.replies > 1 and now - self.last_refund > REFUND_RECENT_S):
             return False
         if hint.limited is not None:
             return hint.limited in ("tokens", "input", "output")
         return "requests" not in self.pacers
+
+    def _refunds_stopped_lately(self, now: float) -> bool:
+        """A learnt count (OpenAI's) stopped the refunds at once, REFUND_RECENT_S ago at most:
+        what they let through may still fill the server's window."""
+        return now - self.refunds_stopped_at <= REFUND_RECENT_S
 
     @property
     def learned_charge(self) -> float | None:
