@@ -222,6 +222,11 @@ def extra_cases(p: Params) -> list[Case]:
         # max_tokens counted and kept (Azure), the limit given
         Case("reserve accounting, fixed 10s, given, TPM", "accounting", "fixed 10s", "given",
              "tpm", duration_s=d, accounting="reserve"),
+        # OpenAI's count (max(prompt, max_tokens), kept) on a bucket of a minute, not quantized:
+        # a count cheaper than the client's own that no 429 teaches (tests/test_ratelimit.py)
+        *[Case(f"max accounting, bucket, {know}, TPM", "accounting", "bucket", know, "tpm",
+               duration_s=d, accounting="max", sim_flags={"count_rejected": True})
+          for know in ("given", "headers")],
         # a 429 still costs a request (OpenAI, Azure), nothing known
         Case("count rejected, fixed 1s, nothing, RPM", "count_rejected", "fixed 1s", "nothing",
              "rpm", latency_s=ln, duration_s=dn, sim_flags={"count_rejected": True}),

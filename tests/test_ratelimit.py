@@ -269,6 +269,25 @@ def test_openai_s_count_learnt_stops_the_refunds_with_no_hole(seed, retry_after)
     assert len(run.refused) <= 3
 
 
+@pytest.mark.xfail(strict=True, reason="a count cheaper than ours sends no signal: not learnt")
+@pytest.mark.parametrize("headers", [False, True])
+def test_openai_s_count_on_a_minute_bucket_is_learnt(headers):
+    """OpenAI's count (max(prompt, max_tokens), kept) on a bucket of a minute, not quantized to
+    seconds. Only a 429's "Requested N" teaches that count, and here none comes: the first asks'
+    transient overshoot fits in the bucket, and after the fit a request costs max(103, 236) = 236
+    where we count 103 + 162 = 265 and pace at 98% of that. So we hold 236 / 265 x 98% = 87%
+    (seeds 1-3, with OpenAI's headers or none). The headers cannot say it either: a bucket
+    refilling faster than we take stays full. Known gap; it needs a probe of the cheaper count,
+    verified against the server's counts, that this test will show."""
+    for seed in (1, 2):
+        provider = Provider(**MODES["bucket"], tpm=300_000, charge_max=True, count_rejected=True,
+                            refund=False, latency=0.5, seed=seed, headers=headers)
+        run, limits = simulate(provider, duration=60, concurrency=64, seed=seed,
+                               tpm=None if headers else 300_000, prompt=103, max_tokens=236,
+                               used=162, first_max_tokens=477, fit=True, read_limits=headers)
+        assert run.held(300_000 / 60 / 236, start=10) >= 0.95, run.per_second()
+
+
 def test_a_storm_our_refunds_explain_teaches_no_request_rate():
     """Azure counts prompt + max_tokens per minute and gives nothing back: a client that took
     refunds fills the minute early and then meets 429s in a row. That storm is the refunds'
