@@ -22,7 +22,12 @@ reply the projection expects (k exemplar-long objects, or what earlier sessions 
 longest reply yet. The first requests are the ones a fresh limit paces: at 1,024 each they were
 given a quarter of the requests a token limit allows until replies came back. (The embedded
 SmolLM2's replies were 0.94-2.1x the projection on the four example datasets, README.md under
-the projection; a reply cut short keeps its whole objects.) A pure object: the engine asks and
+the projection; a reply cut short keeps its whole objects.) Those first asks also teach OpenAI's
+count on per-second windows: charged 477 each (the example's) while we count prompt + reply once
+refunds begin, they overfill a second, and that 429's "Requested 477" says max(prompt,
+max_tokens). At 2x the
+overshoot was too small to earn it (fake clock, OpenAI-like, replies of 2.1 s: 96% -> 87-90% of the
+limit; benchmarks/README, "OpenAI's count on a minute bucket"). A pure object: the engine asks and
 tells.
 """
 
