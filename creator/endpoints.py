@@ -221,6 +221,9 @@ class Route:
             # how the server counts a request's tokens, as its 429s said: prompt + max_tokens
             # ("sum") or the larger of the two ("max")
             "token_charge": limits.charge,
+            # OpenAI's count was tried where nothing would teach it (a bucket held near full):
+            # kept if token_charge is still "max" (ratelimit.py Limits._check_charge)
+            "token_charge_tried": limits.charge_tried,
             # requests whose fitted max_tokens was lowered a little to fit whole requests into
             # each fixed window of a second (ratelimit.py Limits.fit_window)
             "max_tokens_fit_to_window": limits.window_fits,

@@ -82,6 +82,14 @@ CHARGES: dict[str, Callable[[int, int], int]] = {
     "max": lambda prompt, completion: max(prompt, completion),
 }
 CHARGE_MATCH = 0.1  # "Requested N" within this share of a rule's count picks the rule
+# A count cheaper than ours sends no 429 to teach it (OpenAI's, on a bucket of a minute: 83% of
+# its limit held), so where a bucket's counts can check it, it is tried (Limits._try_charge)
+TRIAL_EVIDENCE = 20  # replies whose usage says how much cheaper OpenAI's count would be
+TRIAL_GAIN = 0.08  # ... at least this share below ours, or it is not worth a trial
+TRIAL_READINGS = 20  # token readings in a row of a bucket within TRIAL_FULL_S of its refill of full
+TRIAL_FULL_S = 2.0
+TRIAL_RESET_SLACK_S = 0.25  # a bucket's reset is the time its count takes to refill, to this
+TRIAL_OVER = 0.05  # a span in which the server took this share more than the trial counted: not it
 SHORT_WINDOW_S = 1.0  # the shortest fixed window providers enforce ("1,000 requests/second")
 RESCALE_AT = 1.25  # a learnt rate follows requests whose token count moved by more than this factor
 WINDOW_FIT_GIVE = 0.05  # of a fitted max_tokens, given up at most to fit one more request a window
@@ -335,6 +343,8 @@ class RefundAudit:
     # when, remaining, reserved, unused, and the window's end (None: a bucket's count)
     anchor: tuple[float, float, float, float, float | None] | None = None
     last_seen: float = -math.inf  # the last reading (a bucket may fill between two far apart)
+    # the last span measured: (its start, what we reserved in it, what the server took)
+    last_span: tuple[float, float, float] | None = None
 
     def observe(self, reading: Reading, rate: float, reserved: float, unused: float,
                 now: float) -> float | None:
@@ -369,10 +379,11 @@ class RefundAudit:
         if now - began < REFUND_AUDIT_S:
             return None
         self.anchor = (now, remaining, reserved, unused, window_end)
+        taken = was - remaining + (rate * (now - began) if bucket else 0.0)
+        self.last_span = (began, reserved - reserved_then, taken)
         left_unused = unused - unused_then
         if left_unused <= 0 or left_unused < REFUND_AUDIT_LEAST * (reserved - reserved_then):
             return None  # replies that used (nearly) all they reserved: nothing to tell apart
-        taken = was - remaining + (rate * (now - began) if bucket else 0.0)
         if not bucket and taken > WINDOW_COUNT_MOST * (reserved - reserved_then):
             # not our count alone (a quota shared with another client), or not in our units (a
             # window of 10 s reported in per-minute figures, six times its own count)
@@ -716,6 +727,11 @@ class Limits:
         self.refunds_kept = False
         self.refunds_stopped_at = -math.inf  # when a learnt count (OpenAI's) stopped them
         self.charge = "sum"  # how the server counts a request's tokens (CHARGES), until told
+        self.charge_trial: float | None = None  # since when OpenAI's count is tried, untold
+        self.charge_tried = False  # a trial was made (once per endpoint)
+        # (OpenAI's count, ours) of the last replies' requests; readings of a bucket held near full
+        self.charge_evidence: deque[tuple[int, int]] = deque(maxlen=TRIAL_EVIDENCE)
+        self.full_readings = 0
         # a 429 showed fixed windows of SHORT_WINDOW_S on tokens (None: a storm said otherwise)
         self.short_windows: bool | None = False
         self.short_windows_since = math.inf  # the request whose 429 showed them
@@ -869,6 +885,9 @@ class Limits:
         self._let_through(ticket, now)
         if prompt_used is not None and completion_used is not None:
             self.unused_tokens += max(0, ticket.tokens - prompt_used - completion_used)
+            if ticket.sized:
+                self.charge_evidence.append((CHARGES["max"](ticket.prompt, ticket.completion),
+                                             prompt_used + completion_used))
             if self.refund_share > 0:
                 self._refund(ticket, prompt_used, completion_used, now)
         self.replies_since_refund_change += 1
@@ -956,7 +975,9 @@ class Limits:
         self.refused_since = min(self.refused_since, ticket.sent_at)
         probe_refused = self.storm_began is not None and ticket.sent_at >= self.storm_began
         explained = False
-        if self._learn_charge(ticket, hint, now) and self._paces_tokens:
+        if self._trial_refuted(ticket, hint, now):
+            explained = True  # the count tried was too cheap: ours again, and this was its doing
+        elif self._learn_charge(ticket, hint, now) and self._paces_tokens:
             explained = True  # we counted the request's tokens the wrong way; now its way
         elif self._span_full(hint, now):
             explained = True  # our own sends filled the window: the guard holds them from now
@@ -1066,6 +1087,72 @@ class Limits:
             # show refunds after all.
             self.refund_share, self.refunds_kept = 0.0, True
             self.replies_since_refund_change, self.refunds_stopped_at = 0, now
+        return True
+
+    def _check_charge(self, reading: Reading, rate: float, now: float) -> None:
+        """Try OpenAI's count where ours may be dearer and nothing would say so; end the trial
+        where the server's counts refute it.
+
+        OpenAI counts a request as max(prompt, max_tokens) and keeps it; we count prompt +
+        max_tokens and give back what the reply left unused. After max_tokens is fitted (~225
+        for replies of ~162 and a prompt of ~103) OpenAI's count is the cheaper one: where its
+        limit is enforced per second, the first requests' 429s say "Requested N" and teach it
+        (_learn_charge); on a bucket of a minute no 429 ever comes (we send less than it
+        allows), and the bucket's counts, refilling faster than we take, stay full: 83% of the
+        limit held, and nothing said why. So where a bucket that states its rate is seen held
+        near full for TRIAL_READINGS replies in a row, and OpenAI's count of the last replies'
+        requests is TRIAL_GAIN below ours, we count OpenAI's way (refunds off) on trial. A server
+        that counts as we did then takes more than we count: its bucket leaves full, and the
+        refund audit's span shows it took more (back to ours: _end_trial); or it refuses
+        (_trial_refuted). Once per endpoint. Not where the counts are a window's own (its reset
+        is not the refill's time: fixed windows, a sliding minute), which a trial would overfill."""
+        if self.charge_trial is not None:
+            span = self.refund_audit.last_span
+            if span is not None and span[0] >= self.charge_trial and \
+                    span[2] > (1 + TRIAL_OVER) * span[1]:
+                self._end_trial(now)
+            return
+        limit, remaining, reset = reading.limit, reading.remaining, reading.reset
+        near_full = bool(reading.refills and limit and remaining is not None and
+                         reset is not None and rate > 0) and \
+            limit - remaining <= TRIAL_FULL_S * rate and \
+            abs(reset - (limit - remaining) / rate) <= TRIAL_RESET_SLACK_S  # type: ignore
+        self.full_readings = self.full_readings + 1 if near_full else 0
+        if self.charge_tried or self.charge != "sum" or self.refunds_kept or \
+                self.refund_share < 1.0 or self.full_readings < TRIAL_READINGS or \
+                len(self.charge_evidence) < TRIAL_EVIDENCE:
+            return
+        openai_s = sum(c for c, _ in self.charge_evidence)
+        ours = sum(u for _, u in self.charge_evidence)
+        if openai_s > (1 - TRIAL_GAIN) * ours:
+            return
+        self.charge_tried, self.charge_trial, self.charge = True, now, "max"
+        self.refund_share, self.refunds_kept = 0.0, True
+        self.refund_audit.anchor = None  # its spans from now are counted OpenAI's way
+
+    def _end_trial(self, now: float) -> None:
+        """The server counts more than OpenAI's way: back to ours, refunds and all. What the
+        trial overdrew is in the server's count, which the budget of its next reply holds."""
+        self.charge_trial, self.charge = None, "sum"
+        self.refund_share, self.refunds_kept = 1.0, False
+        self.replies_since_refund_change = 0
+        self.explained_until = max(self.explained_until, now + REFUND_RECENT_S)
+        self.refund_audit.anchor = None
+
+    def _trial_refuted(self, ticket: Ticket, hint: RateLimitHint, now: float) -> bool:
+        """A token 429 while OpenAI's count is on trial: unless it says "Requested N" with N
+        OpenAI's count (then that count is right, and the trial is over: it stays), the trial
+        overfilled the server's limit. True if it ended the trial."""
+        if self.charge_trial is None or hint.limited not in (None, "tokens"):
+            return False
+        openai_s = CHARGES["max"](ticket.prompt, ticket.completion)
+        if hint.requested is not None and \
+                abs(hint.requested - openai_s) <= CHARGE_MATCH * openai_s and \
+                abs(hint.requested - openai_s) < abs(hint.requested - ticket.prompt -
+                                                     ticket.completion):
+            self.charge_trial = None  # confirmed
+            return False
+        self._end_trial(now)
         return True
 
     def _short_windows(self, ticket: Ticket, hint: RateLimitHint, now: float) -> bool:
@@ -1238,6 +1325,7 @@ class Limits:
             if kind == "tokens" and stated is not None:
                 self._audit_refunds(self.refund_audit.observe(
                     reading, stated.per_second, self.sent.tokens, self.unused_tokens, now), now)
+                self._check_charge(reading, stated.per_second, now)
 
     def _sent_before_reply(self, ticket: Ticket, now: float) -> Sent:
         """The running totals of what went out up to the replying request, or up to
