@@ -83,13 +83,14 @@ CHARGES: dict[str, Callable[[int, int], int]] = {
 }
 CHARGE_MATCH = 0.1  # "Requested N" within this share of a rule's count picks the rule
 # A count cheaper than ours sends no 429 to teach it (OpenAI's, on a bucket of a minute: 83% of
-# its limit held), so where a bucket's counts can check it, it is tried (Limits._try_charge)
+# its limit held), so where a bucket's counts can check it, it is tried (Limits._check_charge)
 TRIAL_EVIDENCE = 20  # replies whose usage says how much cheaper OpenAI's count would be
 TRIAL_GAIN = 0.08  # ... at least this share below ours, or it is not worth a trial
 TRIAL_READINGS = 20  # token readings in a row of a bucket within TRIAL_FULL_S of its refill of full
 TRIAL_FULL_S = 2.0
 TRIAL_RESET_SLACK_S = 0.25  # a bucket's reset is the time its count takes to refill, to this
 TRIAL_OVER = 0.05  # a span in which the server took this share more than the trial counted: not it
+TRIAL_DRIFT_S = 0.3  # ... or a bucket that then lacks this much more refill of full than before
 SHORT_WINDOW_S = 1.0  # the shortest fixed window providers enforce ("1,000 requests/second")
 RESCALE_AT = 1.25  # a learnt rate follows requests whose token count moved by more than this factor
 WINDOW_FIT_GIVE = 0.05  # of a fitted max_tokens, given up at most to fit one more request a window
@@ -731,7 +732,8 @@ class Limits:
         self.charge_tried = False  # a trial was made (once per endpoint)
         # (OpenAI's count, ours) of the last replies' requests; readings of a bucket held near full
         self.charge_evidence: deque[tuple[int, int]] = deque(maxlen=TRIAL_EVIDENCE)
-        self.full_readings = 0
+        self.full_deficits: deque[float] = deque(maxlen=TRIAL_READINGS)  # in a row
+        self.trial_deficit = 0.0  # the most the bucket lacked of full in those, as a trial began
         # a 429 showed fixed windows of SHORT_WINDOW_S on tokens (None: a storm said otherwise)
         self.short_windows: bool | None = False
         self.short_windows_since = math.inf  # the request whose 429 showed them
@@ -1102,31 +1104,50 @@ class Limits:
         limit held, and nothing said why. So where a bucket that states its rate is seen held
         near full for TRIAL_READINGS replies in a row, and OpenAI's count of the last replies'
         requests is TRIAL_GAIN below ours, we count OpenAI's way (refunds off) on trial. A server
-        that counts as we did then takes more than we count: its bucket leaves full, and the
-        refund audit's span shows it took more (back to ours: _end_trial); or it refuses
-        (_trial_refuted). Once per endpoint. Not where the counts are a window's own (its reset
-        is not the refill's time: fixed windows, a sliding minute), which a trial would overfill."""
+        that counts as we did then takes ~12% more than we count, and its bucket leaves full:
+        once it lacks TRIAL_DRIFT_S of refill more than it did before the trial (~3 s in), or the
+        refund audit's span shows it took more, back to ours (_end_trial); or a 429 refutes it
+        (_trial_refuted). Once per endpoint. A server that reports a bucket's per-minute figures
+        while it enforces shorter windows (OpenAI: "can be quantized") has those 3 s of 12% in
+        its window: a sliding minute's 2% margin holds it, a fixed window of 10 s may refuse a
+        request or two (fake clock, seeds 1-3: 0-2 429s more), and one of a second refuses at
+        once, which ends the trial. Not where the counts are a window's own (its reset is not
+        the refill's time), nor where the bucket cannot tell (below)."""
+        limit, remaining, reset = reading.limit, reading.remaining, reading.reset
+        deficit = None  # what the bucket lacks of full, if the reading is a bucket's
+        if reading.refills and limit and remaining is not None and reset is not None and rate > 0 \
+                and abs(reset - (limit - remaining) / rate) <= TRIAL_RESET_SLACK_S:
+            deficit = limit - remaining
         if self.charge_trial is not None:
             span = self.refund_audit.last_span
-            if span is not None and span[0] >= self.charge_trial and \
-                    span[2] > (1 + TRIAL_OVER) * span[1]:
+            if not self.refunds_kept or (deficit is not None and deficit > self.trial_deficit +
+                                         TRIAL_DRIFT_S * rate) or \
+                    (span is not None and span[0] >= self.charge_trial and
+                     span[2] > (1 + TRIAL_OVER) * span[1]):
+                # the bucket leaves full (or a span shows the server took more than we counted,
+                # or the audit saw refunds): the server counts more than OpenAI's way
                 self._end_trial(now)
             return
-        limit, remaining, reset = reading.limit, reading.remaining, reading.reset
-        near_full = bool(reading.refills and limit and remaining is not None and
-                         reset is not None and rate > 0) and \
-            limit - remaining <= TRIAL_FULL_S * rate and \
-            abs(reset - (limit - remaining) / rate) <= TRIAL_RESET_SLACK_S  # type: ignore
-        self.full_readings = self.full_readings + 1 if near_full else 0
+        if deficit is not None and deficit <= TRIAL_FULL_S * rate:
+            self.full_deficits.append(deficit)
+        else:
+            self.full_deficits.clear()
         if self.charge_tried or self.charge != "sum" or self.refunds_kept or \
-                self.refund_share < 1.0 or self.full_readings < TRIAL_READINGS or \
+                self.refund_share < 1.0 or len(self.full_deficits) < TRIAL_READINGS or \
                 len(self.charge_evidence) < TRIAL_EVIDENCE:
+            return
+        given = self.given["tokens"]
+        if (given and given / MINUTE < rate) or "input" in self.pacers or "output" in self.pacers:
+            # a bucket we are held under by a lower limit of the user's is full whatever the
+            # server counts; and refunds stopped for a trial would stop those of input and
+            # output limits too (Anthropic's), which OpenAI's count has nothing to do with
             return
         openai_s = sum(c for c, _ in self.charge_evidence)
         ours = sum(u for _, u in self.charge_evidence)
         if openai_s > (1 - TRIAL_GAIN) * ours:
             return
         self.charge_tried, self.charge_trial, self.charge = True, now, "max"
+        self.trial_deficit = max(self.full_deficits)
         self.refund_share, self.refunds_kept = 0.0, True
         self.refund_audit.anchor = None  # its spans from now are counted OpenAI's way
 
