@@ -977,8 +977,8 @@ class Limits:
         self.refused_since = min(self.refused_since, ticket.sent_at)
         probe_refused = self.storm_began is not None and ticket.sent_at >= self.storm_began
         explained = False
-        if self._trial_refuted(ticket, hint, now):
-            explained = True  # the count tried was too cheap: ours again, and this was its doing
+        if self._trial_judged(ticket, hint, now):
+            explained = True  # the count tried was too cheap (ours again), or was right
         elif self._learn_charge(ticket, hint, now) and self._paces_tokens:
             explained = True  # we counted the request's tokens the wrong way; now its way
         elif self._span_full(hint, now):
@@ -1107,7 +1107,7 @@ class Limits:
         that counts as we did then takes ~12% more than we count, and its bucket leaves full:
         once it lacks TRIAL_DRIFT_S of refill more than it did before the trial (~3 s in), or the
         refund audit's span shows it took more, back to ours (_end_trial); or a 429 refutes it
-        (_trial_refuted). Once per endpoint. A server that reports a bucket's per-minute figures
+        (_trial_judged). Once per endpoint. A server that reports a bucket's per-minute figures
         while it enforces shorter windows (OpenAI: "can be quantized") has those 3 s of 12% in
         its window: a sliding minute's 2% margin holds it, a fixed window of 10 s may refuse a
         request or two (fake clock, seeds 1-3: 0-2 429s more), and one of a second refuses at
@@ -1148,7 +1148,8 @@ class Limits:
             return
         self.charge_tried, self.charge_trial, self.charge = True, now, "max"
         self.trial_deficit = max(self.full_deficits)
-        self.refund_share, self.refunds_kept = 0.0, True
+        # as where a 429 teaches that count: what the refunds let in may fill a window yet
+        self.refund_share, self.refunds_kept, self.refunds_stopped_at = 0.0, True, now
         self.refund_audit.anchor = None  # its spans from now are counted OpenAI's way
 
     def _end_trial(self, now: float) -> None:
@@ -1160,10 +1161,11 @@ class Limits:
         self.explained_until = max(self.explained_until, now + REFUND_RECENT_S)
         self.refund_audit.anchor = None
 
-    def _trial_refuted(self, ticket: Ticket, hint: RateLimitHint, now: float) -> bool:
-        """A token 429 while OpenAI's count is on trial: unless it says "Requested N" with N
-        OpenAI's count (then that count is right, and the trial is over: it stays), the trial
-        overfilled the server's limit. True if it ended the trial."""
+    def _trial_judged(self, ticket: Ticket, hint: RateLimitHint, now: float) -> bool:
+        """A token 429 while OpenAI's count is on trial: if it says "Requested N" with N
+        OpenAI's count, that count is right and stays (the trial is over; the 429 is what the
+        refunds let in before it, as where a 429 teaches the count); otherwise the trial
+        overfilled the server's limit, and ends. True either way: the 429 is explained."""
         if self.charge_trial is None or hint.limited not in (None, "tokens"):
             return False
         openai_s = CHARGES["max"](ticket.prompt, ticket.completion)
@@ -1172,8 +1174,8 @@ class Limits:
                 abs(hint.requested - openai_s) < abs(hint.requested - ticket.prompt -
                                                      ticket.completion):
             self.charge_trial = None  # confirmed
-            return False
-        self._end_trial(now)
+        else:
+            self._end_trial(now)
         return True
 
     def _short_windows(self, ticket: Ticket, hint: RateLimitHint, now: float) -> bool:
