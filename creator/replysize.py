@@ -25,10 +25,9 @@ SmolLM2's replies were 0.94-2.1x the projection on the four example datasets, RE
 the projection; a reply cut short keeps its whole objects.) Those first asks also teach OpenAI's
 count on per-second windows: charged 477 each (the example's) while we count prompt + reply once
 refunds begin, they overfill a second, and that 429's "Requested 477" says max(prompt,
-max_tokens). At 2x the
-overshoot was too small to earn it (fake clock, OpenAI-like, replies of 2.1 s: 96% -> 87-90% of the
-limit; benchmarks/README, "OpenAI's count on a minute bucket"). A pure object: the engine asks and
-tells.
+max_tokens). At 2x the overshoot was too small to earn it (fake clock, OpenAI-like, replies of
+2.1 s: 96% -> 87-90% of the limit; benchmarks/README, "OpenAI's count on a minute bucket"). A
+pure object: the engine asks and tells.
 """
 
 from __future__ import annotations
