@@ -45,8 +45,9 @@ def _int(name: str, value: Any, low: int | None) -> int:
 
 
 def _float(name: str, value: Any, check: Callable[[float], bool], rule: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not check(float(value)):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(f"{name} must be a number, got {value!r}")  # (as _int, and the CLI)
+    if not math.isfinite(value) or not check(float(value)):
         raise InputError(f"{name} must be {rule}, got {value!r}")
     return float(value)
 

@@ -71,6 +71,7 @@ def test_create_async_runs_on_the_callers_loop(tmp_path):
     (dict(setting="naive", target=0), "target must be at least 1"),
     (dict(setting="naive", target="10"), "target must be a whole number"),
     (dict(setting="naive", temperature=3.0), "temperature must be between 0 and 2"),
+    (dict(setting="naive", tpm="lots"), "tpm must be a number, got 'lots'"),
     (dict(setting="naive", resume=True, overwrite=True), "resume=True and overwrite=True"),
     (dict(setting="naive", taget=10), "unknown argument(s) taget"),
     (dict(setting="naive", data_name="no_such_dataset"), "data folder not found"),
