@@ -223,7 +223,8 @@ def extra_cases(p: Params) -> list[Case]:
         Case("reserve accounting, fixed 10s, given, TPM", "accounting", "fixed 10s", "given",
              "tpm", duration_s=d, accounting="reserve"),
         # OpenAI's count (max(prompt, max_tokens), kept) on a bucket of a minute, not quantized:
-        # a count cheaper than the client's own that no 429 teaches (tests/test_ratelimit.py)
+        # a count cheaper than the client's own that no 429 teaches: tried where the headers
+        # can check it (creator/ratelimit.py Limits._check_charge)
         *[Case(f"max accounting, bucket, {know}, TPM", "accounting", "bucket", know, "tpm",
                duration_s=d, accounting="max", sim_flags={"count_rejected": True})
           for know in ("given", "headers")],
