@@ -1067,18 +1067,26 @@ class Limits:
                     guard.armed = armed = True
         return armed
 
-    def _learn_charge(self, ticket: Ticket, hint: RateLimitHint, now: float) -> bool:
-        """A token 429 that says what the request cost ("Requested N") shows how the server
-        counts: prompt + max_tokens, or the larger of the two. True if that is news."""
+    @staticmethod
+    def _charge_named(ticket: Ticket, hint: RateLimitHint) -> str | None:
+        """The count (a key of CHARGES) a token 429's "Requested N" names for `ticket`, if any."""
         if hint.requested is None or hint.limited not in (None, "tokens"):
-            return False
+            return None
         counts = {rule: count(ticket.prompt, ticket.completion) for rule, count in CHARGES.items()}
         # the prompt alone: output counted as generated (Anthropic today); our refunds already
         # bring the reservation down to what was used, so that is no reason to change
         counts["prompt"] = ticket.prompt
         rule = min(counts, key=lambda r: abs(counts[r] - hint.requested))  # type: ignore[operator]
-        if rule not in CHARGES or abs(counts[rule] - hint.requested) > CHARGE_MATCH * counts[rule] \
-                or rule == self.charge or counts[rule] == counts[self.charge]:
+        if rule not in CHARGES or abs(counts[rule] - hint.requested) > CHARGE_MATCH * counts[rule]:
+            return None
+        return rule
+
+    def _learn_charge(self, ticket: Ticket, hint: RateLimitHint, now: float) -> bool:
+        """A token 429 that says what the request cost ("Requested N") shows how the server
+        counts: prompt + max_tokens, or the larger of the two. True if that is news."""
+        rule = self._charge_named(ticket, hint)
+        if rule is None or rule == self.charge or CHARGES[rule](ticket.prompt, ticket.completion) \
+                == CHARGES[self.charge](ticket.prompt, ticket.completion):
             return False
         self.charge = rule
         if rule == "max" and self.refund_share > 0:
@@ -1087,9 +1095,15 @@ class Limits:
             # share cost 3-5 429s and a storm whose probe waited for its ~2-s reply (a hole of
             # ~2 s a few seconds into a run). The audit still undoes this if the server's counts
             # show refunds after all.
-            self.refund_share, self.refunds_kept = 0.0, True
-            self.replies_since_refund_change, self.refunds_stopped_at = 0, now
+            self._stop_refunds_for_count(now)
         return True
+
+    def _stop_refunds_for_count(self, now: float) -> None:
+        """OpenAI's count, learnt or on trial, keeps what a request is counted at admission:
+        no refunds from now, and what they let in before may fill a window yet
+        (_refunds_stopped_lately)."""
+        self.refund_share, self.refunds_kept = 0.0, True
+        self.replies_since_refund_change, self.refunds_stopped_at = 0, now
 
     def _check_charge(self, reading: Reading, rate: float, now: float) -> None:
         """Try OpenAI's count where ours may be dearer and nothing would say so; end the trial
@@ -1148,8 +1162,7 @@ class Limits:
             return
         self.charge_tried, self.charge_trial, self.charge = True, now, "max"
         self.trial_deficit = max(self.full_deficits)
-        # as where a 429 teaches that count: what the refunds let in may fill a window yet
-        self.refund_share, self.refunds_kept, self.refunds_stopped_at = 0.0, True, now
+        self._stop_refunds_for_count(now)  # as where a 429 teaches that count
         self.refund_audit.anchor = None  # its spans from now are counted OpenAI's way
 
     def _end_trial(self, now: float) -> None:
@@ -1168,11 +1181,7 @@ class Limits:
         overfilled the server's limit, and ends. True either way: the 429 is explained."""
         if self.charge_trial is None or hint.limited not in (None, "tokens"):
             return False
-        openai_s = CHARGES["max"](ticket.prompt, ticket.completion)
-        if hint.requested is not None and \
-                abs(hint.requested - openai_s) <= CHARGE_MATCH * openai_s and \
-                abs(hint.requested - openai_s) < abs(hint.requested - ticket.prompt -
-                                                     ticket.completion):
+        if self._charge_named(ticket, hint) == "max":
             self.charge_trial = None  # confirmed
         else:
             self._end_trial(now)
