@@ -106,6 +106,9 @@ FREE_RPM = 30.0  # a free plan's: one request every 2 s
 TPM = 300000.0  # TPM-bound: 5,000 tokens/s, ~19 requests/s of ~265 tokens; a 1-s window holds 4
 OTPM = 180000.0  # OTPM-bound (Anthropic-like): 3,000 output tokens/s, ~18 requests/s of ~162
 ITPM = 10_000_000.0  # the input-token limit beside it, never reached
+GROQ_RPD = 500_000.0  # Groq-like: the requests a day its request headers state (5.8 a second)
+GROQ_OTHER_TPM = 1_000_000.0  # ... the TPM beside an RPM that binds (3x what 20 requests/s use)
+GROQ_OTHER_RPM = 2400.0  # ... the RPM beside a TPM that binds (2x the ~19 requests/s it allows)
 TARGET_RECORDS = 10_000_000  # never reached: every run ends with SIGINT
 LATENCY_S = 0.5
 LATENCY_NOTHING_S = 0.1  # the issue's example for the case where nothing is known
@@ -353,6 +356,21 @@ def provider_cases(p: Params) -> list[Case]:
                                    **(SLOW if slow else {})},
                         accounting=prof["accounting"],
                         token_limit=prof.get("token_limit", "tpm") if bound == "tpm" else "tpm"))
+    # Groq: OpenAI's header names, but the request figures are a day's ("Always refers to Requests
+    # Per Day (RPD)"), and RPM is stated nowhere (console.groq.com/docs/rate-limits); how it
+    # enforces RPM is not said: per second here, as OpenAI may. Tokens on a bucket of a minute (its
+    # 429s' "try again in" fits one), counted as the simulator does by default. Both limits are
+    # there in each case, as on Groq: the RPM-bound one with a TPM that does not bind, stated; the
+    # TPM-bound one with an RPM that does not bind, unstated
+    for slow in (False, True):
+        for know in ("given", "headers"):
+            for bound, other in (("rpm", {"tpm": GROQ_OTHER_TPM}), ("tpm", {"rpm": GROQ_OTHER_RPM})):
+                cases.append(Case(
+                    f"groq-like, {'slow replies, ' if slow else ''}{know}, {bound.upper()}",
+                    "providers slow" if slow else "providers", "fixed 1s", know, bound,
+                    duration_s=p.duration_s,
+                    sim_flags={"headers": "groq", "rpd": GROQ_RPD, "retry_after": "seconds",
+                               "token_limit_mode": "bucket", **other, **(SLOW if slow else {})}))
     # Azure's token count "reset each minute", reported as itself (its remaining count falls to
     # the minute's end, then is whole again) rather than as a bucket's per-minute figures: its
     # documentation says neither way

@@ -69,6 +69,8 @@ enforced by --limit_mode (--token_limit_mode / --token_window_s for the token li
                                                                              limit"; [Z] the same
   --headers openai (default)       x-ratelimit-{limit,remaining,reset}-      [O], [Z], [G]
                                    {requests,tokens}, reset "1s", "6m0s"
+  --headers groq --rpd N           OpenAI's names, but the request figures   [G] "Always refers to Requests
+                                   are a day's bucket (--rpd); RPM unstated  Per Day (RPD)"
   --headers anthropic              anthropic-ratelimit-*, RFC 3339 resets,   [A]
                                    token remaining rounded to 1000
   --headers together               x-ratelimit-*, x-tokenlimit-* (seconds)   [T]
@@ -101,7 +103,10 @@ Combinations: OpenAI-like = defaults, or --limit_mode fixed --window_s 1 --token
 --token_accounting reserve --count_rejected; Anthropic-like = --itpm/--otpm --token_accounting
 actual --headers anthropic --retry_after seconds (add --limit_mode gcra --token_limit_mode bucket
 for its "1 request per second"); Together-like = --limit_mode fixed --window_s 1 --headers together
---headers_report window --retry_after seconds.
+--headers_report window --retry_after seconds; Groq-like = --headers groq --rpd 500000
+--retry_after seconds with --rpm and --tpm (how Groq enforces RPM is not documented: add
+--limit_mode fixed --window_s 1 for the quantized case, --token_limit_mode bucket for its 429s'
+arithmetic).
 
 A request that could never fit a limit as enforced (more than a window's share, or than the gcra
 burst) gets a 429 "Request too large" with no Retry-After, as one larger than the whole minute
@@ -199,6 +204,7 @@ class SimConfig:
     tpm: float = 0.0
     itpm: float = 0.0  # input (prompt) tokens per minute
     otpm: float = 0.0  # output (completion) tokens per minute
+    rpd: float = 0.0  # requests per day: a bucket of a day (Groq states it, not RPM: --headers groq)
     default_max_tokens: int = 1024
     # how the limits are enforced (see the module docstring for the provider behind each)
     limit_mode: str = "bucket"  # bucket | fixed | sliding | gcra
@@ -284,7 +290,7 @@ class SimConfig:
 
 LIMIT_MODES = ("bucket", "fixed", "sliding", "gcra")
 TOKEN_ACCOUNTING = ("refund", "reserve", "max", "actual")
-HEADER_DIALECTS = ("openai", "anthropic", "together", "ietf", "none")
+HEADER_DIALECTS = ("openai", "groq", "anthropic", "together", "ietf", "none")
 HEADERS_REPORT = ("minute", "window")
 RETRY_AFTER = ("ms", "seconds", "date", "none")
 
@@ -308,7 +314,7 @@ STAT_KEYS = (
     "malformed", "duplicates", "empty", "wrong_format", "garbage", "truncated", "prompt_tokens",
     "completion_tokens", "in_flight", "max_in_flight", "questions_served",
     "admitted", "rate_limited_requests", "rate_limited_tokens", "rate_limited_input_tokens",
-    "rate_limited_output_tokens", "rejected_counted",
+    "rate_limited_output_tokens", "rate_limited_requests_day", "rejected_counted",
     "paraphrases", "mislabelled", "verify_requests", "verify_wrong", "verify_unknown",
 )
 
@@ -659,7 +665,9 @@ _KINDS = {
     "tokens": ("tokens per min (TPM)", "TPM", "tpm"),
     "input_tokens": ("input tokens per min (ITPM)", "ITPM", "itpm"),
     "output_tokens": ("output tokens per min (OTPM)", "OTPM", "otpm"),
+    "requests_day": ("requests per day (RPD)", "RPD", "rpd"),
 }
+DAY_MINUTES = 1440.0
 
 
 class Limit:
@@ -674,15 +682,18 @@ class Limit:
         self.label, self.short, self.field = _KINDS[kind]
         self.mode = mode
         now = time.monotonic()
-        if mode == "bucket":
-            self.enforcer: Any = Bucket(per_minute, now=now)
+        if kind == "requests_day":  # `per_minute` is the day's: a bucket of a day, starting full
+            self.enforcer: Any = Bucket(per_minute / DAY_MINUTES, capacity=per_minute, now=now)
+            self.mode = "bucket"
+        elif mode == "bucket":
+            self.enforcer = Bucket(per_minute, now=now)
         elif mode == "fixed":
             self.enforcer = FixedWindow(per_minute, window_s, clock)
         elif mode == "sliding":
             self.enforcer = SlidingWindow(per_minute, window_s)
         else:
             self.enforcer = GCRA(per_minute, burst, now=now)
-        self.shadow = self.enforcer if mode == "bucket" else Bucket(per_minute, now=now)
+        self.shadow = self.enforcer if self.mode == "bucket" else Bucket(per_minute, now=now)
 
     def take(self, amount: float, now: float) -> Any:
         receipt = self.enforcer.take(amount, now)
@@ -819,6 +830,8 @@ def _headers_ietf(rep: dict[str, tuple], wall: float) -> dict[str, str]:
     again, rounded up; w is the window rounded (at least 1)."""
     policy, state = [], []
     for kind, (limit, remaining, reset, window) in rep.items():
+        if kind not in _IETF_NAMES:
+            continue
         name = _IETF_NAMES[kind]
         qu = "" if kind == "requests" else ';qu="tokens"'
         policy.append(f'"{name}";q={_count(limit)}{qu};w={max(1, round(window))}')
@@ -826,8 +839,27 @@ def _headers_ietf(rep: dict[str, tuple], wall: float) -> dict[str, str]:
     return {"RateLimit-Policy": ", ".join(policy), "RateLimit": ", ".join(state)}
 
 
+def _headers_groq(rep: dict[str, tuple], wall: float) -> dict[str, str]:
+    """Groq, https://console.groq.com/docs/rate-limits : OpenAI's names, but the request figures
+    are the day's: "x-ratelimit-limit-requests | 14400 | Always refers to Requests Per Day (RPD)",
+    x-ratelimit-remaining-requests the same, "x-ratelimit-reset-requests | 2m59.56s | Always
+    refers to Requests Per Day (RPD)"; the token figures are per minute ("Always refers to Tokens
+    Per Minute (TPM)", reset "7.66s"). RPM is enforced and stated nowhere: --rpm limits, --rpd is
+    what the request headers report (a bucket of a day: its reset is the time what was used takes
+    to come back, as "2m59.56s" of 14,400 a day is 30 requests')."""
+    h: dict[str, str] = {}
+    for kind, name in (("requests_day", "requests"), ("tokens", "tokens")):
+        if kind in rep:
+            limit, remaining, reset, _ = rep[kind]
+            h[f"x-ratelimit-limit-{name}"] = _count(limit)
+            h[f"x-ratelimit-remaining-{name}"] = _count(remaining)
+            h[f"x-ratelimit-reset-{name}"] = _fmt_duration(reset)
+    return h
+
+
 _HEADER_DIALECTS = {
     "openai": _headers_openai,
+    "groq": _headers_groq,
     "anthropic": _headers_anthropic,
     "together": _headers_together,
     "ietf": _headers_ietf,
@@ -1247,7 +1279,7 @@ class Simulator:
         acct = self.cfg.token_accounting
         out: dict[str, tuple[int, int]] = {}
         for kind in self.limits:
-            if kind == "requests":
+            if kind in ("requests", "requests_day"):
                 cost = 1
             elif kind == "input_tokens":
                 cost = prompt
@@ -1533,7 +1565,7 @@ class Simulator:
     def limits_info(self) -> dict[str, Any]:
         """The configured limits and how they are enforced and reported."""
         cfg = self.cfg
-        info: dict[str, Any] = {f: getattr(cfg, f) for f in ("rpm", "tpm", "itpm", "otpm")}
+        info: dict[str, Any] = {f: getattr(cfg, f) for f in ("rpm", "tpm", "itpm", "otpm", "rpd")}
         info["per_second"] = {f: getattr(cfg, f) / 60.0 for f in ("rpm", "tpm", "itpm", "otpm")}
         info["enforced"] = {
             lim.field: {"mode": lim.mode, "capacity": lim.enforcer.capacity, "window_s": lim.enforcer.window_s}
@@ -2195,6 +2227,9 @@ def parse_args(argv: list[str] | None = None) -> SimConfig:
     _add(g, "otpm", type=float, default=d.otpm,
          help="output (completion) tokens/minute, apart from --tpm (Anthropic OTPM; Groq for some organizations); "
               "0 = unlimited")
+    _add(g, "rpd", type=float, default=d.rpd,
+         help="requests/day, a bucket of a day that starts full: what Groq's request headers state "
+              "(--headers groq); 0 = unlimited")
     _add(g, "default_max_tokens", type=int, default=d.default_max_tokens, help="max_tokens when a request has none")
     _add(g, "limit_mode", choices=LIMIT_MODES, default=d.limit_mode,
          help="how every limit is enforced: bucket = per-minute token bucket starting full (Anthropic; OpenAI and "

@@ -431,6 +431,30 @@ def test_anthropic_dialect():
         assert r.headers["retry-after"] in {"59", "60"} and "retry-after-ms" not in r.headers
 
 
+def test_groq_dialect_states_the_day_not_the_minute():
+    """Groq's request headers are the day's (RPD), a bucket whose reset is the time what was used
+    takes to come back; RPM is enforced but stated nowhere; tokens are per minute."""
+    with start_simulator(rpm=2, tpm=60000, rpd=14400, headers="groq", retry_after="seconds") as s, \
+            httpx.Client() as c:
+        first = ratelimit_headers(post(c, s, small(max_tokens=100)).headers)
+        assert set(first) == {f"x-ratelimit-{w}-{k}" for w in ("limit", "remaining", "reset")
+                              for k in ("requests", "tokens")}
+        assert first["x-ratelimit-limit-requests"] == "14400"  # the day's, not --rpm
+        assert first["x-ratelimit-remaining-requests"] == "14399"
+        assert first["x-ratelimit-limit-tokens"] == "60000"
+        second = ratelimit_headers(post(c, s, small(max_tokens=100)).headers)
+        assert second["x-ratelimit-remaining-requests"] == "14398"
+        # a day's bucket refills 14,400 / 86,400 s: two requests take ~12 s to come back
+        assert DURATION.match(second["x-ratelimit-reset-requests"])
+        reset = float(re.fullmatch(r"([\d.]+)s", second["x-ratelimit-reset-requests"]).group(1))
+        assert 10.0 <= reset <= 12.5
+        r = post(c, s)  # the third request in a minute of 2 RPM: refused by a limit no header states
+        assert r.status_code == 429 and "requests per min (RPM)" in r.json()["error"]["message"]
+        assert r.headers["x-ratelimit-limit-requests"] == "14400" and "retry-after" in r.headers
+        limits = timeline(c, s)["limits"]
+        assert limits["rpd"] == 14400 and limits["enforced"]["rpd"]["window_s"] == 86400
+
+
 def test_together_dialect_per_second():
     with start_simulator(rpm=600, tpm=60000, limit_mode="fixed", window_s=1, headers="together",
                          headers_report="window", retry_after="seconds") as s, httpx.Client() as c:
