@@ -1342,6 +1342,11 @@ class Limits:
                         # of 8 s: the ramp's 1 a second held a limit of 5 for 5 s more)
                         self.learner.stop_ramp()
                         self._follow_learner(now)
+            elif reading.limit and kind in self.stated:
+                # read as a minute's while little of it was used (Groq's requests per day: one
+                # request of 14,400 comes back in 6 s), a longer period's now: a budget, not a pace
+                del self.stated[kind]
+                self._repace(kind, now)
             if reading.remaining is None:
                 continue
             # (a window that resets at once counted everything it admitted when it wrote the

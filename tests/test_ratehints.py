@@ -109,6 +109,20 @@ def test_try_again_in_the_message(message, seconds):
 
 def test_a_header_wins_over_the_message():
     assert hint({"retry-after": "2"}, b"Please try again in 9s").retry_after == 2.0
+    assert hint({"retry-after": "2"}, b"Please try again in 0.5s").retry_after == 2.0
+    assert hint({"retry-after-ms": "900", "retry-after": "1"},
+                b"Please try again in 0.5s").retry_after == 0.9
+
+
+@pytest.mark.parametrize("headers,message,seconds", [
+    ({"retry-after": "1"}, b"Please try again in 83ms.", 0.083),  # Groq: whole seconds, rounded up
+    ({"retry-after": "8"}, b"Please try again in 7.66s.", 7.66),
+    ({"retry-after": "8"}, b"Please try again in 8s.", 8.0),
+    ({"retry-after": "Thu, 03 Dec 2026 10:00:07 GMT", "date": DATE},
+     b"Please try again in 6.2s.", 6.2),
+])
+def test_the_message_says_a_whole_second_retry_after_to_the_millisecond(headers, message, seconds):
+    assert hint(headers, message).retry_after == pytest.approx(seconds)
 
 
 @pytest.mark.parametrize("body,kind", [

@@ -198,6 +198,15 @@ def test_a_day_long_limit_is_a_budget_not_a_pace():
     limits.completed(t, 0.2, openai_hint(14400, 14399, 6.0 * 30), 1, 0)
     assert "requests" not in limits.stated  # not paced at 14,400 a minute...
     assert limits.budgets["requests"].left == 14399  # ... but its count is respected
+    # with little of it used, its reset is short: read as a minute's until one says otherwise
+    limits = Limits(max_in_flight=None, now=0.0)
+    t = limits.consume(1, 0.0)
+    limits.completed(t, 0.2, openai_hint(14400, 14399, 6.0), 1, 0)
+    assert limits.stated["requests"].window == 60.0 and "requests" in limits.pacers
+    t = limits.consume(1, 0.3)
+    limits.completed(t, 0.5, openai_hint(14400, 14380, 6.0 * 20), 1, 0)
+    assert "requests" not in limits.stated and "requests" not in limits.pacers
+    assert limits.budgets["requests"].left == 14380 and limits.budgets["requests"].refill == 0
 
 
 def test_per_second_dialects_and_stated_windows_are_read_as_such():
