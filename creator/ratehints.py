@@ -152,14 +152,14 @@ class RateLimitHint:
         reference = _reply_time(headers, wall)
         retry_after = retry_after_seconds(headers, reference)
         said = retry_hint_in_message(body) if body else None
-        if retry_after is None or (said is not None and headers.get("retry-after-ms") is None
-                                   and said <= retry_after < said + 1.0):
+        if said is not None and (retry_after is None or (
+                headers.get("retry-after-ms") is None and said <= retry_after < said + 1.0)):
             # Retry-After counts whole seconds (RFC 9110's delay-seconds; a date's are whole too),
             # so a server that also writes the wait in its message rounds it up there (Groq:
             # retry-after "In seconds", and "Please try again in 7.66s"): the message's is the
             # same wait, to the millisecond. A second's window that reopens in 0.1 s was waited
-            # out for a whole second at each storm (groq-like, slow replies, RPM in headers)
-            retry_after = said if said is not None else retry_after
+            # out for a whole second at each storm (benchmarks/README, "Groq's headers")
+            retry_after = said
         limited = limit_named_in(body) if body else None
         requested = requested_in_message(body) if body else None
         requests, tokens = _openai(headers)
