@@ -748,13 +748,19 @@ def _headers_openai(rep: dict[str, tuple], wall: float) -> dict[str, str]:
     "x-ratelimit-reset-tokens | 6m0s | The time until the rate limit (based on tokens) resets to
     its initial state." Azure OpenAI and Groq use the same names. OpenAI states no input/output
     token limits, so --itpm / --otpm have no header in this dialect."""
+    return _x_ratelimit(rep, requests="requests")
+
+
+def _x_ratelimit(rep: dict[str, tuple], requests: str) -> dict[str, str]:
+    """OpenAI's x-ratelimit-{limit,remaining,reset}-{requests,tokens}, the request figures taken
+    from the limit `requests` names (the minute's, or Groq's day)."""
     h: dict[str, str] = {}
-    for kind in ("requests", "tokens"):
+    for name, kind in (("requests", requests), ("tokens", "tokens")):
         if kind in rep:
             limit, remaining, reset, _ = rep[kind]
-            h[f"x-ratelimit-limit-{kind}"] = _count(limit)
-            h[f"x-ratelimit-remaining-{kind}"] = _count(remaining)
-            h[f"x-ratelimit-reset-{kind}"] = _fmt_duration(reset)
+            h[f"x-ratelimit-limit-{name}"] = _count(limit)
+            h[f"x-ratelimit-remaining-{name}"] = _count(remaining)
+            h[f"x-ratelimit-reset-{name}"] = _fmt_duration(reset)
     return h
 
 
@@ -847,14 +853,7 @@ def _headers_groq(rep: dict[str, tuple], wall: float) -> dict[str, str]:
     Per Minute (TPM)", reset "7.66s"). RPM is enforced and stated nowhere: --rpm limits, --rpd is
     what the request headers report (a bucket of a day: its reset is the time what was used takes
     to come back, as "2m59.56s" of 14,400 a day is 30 requests')."""
-    h: dict[str, str] = {}
-    for kind, name in (("requests_day", "requests"), ("tokens", "tokens")):
-        if kind in rep:
-            limit, remaining, reset, _ = rep[kind]
-            h[f"x-ratelimit-limit-{name}"] = _count(limit)
-            h[f"x-ratelimit-remaining-{name}"] = _count(remaining)
-            h[f"x-ratelimit-reset-{name}"] = _fmt_duration(reset)
-    return h
+    return _x_ratelimit(rep, requests="requests_day")
 
 
 _HEADER_DIALECTS = {
