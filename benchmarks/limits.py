@@ -13,12 +13,13 @@ case and the client as its own process, stopped with SIGINT after the case's dur
   seconds or an HTTP-date, and a 429 without its "try again in" hint, on a server that states no
   limits; the token limit counting max_tokens without refund (`reserve`, as Azure does) with the
   limit given; refused requests that still count (`--count_rejected`) with nothing known;
-- each provider's limits as its documentation describes them, all at once (`PROFILES`: OpenAI
-  per second, counting max(prompt, max_tokens) and the 429s; Azure RPM per 10 s and a token
-  count per minute, prompt + max_tokens kept; Anthropic GCRA of 1 s and token buckets, OTPM
-  counted as generated, its own headers; Together per second, per-second headers), the limit
-  given, in headers only, or (OpenAI, Together) nothing; and Azure's minute of tokens reported
-  as its own count (falling to the minute's end) rather than as a bucket's per-minute figures;
+- each provider's limits as its documentation describes them, all at once (`PROFILES`: OpenAI per
+  second, counting max(prompt, max_tokens) and the 429s; Azure RPM per 10 s and a token count per
+  minute, prompt + max_tokens kept; Anthropic GCRA of 1 s and token buckets, OTPM counted as
+  generated, its own headers; Together per second, per-second headers; Groq, its requests per day in
+  OpenAI's headers and its RPM unstated), the limit given, in headers only, or (OpenAI, Together)
+  nothing; and Azure's minute of tokens reported as its own count (falling to the minute's end)
+  rather than as a bucket's per-minute figures;
 - faults on a per-second limit (20% 5xx, 20% of the replies truncated mid-object);
 - two endpoints, 600 and 1,200 RPM, behind one creator;
 - in the same run, the popular AsyncOpenAI loop (semaphore, the SDK's 2 retries) on the
@@ -331,6 +332,16 @@ PROFILES: dict[str, dict[str, Any]] = {
     "together": {"mode": "fixed 1s", "accounting": "actual",
                  "sim_flags": {"headers": "together", "headers_report": "window",
                                "retry_after": "seconds"}},
+    # Groq: OpenAI's header names, but the request figures are a day's ("Always refers to Requests
+    # Per Day (RPD)"), and RPM is stated nowhere (console.groq.com/docs/rate-limits); how it
+    # enforces RPM is not said: per second here, as OpenAI may. Tokens on a bucket of a minute
+    # (its 429s' "try again in" fits one), counted as the simulator does by default. Both limits
+    # are there in each case, as on Groq (`beside`): the RPM-bound one with a TPM that does not
+    # bind, stated; the TPM-bound one with an RPM that does not bind, unstated
+    "groq": {"mode": "fixed 1s", "accounting": "refund",
+             "sim_flags": {"headers": "groq", "rpd": GROQ_RPD, "retry_after": "seconds",
+                           "token_limit_mode": "bucket"},
+             "beside": {"rpm": {"tpm": GROQ_OTHER_TPM}, "tpm": {"rpm": GROQ_OTHER_RPM}}},
 }
 
 
@@ -352,25 +363,10 @@ def provider_cases(p: Params) -> list[Case]:
                         "providers slow" if slow else "providers", prof["mode"], know, bound,
                         latency_s=LATENCY_NOTHING_S if nothing else LATENCY_S,
                         duration_s=p.nothing_duration_s if nothing else p.duration_s,
-                        sim_flags={**prof["sim_flags"], **(NOTHING if nothing else {}),
-                                   **(SLOW if slow else {})},
+                        sim_flags={**prof["sim_flags"], **prof.get("beside", {}).get(bound, {}),
+                                   **(NOTHING if nothing else {}), **(SLOW if slow else {})},
                         accounting=prof["accounting"],
                         token_limit=prof.get("token_limit", "tpm") if bound == "tpm" else "tpm"))
-    # Groq: OpenAI's header names, but the request figures are a day's ("Always refers to Requests
-    # Per Day (RPD)"), and RPM is stated nowhere (console.groq.com/docs/rate-limits); how it
-    # enforces RPM is not said: per second here, as OpenAI may. Tokens on a bucket of a minute (its
-    # 429s' "try again in" fits one), counted as the simulator does by default. Both limits are
-    # there in each case, as on Groq: the RPM-bound one with a TPM that does not bind, stated; the
-    # TPM-bound one with an RPM that does not bind, unstated
-    for slow in (False, True):
-        for know in ("given", "headers"):
-            for bound, other in (("rpm", {"tpm": GROQ_OTHER_TPM}), ("tpm", {"rpm": GROQ_OTHER_RPM})):
-                cases.append(Case(
-                    f"groq-like, {'slow replies, ' if slow else ''}{know}, {bound.upper()}",
-                    "providers slow" if slow else "providers", "fixed 1s", know, bound,
-                    duration_s=p.duration_s,
-                    sim_flags={"headers": "groq", "rpd": GROQ_RPD, "retry_after": "seconds",
-                               "token_limit_mode": "bucket", **other, **(SLOW if slow else {})}))
     # Azure's token count "reset each minute", reported as itself (its remaining count falls to
     # the minute's end, then is whole again) rather than as a bucket's per-minute figures: its
     # documentation says neither way
