@@ -74,6 +74,10 @@ enforced by --limit_mode (--token_limit_mode / --token_window_s for the token li
   --headers anthropic              anthropic-ratelimit-*, RFC 3339 resets,   [A]
                                    token remaining rounded to 1000
   --headers together               x-ratelimit-*, x-tokenlimit-* (seconds)   [T]
+  --headers openrouter             on a 429 only: X-RateLimit-Limit, -Re-    [R] "X-RateLimit-* headers on
+                                   maining, -Reset in Unix milliseconds,     the error response"; free models
+                                   also in the body's error.metadata; --rpd  20 RPM, 50 or 1000 RPD
+                                   a UTC day (a window reset at midnight)
   --headers ietf                   RateLimit-Policy / RateLimit              [I] draft -11
   --headers none                   nothing                                   Together's current docs: none
                                                                              on a 200 [T2]
@@ -95,6 +99,7 @@ enforced by --limit_mode (--token_limit_mode / --token_window_s for the token li
   [G]  https://console.groq.com/docs/rate-limits
   [T]  https://docs.together.ai/docs/rate-limits
   [T2] https://docs.together.ai/docs/serverless/rate-limits
+  [R]  https://openrouter.ai/docs/api-reference/limits
   [I]  https://datatracker.ietf.org/doc/draft-ietf-httpapi-ratelimit-headers/
 The quotes are beside the code that follows them.
 
@@ -204,7 +209,8 @@ class SimConfig:
     tpm: float = 0.0
     itpm: float = 0.0  # input (prompt) tokens per minute
     otpm: float = 0.0  # output (completion) tokens per minute
-    rpd: float = 0.0  # requests per day: a bucket of a day (Groq states it, not RPM: --headers groq)
+    rpd: float = 0.0  # requests per day: a bucket of a day (Groq states it, not RPM: --headers groq),
+    # or the UTC day with --headers openrouter
     default_max_tokens: int = 1024
     # how the limits are enforced (see the module docstring for the provider behind each)
     limit_mode: str = "bucket"  # bucket | fixed | sliding | gcra
@@ -215,7 +221,7 @@ class SimConfig:
     token_accounting: str = "refund"  # refund | reserve | max | actual
     count_rejected: bool = False  # a 429'd request still counts against the requests limit
     # what a rate-limited server says
-    headers: str = "openai"  # openai | anthropic | together | ietf | none
+    headers: str = "openai"  # openai | groq | anthropic | together | openrouter | ietf | none
     headers_report: str = "minute"  # minute | window
     retry_after: str = "ms"  # ms | seconds | date | none
     body_hint: bool = True  # "Please try again in 1.5s." in the 429 message
@@ -285,12 +291,14 @@ class SimConfig:
         """(enforcement mode, window seconds) of one limit: 'rpm', 'tpm', 'itpm' or 'otpm'."""
         if limit == "rpm":
             return self.limit_mode, self.window_s
+        if limit == "rpd":  # OpenRouter's "per day" is the UTC day; Groq's reads as a bucket
+            return ("fixed", DAY_MINUTES * 60) if self.headers == "openrouter" else ("bucket", 0.0)
         return self.token_limit_mode or self.limit_mode, self.token_window_s or self.window_s
 
 
 LIMIT_MODES = ("bucket", "fixed", "sliding", "gcra")
 TOKEN_ACCOUNTING = ("refund", "reserve", "max", "actual")
-HEADER_DIALECTS = ("openai", "groq", "anthropic", "together", "ietf", "none")
+HEADER_DIALECTS = ("openai", "groq", "anthropic", "together", "openrouter", "ietf", "none")
 HEADERS_REPORT = ("minute", "window")
 RETRY_AFTER = ("ms", "seconds", "date", "none")
 
@@ -682,8 +690,10 @@ class Limit:
         self.label, self.short, self.field = _KINDS[kind]
         self.mode = mode
         now = time.monotonic()
-        if kind == "requests_day":  # `per_minute` is the day's: a bucket of a day, starting full
-            self.enforcer: Any = Bucket(per_minute / DAY_MINUTES, capacity=per_minute, now=now)
+        if kind == "requests_day" and mode == "fixed":  # a window of `window_s` (the UTC day)
+            self.enforcer: Any = FixedWindow(per_minute / DAY_MINUTES, window_s, clock)
+        elif kind == "requests_day":  # `per_minute` is the day's: a bucket of a day, starting full
+            self.enforcer = Bucket(per_minute / DAY_MINUTES, capacity=per_minute, now=now)
             self.mode = "bucket"
         elif mode == "bucket":
             self.enforcer = Bucket(per_minute, now=now)
@@ -947,7 +957,7 @@ class Simulator:
     def _ratelimit_headers(self, now: float) -> dict[str, str]:
         """The limits, in the dialect of --headers, with the figures of --headers_report."""
         cfg = self.cfg
-        if cfg.headers == "none" or not self.limits:
+        if cfg.headers in ("none", "openrouter") or not self.limits:  # (OpenRouter's: 429s only)
             return {}
         rep = {kind: lim.report(now, cfg.headers_report) for kind, lim in self.limits.items()}
         return _HEADER_DIALECTS[cfg.headers](rep, self.clock.wall(now))
@@ -1340,6 +1350,8 @@ class Simulator:
             waits = {k: lim.enforcer.wait_for(costs[k][1], now) for k, lim in self.limits.items()}
         wait = max(waits.values())
         lim = self.limits[kind]
+        if cfg.headers == "openrouter":
+            return self._openrouter_429(lim, now)
         limit, remaining = lim.report(now, cfg.headers_report)[:2]
         msg = (f"Rate limit reached for {lim.label} on {model}: Limit {_count(limit)}, "
                f"Used {max(0, round(limit - remaining))}, Requested {costs[kind][1]}.")
@@ -1351,6 +1363,28 @@ class Simulator:
         headers = self._ratelimit_headers(now)
         headers.update(self._retry_after_headers(wait, now))
         return self._json(429, _err(msg, kind, "rate_limit_exceeded"), headers)
+
+    def _openrouter_429(self, lim: Limit, now: float) -> web.Response:
+        """OpenRouter, https://openrouter.ai/docs/api-reference/limits : its rate limits show as
+        "X-RateLimit-* headers on the error response" (none on a 200); free models 20 requests
+        a minute and 50 or 1,000 a day, "the UTC day". Its 429s as public bug reports and client
+        tests quote them: the reset is the refusing window's end in Unix milliseconds (a whole
+        minute, "1789138080000"; a UTC midnight, "1788220800000"), and the body repeats the
+        three: {"error":{"message":"Rate limit exceeded: free-models-per-min. ","code":429,
+        "metadata":{"headers":{"X-RateLimit-Limit":"20","X-RateLimit-Remaining":"0",
+        "X-RateLimit-Reset":"1789138080000"}}}}. No wait in the message; a Retry-After only as
+        --retry_after says (OpenRouter-like: none)."""
+        limit, remaining, reset, _ = lim.report(now, "window")
+        headers = {"X-RateLimit-Limit": _count(limit),
+                   "X-RateLimit-Remaining": _count(max(0.0, remaining)),
+                   "X-RateLimit-Reset": str(math.ceil((self.clock.wall(now) + reset) * 1000))}
+        what = {"requests": "free-models-per-min", "requests_day": "free-models-per-day"}.get(
+            lim.kind, lim.short)
+        body = orjson.dumps({"error": {"message": f"Rate limit exceeded: {what}. ", "code": 429,
+                                       "metadata": {"headers": headers}}})
+        if self.cfg.retry_after != "none":
+            headers = {**headers, **self._retry_after_headers(reset, now)}
+        return self._json(429, body, headers)
 
     # ---------------------------------------------------------------- handlers
 
@@ -2265,7 +2299,8 @@ def parse_args(argv: list[str] | None = None) -> SimConfig:
               "tokens}, reset like 1s / 6m0s (OpenAI, Azure, Groq); anthropic = anthropic-ratelimit-{requests,"
               "tokens,input-tokens,output-tokens}-{limit,remaining,reset}, reset in RFC 3339, token remaining "
               "rounded to the nearest thousand; together = x-ratelimit-limit/-remaining/-reset (seconds) and "
-              "x-tokenlimit-limit/-remaining; ietf = RateLimit-Policy and RateLimit (draft-ietf-httpapi-"
+              "x-tokenlimit-limit/-remaining; openrouter = X-RateLimit-Limit/-Remaining/-Reset (Unix ms) on 429s only, "
+              "also in the body's error.metadata.headers, --rpd the UTC day; ietf = RateLimit-Policy and RateLimit (draft-ietf-httpapi-"
               "ratelimit-headers-11); none. Default openai")
     _add(g, "headers_report", choices=HEADERS_REPORT, default=d.headers_report,
          help="minute = limits and remaining as per-minute figures whatever the enforcement (OpenAI, Azure, "

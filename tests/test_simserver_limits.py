@@ -470,6 +470,36 @@ def test_together_dialect_per_second():
         assert post(c, s).headers["x-ratelimit-limit"] == "600"  # --headers_report minute
 
 
+def test_openrouter_dialect_on_429s_only_with_resets_in_unix_milliseconds():
+    """OpenRouter states its limits only on a 429 ("X-RateLimit-* headers on the error
+    response"), the reset the refusing window's end in Unix ms, the three repeated in the body;
+    free models' RPD is the UTC day."""
+    with start_simulator(rpm=2, headers="openrouter", retry_after="none", limit_mode="fixed",
+                         window_s=60) as s, httpx.Client() as c:
+        ok = [post(c, s) for _ in range(2)]
+        assert all(r.status_code == 200 and not ratelimit_headers(r.headers) for r in ok)
+        r = post(c, s)
+        assert r.status_code == 429, r.text
+        h = ratelimit_headers(r.headers)
+        assert set(h) == {"x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"}
+        assert (h["x-ratelimit-limit"], h["x-ratelimit-remaining"]) == ("2", "0")
+        reset_ms = int(h["x-ratelimit-reset"])
+        assert 0 < reset_ms / 1000 - time.time() <= 60.5
+        assert abs(reset_ms - round(reset_ms / 60000) * 60000) <= 1  # a whole minute's end
+        error = r.json()["error"]
+        assert error["message"].startswith("Rate limit exceeded: free-models-per-min")
+        assert {k.lower(): v for k, v in error["metadata"]["headers"].items()} == h
+    with start_simulator(rpm=600, rpd=1, headers="openrouter", retry_after="none") as s, \
+            httpx.Client() as c:
+        assert post(c, s).status_code == 200
+        r = post(c, s)
+        assert r.status_code == 429 and "free-models-per-day" in r.json()["error"]["message"]
+        reset_ms = int(r.headers["X-RateLimit-Reset"])
+        assert abs(reset_ms - round(reset_ms / 86_400_000) * 86_400_000) <= 1  # the UTC midnight
+        assert 0 < reset_ms / 1000 - time.time() <= 86_400
+        assert timeline(c, s)["limits"]["enforced"]["rpd"]["window_s"] == 86400
+
+
 def test_ietf_dialect():
     with start_simulator(rpm=60, tpm=60000, otpm=6000, headers="ietf") as s, httpx.Client() as c:
         r = post(c, s, small(max_tokens=100))
