@@ -10,11 +10,15 @@ the limiter never sees a header name.
 | OpenAI, Azure, Groq | x-ratelimit-{limit,remaining,reset}-requests | ...-tokens | duration "6m0s" |
 | Anthropic | anthropic-ratelimit-requests-{limit,remaining,reset} | -tokens-, -input-tokens-, -output-tokens- | RFC 3339 time |
 | Together | x-ratelimit-{limit,remaining,reset} | x-tokenlimit-{limit,remaining} | seconds |
+| OpenRouter, and many APIs | X-RateLimit-{Limit,Remaining,Reset} (429s only; also in the body) | | Unix time, ms or s |
 | IETF draft | RateLimit-Policy: "p";q=100;w=60 and RateLimit: "p";r=50;t=30 | | seconds |
 | IETF, older drafts | RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset | | seconds |
 
-Limits are per minute unless the dialect states a window (IETF `w=`): a server whose limit is
-per second or per day is recognised by the limiter from how its counts and resets move.
+Limits are per minute unless the dialect states a window (IETF `w=`, Together's second): a server
+whose limit is per second or per day is recognised by the limiter from how its counts and resets
+move. A reset may be written as a wait or as a time: Together's "0.25" is seconds to wait,
+OpenRouter's "1789138080000" Unix milliseconds (a minute's end), GitHub-style APIs' Unix seconds;
+a number no wait could be (over 31 years) is read as a time, or the run would wait for ever.
 """
 
 from __future__ import annotations
@@ -68,6 +72,35 @@ def _number(value: str | None) -> float | None:
     except ValueError:
         return None
     return number if math.isfinite(number) and number >= 0 else None
+
+
+UNIX_SECONDS = 1e9  # a wait this long is 31 years: such a number is a time (2001 on), in seconds,
+UNIX_MILLISECONDS = 1e11  # ... or from this on, in milliseconds (1973 on, in ms; 5138 in s)
+
+
+def _as_wait(number: float, reference: float) -> tuple[float, bool]:
+    """(seconds to wait, whether the server wrote a time rather than a wait)."""
+    if number >= UNIX_MILLISECONDS:
+        return max(0.0, number / 1000.0 - reference), True
+    if number >= UNIX_SECONDS:
+        return max(0.0, number - reference), True
+    return number, False
+
+
+def reset_seconds(text: str | None, reference: float) -> tuple[float | None, bool]:
+    """A reset as any dialect writes it, in seconds from now: a wait ("0.25", OpenAI's "6m0s"), a
+    Unix time in seconds or milliseconds, or an HTTP date; and whether it was written as a time
+    (None, False: not said, or unreadable)."""
+    if not text:
+        return None, False
+    number = _number(text)
+    if number is not None:
+        return _as_wait(number, reference)
+    wait = parse_duration(text)
+    if wait is not None:
+        return wait, False
+    when = _seconds_until_http_date(text, reference)
+    return (when, True) if when is not None else (None, False)
 
 
 def _reply_time(headers: Mapping[str, str], wall_now: float) -> float:
@@ -149,6 +182,7 @@ class RateLimitHint:
         import time
 
         wall = time.time() if wall_now is None else wall_now
+        headers = _with_headers_in_body(headers, body)
         reference = _reply_time(headers, wall)
         retry_after = retry_after_seconds(headers, reference)
         said = retry_hint_in_message(body) if body else None
@@ -162,17 +196,35 @@ class RateLimitHint:
             retry_after = said
         limited = limit_named_in(body) if body else None
         requested = requested_in_message(body) if body else None
-        requests, tokens = _openai(headers)
+        requests, tokens = _openai(headers, reference)
         inputs = outputs = NOTHING
         if requests.empty and tokens.empty:
             requests, tokens, inputs, outputs = _anthropic(headers, reference)
         if requests.empty and tokens.empty:
-            requests, tokens = _together(headers)
+            requests, tokens = _x_ratelimit(headers, reference)
             if retry_after is None and body is not None:  # a 429: Together's reset is the wait
                 retry_after = requests.reset
         if requests.empty and tokens.empty:
-            requests, tokens = _ietf(headers)
+            requests, tokens = _ietf(headers, reference)
         return cls(retry_after, limited, requests, tokens, inputs, outputs, requested)
+
+
+def _with_headers_in_body(headers: Mapping[str, str],
+                          body: bytes | str | None) -> Mapping[str, str]:
+    """OpenRouter's 429 body repeats its rate-limit headers, {"error": {"message": ...,
+    "metadata": {"headers": {"X-RateLimit-Limit": "20", ...}}}}: where a proxy on the way kept
+    the body but not the headers, they are read from there (the reply's own headers win)."""
+    if not body or b"metadata" not in (body if isinstance(body, bytes) else body.encode()):
+        return headers
+    try:
+        said = json.loads(body)["error"]["metadata"]["headers"]
+    except (ValueError, KeyError, TypeError):
+        return headers
+    if not isinstance(said, dict):
+        return headers
+    merged = {str(k).lower(): str(v) for k, v in said.items()}
+    merged.update((k.lower(), v) for k, v in headers.items())
+    return merged
 
 
 def retry_after_seconds(headers: Mapping[str, str], reference: float) -> float | None:
@@ -186,7 +238,7 @@ def retry_after_seconds(headers: Mapping[str, str], reference: float) -> float |
         return None
     seconds = _number(text)
     if seconds is not None:
-        return seconds
+        return _as_wait(seconds, reference)[0]
     return _seconds_until_http_date(text, reference)
 
 
@@ -210,11 +262,13 @@ def retry_hint_in_message(body: bytes | str) -> float | None:
 
 _ERROR_TYPES = {"requests": "requests", "tokens": "tokens", "input_tokens": "input",
                 "output_tokens": "output"}
-_LIMIT_WORDS = (  # what a 429 message says was reached (OpenAI, Groq, Azure, Anthropic)
+_LIMIT_WORDS = (  # what a 429 message says was reached (OpenAI, Groq, Azure, Anthropic, OpenRouter)
     (re.compile(r"input[ -]tokens", re.I), "input"),
     (re.compile(r"output[ -]tokens", re.I), "output"),
     (re.compile(r"tokens per (min|minute|day)|\bTP[MD]\b|token rate limit", re.I), "tokens"),
     (re.compile(r"requests per (min|minute|day)|\bRP[MD]\b", re.I), "requests"),
+    # OpenRouter's "Rate limit exceeded: free-models-per-min." (its free models' requests)
+    (re.compile(r"models-per-(min|day)\b|limit_rp[md]\b", re.I), "requests"),
 )
 
 
@@ -249,11 +303,11 @@ def limit_named_in(body: bytes | str) -> str | None:
     return None
 
 
-def _openai(headers: Mapping[str, str]) -> tuple[Reading, Reading]:
+def _openai(headers: Mapping[str, str], reference: float) -> tuple[Reading, Reading]:
     def reading(kind: str) -> Reading:
         return Reading(limit=_number(headers.get(f"x-ratelimit-limit-{kind}")),
                        remaining=_number(headers.get(f"x-ratelimit-remaining-{kind}")),
-                       reset=parse_duration(headers.get(f"x-ratelimit-reset-{kind}")))
+                       reset=reset_seconds(headers.get(f"x-ratelimit-reset-{kind}"), reference)[0])
 
     return reading("requests"), reading("tokens")
 
@@ -270,13 +324,19 @@ def _anthropic(headers: Mapping[str, str],
     return reading("requests"), reading("tokens"), reading("input-tokens"), reading("output-tokens")
 
 
-def _together(headers: Mapping[str, str]) -> tuple[Reading, Reading]:
-    """Together states its limits per second ("the headers display per second limits only")."""
+def _x_ratelimit(headers: Mapping[str, str], reference: float) -> tuple[Reading, Reading]:
+    """X-RateLimit-Limit/-Remaining/-Reset, a window's count that resets at once. Together states
+    its limits per second ("the headers display per second limits only"), its reset a wait of
+    under a second, with x-tokenlimit-* beside them. The same names elsewhere (OpenRouter: "20"
+    a minute, reset "1789138080000", the minute's end in Unix ms) are of longer windows: a reset
+    written as a time, or a wait over a second, is not Together's, and the window is left to the
+    limiter (a minute, or what the reset shows)."""
     def reading(prefix: str) -> Reading:
         limit = _number(headers.get(f"{prefix}-limit"))
+        reset, is_time = reset_seconds(headers.get(f"{prefix}-reset"), reference)
+        per_second = limit is not None and not is_time and (reset is None or reset <= 1.0)
         return Reading(limit=limit, remaining=_number(headers.get(f"{prefix}-remaining")),
-                       reset=parse_duration(headers.get(f"{prefix}-reset")),
-                       window=1.0 if limit is not None else None, refills=False)
+                       reset=reset, window=1.0 if per_second else None, refills=False)
 
     return reading("x-ratelimit"), reading("x-tokenlimit")
 
@@ -297,7 +357,7 @@ def _sf_items(text: str) -> list[tuple[str, dict[str, str]]]:
     return items
 
 
-def _ietf(headers: Mapping[str, str]) -> tuple[Reading, Reading]:
+def _ietf(headers: Mapping[str, str], reference: float) -> tuple[Reading, Reading]:
     """draft-ietf-httpapi-ratelimit-headers: `RateLimit-Policy` names quota policies (q units per
     w seconds, in quota unit qu, requests by default), `RateLimit` gives what is left (r) and
     when it resets (t) for each; of several policies of one unit the one with the shortest
@@ -313,7 +373,8 @@ def _ietf(headers: Mapping[str, str]) -> tuple[Reading, Reading]:
             if unit not in ("requests", "tokens"):
                 continue  # a quota of bytes or of concurrent requests does not pace us
             reading = Reading(limit=_number(policy.get("q")), remaining=_number(params.get("r")),
-                              reset=_number(params.get("t")), window=_number(policy.get("w")),
+                              reset=reset_seconds(params.get("t"), reference)[0],
+                              window=_number(policy.get("w")),
                               refills=False)
             old = best.get(unit)
             if old is None or (reading.window or math.inf) < (old.window or math.inf):
@@ -329,5 +390,5 @@ def _ietf(headers: Mapping[str, str]) -> tuple[Reading, Reading]:
         break
     first = (limit or "").split(",")[0].split(";")[0]
     return Reading(limit=_number(first), remaining=_number(headers.get("ratelimit-remaining")),
-                   reset=_number(headers.get("ratelimit-reset")), window=window,
+                   reset=reset_seconds(headers.get("ratelimit-reset"), reference)[0], window=window,
                    refills=False), NOTHING

@@ -64,6 +64,46 @@ def test_together_dialect_is_per_second_and_its_reset_is_the_wait_on_a_429():
     assert hint(headers, b'{"error": {"message": "dynamic_request_limited"}}').retry_after == 0.25
 
 
+# An OpenRouter 429 as its users quote them: the limits in the body too, the reset the minute's end
+# in Unix milliseconds (2026-09-11 12:08:00 UTC); the reply's Date 30 s before it
+OPENROUTER_DATE = "Fri, 11 Sep 2026 12:07:30 GMT"
+OPENROUTER_429 = (b'{"error":{"message":"Rate limit exceeded: free-models-per-min. ","code":429,'
+                  b'"metadata":{"headers":{"X-RateLimit-Limit":"20","X-RateLimit-Remaining":"0",'
+                  b'"X-RateLimit-Reset":"1789128480000"}}}}')
+
+
+def test_a_reset_written_as_a_unix_time_is_read_as_one_not_as_a_wait_of_decades():
+    """X-RateLimit-Reset in Unix milliseconds (OpenRouter) or seconds (GitHub-style APIs) is a
+    time: read as a wait, it held a run for 57,000 years after one 429 (the run stopped sending
+    at its first 429). It is a minute's count, not Together's second."""
+    for reset in ("1789128480000", "1789128480", "Fri, 11 Sep 2026 12:08:00 GMT"):
+        h = hint({"date": OPENROUTER_DATE, "X-RateLimit-Limit": "20",
+                  "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset}, b"{}")
+        assert h.requests.reset == pytest.approx(30.0), reset
+        assert h.retry_after == pytest.approx(30.0)  # a 429's wait: the window's end
+        assert (h.requests.limit, h.requests.window, h.requests.refills) == (20, None, False)
+    # OpenAI's names and Retry-After, the same
+    h = hint({"date": OPENROUTER_DATE, "x-ratelimit-limit-requests": "20",
+              "x-ratelimit-reset-requests": "1789128480", "retry-after": "1789128480"}, b"{}")
+    assert h.requests.reset == pytest.approx(30.0) and h.retry_after == pytest.approx(30.0)
+    # a wait of more than a second is not Together's per-second window either
+    assert hint({"X-RateLimit-Limit": "100", "X-RateLimit-Reset": "42"}).requests.window is None
+
+
+def test_openrouter_states_its_limits_in_the_429_body_where_headers_are_missing():
+    h = hint({"date": OPENROUTER_DATE}, OPENROUTER_429)
+    assert (h.requests.limit, h.requests.remaining, h.requests.reset) == (20, 0, pytest.approx(30.0))
+    assert h.retry_after == pytest.approx(30.0) and h.limited == "requests"
+    # the reply's own headers win over the body's
+    h = hint({"date": OPENROUTER_DATE, "X-RateLimit-Limit": "16"}, OPENROUTER_429)
+    assert h.requests.limit == 16 and h.requests.remaining == 0
+    day = OPENROUTER_429.replace(b"per-min", b"per-day").replace(b"1789128480000", b"1789171200000")
+    assert hint({"date": OPENROUTER_DATE}, day).retry_after == pytest.approx(11 * 3600 + 52 * 60 + 30)  # to the UTC midnight
+    for body in (b'{"error": {"metadata": {"headers": ["X"]}}}', b'{"error": {"metadata": 1}}',
+                 b"metadata but not JSON"):
+        assert hint({}, body).requests.empty
+
+
 def test_ietf_draft_11_policies_with_units():
     h = hint({"RateLimit-Policy": '"requests";q=600;w=60, "tokens";q=150000;qu="tokens";w=60, '
                                   '"daily";q=100000;w=86400',
