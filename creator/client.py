@@ -18,15 +18,20 @@ from typing import Any, Callable
 import aiohttp
 import orjson
 
-from .endpoints import Endpoint, NoEndpointLeft, Route, Router
+from .endpoints import Endpoint, NoEndpointLeft, Route, Router, spent_until
 from .errors import APIError
 from .ratehints import RateLimitHint
-from .ratelimit import Clock, RetryPolicy, Ticket
+from .ratelimit import LONG_WAIT_S, Clock, RetryPolicy, Ticket
 from .spend import BudgetSpent, Hold, Spend, prompt_token_bound
 
 
 class FatalAPIError(APIError):
     """Retrying cannot help (bad key, no quota, bad request): the run stops with this message."""
+
+
+class LimitsSpent(FatalAPIError):
+    """Every endpoint's rate limits allow nothing for hours (a day's limit used up): no request
+    goes any more, those in flight finish, and then the run stops with this message."""
 
 
 class RequestFailed(RuntimeError):
@@ -359,6 +364,8 @@ class ChatClient:
         try:
             route, ticket = await self.router.acquire(reserved, prompt, size)
         except NoEndpointLeft as exc:
+            if exc.spent:
+                raise LimitsSpent(f"every endpoint's rate limits are spent: {exc}") from None
             raise self._fatal(f"every endpoint was set aside: {exc}") from None
         endpoint = route.endpoint
         if size is not None:
@@ -460,6 +467,16 @@ class ChatClient:
         if status == 429 and "insufficient_quota" not in code:
             self.stats.rate_limited += 1
             self.router.rate_limited(route, ticket, hint)
+            if hint.retry_after is not None and hint.retry_after > LONG_WAIT_S:
+                # a limit of a day used up (OpenRouter's "free-models-per-day", its reset the
+                # UTC midnight): waiting hours is not a retry
+                self.router.spend_out(route, self.redact(
+                    f"HTTP 429 ({message.strip()}): " +
+                    spent_until(hint.retry_after, "its rate limits")))
+                if not self.router.usable():
+                    raise LimitsSpent(f"every endpoint's rate limits are spent: "
+                                      f"{self.router.why_none()}")
+                return Retryable("endpoint_set_aside")
             return Retryable("rate_limited", hint.retry_after)
         if status == 429:
             return self._set_aside(route, ticket, f"the API account has no quota left at {url} "

@@ -28,7 +28,8 @@ from typing import Any, Callable, Mapping
 
 from .errors import InputError
 from .ratehints import RateLimitHint
-from .ratelimit import Clock, Limits, Ticket
+from .ratelimit import LONG_WAIT_S, Clock, Limits, Ticket
+from .summary import duration_text
 
 
 class EndpointsError(InputError):
@@ -197,6 +198,7 @@ class Route:
         self.breaker = Breaker()
         self.stats = RouteStats()
         self.set_aside: str | None = None  # why it was dropped for good (a refused key, ...)
+        self.spent = False  # ... or for hours: its limits allow nothing until a time it says
 
     def wait_time(self, tokens: int, prompt: int, now: float, alone: bool = False) -> float:
         """`alone`: the only endpoint left, where setting it aside would only idle the run
@@ -271,8 +273,12 @@ class Router:
                 if completion is not None:
                     tokens = prompt + completion()
                 route, wait = self.choose(tokens, prompt, now)
+                if LONG_WAIT_S < wait < math.inf:
+                    self._set_aside_spent(tokens, prompt, now)
+                    route = None
                 if route is None:
-                    raise NoEndpointLeft(self.why_none())
+                    raise NoEndpointLeft(self.why_none(),
+                                         spent=all(r.spent for r in self.routes))
                 if wait <= 0:
                     if completion is not None:  # (a fitted max_tokens may give a little more)
                         tokens = prompt + route.limits.fit_window(prompt, tokens - prompt)
@@ -285,6 +291,20 @@ class Router:
         route.stats.requests += 1
         return route.limits.consume(tokens, self.clock() if now is None else now, prompt,
                                     sized=sized)
+
+    def _set_aside_spent(self, tokens: int, prompt: int, now: float) -> None:
+        """Every endpoint's limits allow nothing for longer than a run should sit idle (a day's
+        limit used up: OpenRouter's free models, 50 requests until the UTC midnight): set them
+        aside, saying until when, so the run stops and can be resumed then."""
+        for route in self.usable():
+            self.spend_out(route, spent_until(route.wait_time(tokens, prompt, now, alone=True),
+                                              "its rate limits"))
+
+    def spend_out(self, route: Route, reason: str) -> None:
+        """`route`'s limits allow nothing for hours: set it aside (a ticket of its was settled)."""
+        route.set_aside, route.spent = route.set_aside or reason, True
+        self._released.set()
+
 
     def why_none(self) -> str:
         return "; ".join(f"{r.endpoint.base_url}: {r.set_aside}" for r in self.routes)
@@ -349,5 +369,17 @@ class Router:
         self._released.set()
 
 
+def spent_until(wait: float, what: str) -> str:
+    """Why an endpoint whose limits allow nothing for `wait` seconds was set aside."""
+    until = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(time.time() + wait))
+    return (f"{what} allow no request for {duration_text(wait)} (until {until}); run the same "
+            f"command with --resume then")
+
+
 class NoEndpointLeft(RuntimeError):
-    """Every endpoint has been set aside."""
+    """Every endpoint has been set aside; `spent`: every one for limits that allow nothing for
+    hours (the requests in flight may still finish)."""
+
+    def __init__(self, why: str, spent: bool = False) -> None:
+        super().__init__(why)
+        self.spent = spent

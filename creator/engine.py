@@ -19,7 +19,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from .client import ChatClient, Completion, RequestFailed, estimate_prompt_tokens
+from .client import ChatClient, Completion, LimitsSpent, RequestFailed, estimate_prompt_tokens
 from .config import RunConfig
 from .errors import option
 from .filters import Candidate, Quality, reference_shares
@@ -149,6 +149,7 @@ class Engine:
     spend: Spend = field(default_factory=Spend)  # the budgets (the client holds the same one)
     projection: Projection | None = None  # made before the first request of this session
     batch_info: dict[str, Any] | None = None  # with --batch: the batches, for the summary
+    limits_spent: LimitsSpent | None = None  # every endpoint's limits allow nothing for hours
     rejected: Counter[str] = field(default_factory=Counter)
     failed: Counter[str] = field(default_factory=Counter)
     over_target: int = 0
@@ -220,6 +221,12 @@ class Engine:
             return
         except BudgetSpent:
             self.strategy.on_failure(job)  # not sent: the job goes back, the scheduler stops
+            return
+        except LimitsSpent as exc:
+            # the same, for rate limits spent for hours: what is in flight finishes (the server
+            # admitted it, and counted it), then the run stops saying until when
+            self.limits_spent = self.limits_spent or exc
+            self.strategy.on_failure(job)
             return
         self.reply_size.observe(completion.completion_tokens, completion.finish_reason,
                                 completion.max_tokens or self.cfg.max_tokens)
@@ -309,7 +316,8 @@ class Engine:
         last_summary = time.monotonic()
         try:
             while self.accepted < self.target:
-                while len(tasks) < self.cfg.concurrency and self._more_needed(len(tasks)):
+                while len(tasks) < self.cfg.concurrency and self._more_needed(len(tasks)) \
+                        and self.limits_spent is None:
                     job = self.strategy.next_job()
                     if job is None:
                         break
@@ -326,7 +334,7 @@ class Engine:
                     task.add_done_callback(finished.put_nowait)
                     tasks.add(task)
                 if not tasks:
-                    raise self.budget_stop()
+                    raise self.limits_spent or self.budget_stop()
                 done = [await finished.get()]
                 while not finished.empty():
                     done.append(finished.get_nowait())

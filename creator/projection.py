@@ -32,6 +32,7 @@ import orjson
 from .config import RunConfig
 from .records import Record
 from .spend import cost_usd, prompt_token_bound
+from .summary import duration_text
 from .task import TaskFormat, exemplar_fields, render_messages
 
 CHARS_PER_TOKEN = 4.0
@@ -126,18 +127,10 @@ class Projection:
         if self.seconds is None:
             out.append(f"projection: time {self.time_basis}")
         else:
-            out.append(f"projection: ~{_duration(self.seconds)} {self.time_basis}")
+            out.append(f"projection: ~{duration_text(self.seconds)} {self.time_basis}")
         if self.budget:
             out.append(f"projection: {self.budget}")
         return out
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def _tree_rounds(replies: int, per_reply: float) -> int:

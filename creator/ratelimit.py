@@ -51,7 +51,7 @@ from .ratehints import RateLimitHint, Reading, parse_duration  # noqa: F401 (re-
 
 Clock = Callable[[], float]
 __all__ = ["Limits", "Pacer", "SpanGuard", "Budget", "Learner", "Ticket", "Sent", "RetryPolicy",
-           "RefundAudit", "RateLimitHint", "Reading", "parse_duration", "MARGIN"]
+           "RefundAudit", "RateLimitHint", "Reading", "parse_duration", "MARGIN", "LONG_WAIT_S"]
 
 MARGIN = 0.98  # pace at 98% of a known limit: arrival jitter must not push one into a full window
 SPAN_SLACK_S = 0.25  # a SpanGuard's span: the limit's window and this (the way to the server)
@@ -61,6 +61,7 @@ WINDOW_RESUME_S = 0.25  # ... and one held by a window's end, up to this long be
 WINDOW_MARGIN = 1.0  # the pace of a second whose own count the server reports (Stated.counted)
 MINUTE = 60.0
 LONG_PERIOD_S = 600.0  # a limit stated over a longer period (a day) is a budget, not a pace
+LONG_WAIT_S = LONG_PERIOD_S  # limits that allow nothing for longer are spent: the run stops there
 PROBE_GIVE_UP_S = 5.0  # the first request is alone until it is answered, or this long
 STORM_PAUSE_MAX_S = 2.0  # a storm's backoff at first; in one that has lasted long (a long
 STORM_PAUSE_LONG_S = 4.0  # window spent), at most this: the probe that finds it reopened waits

@@ -64,3 +64,12 @@ class RunSummary:
         values.setdefault("target", 0)
         values.setdefault("accepted", 0)
         return cls(**values)
+
+
+def duration_text(seconds: float) -> str:
+    """A duration as messages say it: "45 s", "12 min", "7.5 h"."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

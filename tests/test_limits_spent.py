@@ -1,0 +1,101 @@
+"""Limits a server states only when it refuses, with resets written as Unix times (OpenRouter:
+"X-RateLimit-* headers on the error response", the reset in Unix milliseconds), and limits spent
+for hours (its free models' requests per day, until the UTC midnight). End to end against the
+simulator's OpenRouter dialect; the router's part on its own, pure."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+
+import creatorproc
+from benchmarks.simproc import start_simulator
+from creator.endpoints import Endpoint, NoEndpointLeft, Router
+from creatorproc import check_records, read_jsonl, read_summary, run_creator
+
+YESNO = creatorproc.example_args("yesno_close")
+OPENROUTER = dict(headers="openrouter", retry_after="none", ttft=0.05, tpot=0.002)
+
+
+def test_a_minute_stated_on_a_429_with_a_reset_in_unix_ms_is_waited_out(tmp_path):
+    """20 requests a minute (OpenRouter's free models), in windows of the clock's minutes,
+    stated on the 429 only. Its reset, read as a wait, held the run for 57,000 years after the
+    first 429 (121 requests in 120 s at 120 a minute, then none); now it waits for the minute's
+    end and paces the next at the limit the 429 stated."""
+    out = tmp_path / "out.jsonl"
+    with start_simulator(rpm=20, limit_mode="fixed", window_s=60, **OPENROUTER) as sim:
+        r = run_creator(*YESNO, "--setting", "naive", "--target", "110", "--concurrency", "16",
+                        "--output", str(out), "--base_url", sim.base_url, cwd=tmp_path,
+                        timeout=150)
+        stats = sim.stats()
+    assert r.returncode == 0, r.stderr
+    check_records(out, 110)
+    assert stats["admitted"] > 20  # into a second minute
+    assert 1 <= stats["rate_limited"] <= 3, stats  # the 429 that states the limit, and no storm
+    endpoint = read_summary(out)["config"]["endpoints"][0]
+    assert endpoint["stated_limits"]["requests"] == {"limit": 20, "window_s": 60.0}
+
+
+def test_a_days_limit_spent_stops_the_run_once_what_is_in_flight_has_come_back(tmp_path):
+    """Ten requests a day, spent in the first second: the 429 says until the UTC midnight. The
+    run stops at once with that time and --resume, keeping the replies of all ten (admitted and
+    counted by the server), instead of retrying for hours; the resume refuses to go on the same
+    way until then, losing nothing."""
+    out = tmp_path / "out.jsonl"
+    with start_simulator(rpm=6000, rpd=10, limit_mode="fixed", window_s=60, **OPENROUTER) as sim:
+        args = [*YESNO, "--setting", "naive", "--target", "500", "--concurrency", "32",
+                "--output", str(out), "--base_url", sim.base_url]
+        r = run_creator(*args, cwd=tmp_path, timeout=60)
+        stats = sim.stats()
+        assert r.returncode == 1, r.stderr
+        assert re.search(r"free-models-per-day.*allow no request for \d.* h \(until "
+                         r"\d{4}-\d\d-\d\d 00:00 UTC\); run the same command with --resume",
+                         r.stderr), r.stderr
+        assert "Traceback" not in r.stderr
+        assert stats["admitted"] == stats["ok"] == 10, stats  # every admitted reply came back
+        assert stats["rate_limited"] <= 3, stats
+        first = read_jsonl(out)
+        assert len(first) >= 10  # (each reply gives several)
+        summary = read_summary(out)
+        assert summary["status"] == "failed" and "until" in summary["error"]
+        again = run_creator(*args, "--resume", cwd=tmp_path, timeout=60)
+        assert again.returncode == 1 and "00:00 UTC" in again.stderr, again.stderr
+        assert read_jsonl(out) == first
+
+
+def test_a_spent_endpoint_leaves_the_run_to_the_others(tmp_path):
+    out = tmp_path / "out.jsonl"
+    with start_simulator(rpm=6000, rpd=5, **OPENROUTER) as spent, \
+            start_simulator(rpm=600, limit_mode="fixed", window_s=1) as other:
+        r = run_creator(*YESNO, "--setting", "naive", "--target", "200", "--concurrency", "16",
+                        "--output", str(out), "--base_url", spent.base_url,
+                        "--base_url", other.base_url, cwd=tmp_path, timeout=60)
+    assert r.returncode == 0, r.stderr
+    check_records(out, 200)
+    endpoints = read_summary(out)["config"]["endpoints"]
+    assert "free-models-per-day" in endpoints[0]["set_aside"], endpoints[0]
+    assert endpoints[1]["set_aside"] is None and endpoints[1]["completions"] > 0
+
+
+def test_a_wait_of_hours_sets_every_endpoint_aside_as_spent():
+    """The router's part, on a fake clock: limits that allow nothing for longer than
+    ratelimit.LONG_WAIT_S (here a pause of two hours, as a 429's wait would set) end the
+    waiting with NoEndpointLeft(spent=True), naming the time; a minute's wait is waited."""
+    now = [1000.0]
+    router = Router([Endpoint("http://127.0.0.1:9/v1", rpm=60)], 8, clock=lambda: now[0])
+    route = router.routes[0]
+
+    async def waits() -> NoEndpointLeft:
+        route.limits.pause(now[0] + 30)
+        with pytest.raises(asyncio.TimeoutError):  # a minute's wait: waited (the clock stands)
+            await asyncio.wait_for(router.acquire(20, 10), 0.2)
+        route.limits.pause(now[0] + 7200)
+        with pytest.raises(NoEndpointLeft) as caught:
+            await asyncio.wait_for(router.acquire(20, 10), 5.0)
+        return caught.value
+
+    spent = asyncio.run(waits())
+    assert spent.spent and route.spent
+    assert re.search(r"allow no request for 2\.0 h \(until .* UTC\)", str(spent))
