@@ -17,7 +17,8 @@ case and the client as its own process, stopped with SIGINT after the case's dur
   second, counting max(prompt, max_tokens) and the 429s; Azure RPM per 10 s and a token count per
   minute, prompt + max_tokens kept; Anthropic GCRA of 1 s and token buckets, OTPM counted as
   generated, its own headers; Together per second, per-second headers; Groq, its requests per day in
-  OpenAI's headers and its RPM unstated), the limit given, in headers only, or (OpenAI, Together)
+  OpenAI's headers and its RPM unstated; OpenRouter, a minute of requests stated on its 429s only,
+  reset in Unix ms), the limit given, in headers only, or (OpenAI, Together)
   nothing; and Azure's minute of tokens reported as its own count (falling to the minute's end)
   rather than as a bucket's per-minute figures;
 - faults on a per-second limit (20% 5xx, 20% of the replies truncated mid-object);
@@ -131,6 +132,7 @@ MODES: dict[str, dict[str, Any]] = {
     "bucket": {"limit_mode": "bucket"},
     "fixed 1s": {"limit_mode": "fixed", "window_s": 1},
     "fixed 10s": {"limit_mode": "fixed", "window_s": 10},
+    "fixed 60s": {"limit_mode": "fixed", "window_s": 60},  # the clock's minutes (OpenRouter's resets)
     "sliding 60s": {"limit_mode": "sliding", "window_s": 60},
     "gcra": {"limit_mode": "gcra", "burst": GCRA_BURST_S},
     "gcra 1s": {"limit_mode": "gcra", "burst": 1.0},  # Anthropic's "1 request per second"
@@ -342,6 +344,13 @@ PROFILES: dict[str, dict[str, Any]] = {
              "sim_flags": {"headers": "groq", "rpd": GROQ_RPD, "retry_after": "seconds",
                            "token_limit_mode": "bucket"},
              "beside": {"rpm": {"tpm": GROQ_OTHER_TPM}, "tpm": {"rpm": GROQ_OTHER_RPM}}},
+    # OpenRouter: limits stated only when it refuses ("X-RateLimit-* headers on the error
+    # response", openrouter.ai/docs/api-reference/limits), the reset in Unix milliseconds at the
+    # refusing window's end (whole minutes in the 429s its users quote), no Retry-After, nothing
+    # on a 200; its own limits count requests only. How the minute is enforced is not said: a
+    # window of the clock's minute here, as those resets show
+    "openrouter": {"mode": "fixed 60s", "accounting": "refund", "bounds": ("rpm",),
+                   "sim_flags": {"headers": "openrouter", "retry_after": "none"}},
 }
 
 
@@ -353,7 +362,7 @@ def provider_cases(p: Params) -> list[Case]:
         for name, prof in PROFILES.items():
             knowledge = ("given", "headers", "nothing") if name in ("openai", "together") else (
                 "given", "headers")
-            for bound in ("rpm", "tpm"):
+            for bound in prof.get("bounds", ("rpm", "tpm")):
                 for know in knowledge:
                     nothing = know == "nothing"
                     label = "OTPM" if bound == "tpm" and prof.get("token_limit") == "otpm" else (
