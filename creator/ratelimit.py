@@ -1063,6 +1063,12 @@ class Limits:
         for kind, guards in self.guards.items():
             if hint.limited is not None and hint.limited != kind:
                 continue
+            stated = self.stated.get(kind)
+            if stated is not None and stated.counted:
+                # the server reports the window's own count and when it is whole again: its
+                # budget guards the window (OpenRouter's minute, full 8 s before its end: held
+                # a minute from our first sends, it idled 42 s past the end)
+                continue
             for guard in guards:
                 if not guard.armed and guard.used_by(now) >= SPAN_FULL * guard.cap:
                     guard.armed = armed = True
@@ -1427,11 +1433,15 @@ class Limits:
             self.pacers[kind].set_rate(rate, now)
         else:
             self.pacers[kind] = Pacer(rate, now)
-            if self.first_sent is not None and now - self.first_sent < MINUTE:
+            if self.first_sent is not None and now - self.first_sent < MINUTE and not (
+                    stated is not None and stated.counted):
                 # what went out before the limit was known counts against it too: the schedule
                 # goes on as if it had been paced from the first request (replies of 8 s: five
                 # sent in the 8 s before the first reply stated 30 a minute, then 0.49 a second,
-                # overfilled a sliding minute at its end, and the 429s cut the pace to 55%)
+                # overfilled a sliding minute at its end, and the 429s cut the pace to 55%);
+                # not where the server reports its window's own count and when it is whole again:
+                # its budget holds what was sent (OpenRouter's minute, stated on the 429 that 2,400
+                # requests of the ramp earned: the pace waited 122 s for a window reset in 50)
                 self.pacers[kind].tat = max(now, self.first_sent + self.sent.units(kind) / rate)
         self.pacers[kind].window_share = min(rates) * SHORT_WINDOW_S if \
             self.short_windows and kind != "requests" else None

@@ -225,6 +225,28 @@ def test_per_second_dialects_and_stated_windows_are_read_as_such():
     assert limits.pacers["requests"].rate == pytest.approx(20 * MARGIN)
 
 
+def test_a_window_stated_on_its_429_with_its_reset_reopens_then_not_a_minute_after_our_sends():
+    """OpenRouter states its minute only on the 429 that the ramp earns (X-RateLimit-*, a count
+    reset at once, its reset the window's end). That count, and the budget it sets, guard the
+    window: the pace is not held back for what went out before (2,400 requests of the ramp at 20
+    a second: 122 s), nor is every minute-long span of our sends (a minute after the first ones:
+    42 s past the window's end), so requests go again when the window reopens, at the pace."""
+    limits = Limits(max_in_flight=None, now=0.0)
+    sent = [limits.consume(1, i / 128) for i in range(1200)]  # the ramp's ~9 s at 128 a second
+    for t in sent[:-1]:
+        limits.completed(t, t.sent_at + 0.5, RateLimitHint(), 1, 0)
+    window = Reading(1200, 0, 20.0, refills=False)  # reset: the window's end, 20 s from now
+    now = sent[-1].sent_at + 0.05
+    limits.rate_limited(sent[-1], now, RateLimitHint(retry_after=20.0, requests=window))
+    assert limits.stated["requests"].counted and limits.pacers["requests"].rate == \
+        pytest.approx(20 * MARGIN)
+    assert limits.wait_time(1, now + 10) > 0  # the window is spent till its end
+    assert limits.wait_time(1, now + 20.01) == 0  # ... and open again at it
+    assert limits.spans_held() == []
+    t = limits.consume(1, now + 20.01)
+    assert limits.wait_time(1, now + 20.01 + 1 / (20 * MARGIN)) == pytest.approx(0, abs=1e-6)
+
+
 def test_a_429_with_a_token_pacer_first_withdraws_the_refunds():
     limits = Limits(max_in_flight=None, tpm=60_000, now=0.0)
     t = limits.consume(1200, 0.0, prompt=200)
