@@ -42,8 +42,9 @@ log = logging.getLogger("creator")
 @dataclass(frozen=True)
 class CreateResult:
     """What a run did. `status` is completed, interrupted, stalled, budget_spent or failed (an
-    APIError is raised instead for a refused key or no quota), or dry_run (nothing sent: see
-    `projection`); the figures are the output's, cumulative over resumed sessions."""
+    APIError is raised instead for a refused key, no quota, or rate limits that allow nothing for
+    hours), or dry_run (nothing sent: see `projection`); the figures are the output's, cumulative
+    over resumed sessions."""
 
     status: str
     accepted: int
