@@ -305,7 +305,6 @@ class Router:
         route.set_aside, route.spent = route.set_aside or reason, True
         self._released.set()
 
-
     def why_none(self) -> str:
         return "; ".join(f"{r.endpoint.base_url}: {r.set_aside}" for r in self.routes)
 

@@ -1441,7 +1441,8 @@ class Limits:
                 # overfilled a sliding minute at its end, and the 429s cut the pace to 55%);
                 # not where the server reports its window's own count and when it is whole again:
                 # its budget holds what was sent (OpenRouter's minute, stated on the 429 that 2,400
-                # requests of the ramp earned: the pace waited 122 s for a window reset in 50)
+                # requests of the ramp earned 20 s in: the pace held them till 122 s in, where the
+                # window reopened at 71 s)
                 self.pacers[kind].tat = max(now, self.first_sent + self.sent.units(kind) / rate)
         self.pacers[kind].window_share = min(rates) * SHORT_WINDOW_S if \
             self.short_windows and kind != "requests" else None
