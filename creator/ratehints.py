@@ -17,8 +17,10 @@ the limiter never sees a header name.
 Limits are per minute unless the dialect states a window (IETF `w=`, Together's second): a server
 whose limit is per second or per day is recognised by the limiter from how its counts and resets
 move. A reset may be written as a wait or as a time: Together's "0.25" is seconds to wait,
-OpenRouter's "1789138080000" Unix milliseconds (a minute's end), GitHub-style APIs' Unix seconds;
-a number no wait could be (over 31 years) is read as a time, or the run would wait for ever.
+OpenRouter's "1789138080000" Unix milliseconds (a minute's end), DigitalOcean's
+x-ratelimit-reset-requests a "Unix epoch timestamp ... in seconds" (docs.digitalocean.com/products/
+inference/reference/quota-specific-response-headers), as GitHub-style APIs write theirs; a number
+no wait could be (over 31 years) is read as a time, or the run would wait for ever.
 """
 
 from __future__ import annotations

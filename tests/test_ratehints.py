@@ -82,7 +82,8 @@ def test_a_reset_written_as_a_unix_time_is_read_as_one_not_as_a_wait_of_decades(
         assert h.requests.reset == pytest.approx(30.0), reset
         assert h.retry_after == pytest.approx(30.0)  # a 429's wait: the window's end
         assert (h.requests.limit, h.requests.window, h.requests.refills) == (20, None, False)
-    # OpenAI's names and Retry-After, the same
+    # OpenAI's names (DigitalOcean's serverless inference: "Unix epoch timestamp ... in
+    # seconds") and Retry-After, the same
     h = hint({"date": OPENROUTER_DATE, "x-ratelimit-limit-requests": "20",
               "x-ratelimit-reset-requests": "1789128480", "retry-after": "1789128480"}, b"{}")
     assert h.requests.reset == pytest.approx(30.0) and h.retry_after == pytest.approx(30.0)
