@@ -2262,7 +2262,8 @@ def parse_args(argv: list[str] | None = None) -> SimConfig:
               "0 = unlimited")
     _add(g, "rpd", type=float, default=d.rpd,
          help="requests/day, a bucket of a day that starts full: what Groq's request headers state "
-              "(--headers groq); 0 = unlimited")
+              "(--headers groq); with --headers openrouter the UTC day (a window reset at midnight); "
+              "0 = unlimited")
     _add(g, "default_max_tokens", type=int, default=d.default_max_tokens, help="max_tokens when a request has none")
     _add(g, "limit_mode", choices=LIMIT_MODES, default=d.limit_mode,
          help="how every limit is enforced: bucket = per-minute token bucket starting full (Anthropic; OpenAI and "

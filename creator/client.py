@@ -365,7 +365,7 @@ class ChatClient:
             route, ticket = await self.router.acquire(reserved, prompt, size)
         except NoEndpointLeft as exc:
             if exc.spent:
-                raise LimitsSpent(f"every endpoint's rate limits are spent: {exc}") from None
+                raise self._limits_spent() from None
             raise self._fatal(f"every endpoint was set aside: {exc}") from None
         endpoint = route.endpoint
         if size is not None:
@@ -470,13 +470,8 @@ class ChatClient:
             if hint.retry_after is not None and hint.retry_after > LONG_WAIT_S:
                 # a limit of a day used up (OpenRouter's "free-models-per-day", its reset the
                 # UTC midnight): waiting hours is not a retry
-                self.router.spend_out(route, self.redact(
-                    f"HTTP 429 ({message.strip()}): " +
-                    spent_until(hint.retry_after, "its rate limits")))
-                if not self.router.usable():
-                    raise LimitsSpent(f"every endpoint's rate limits are spent: "
-                                      f"{self.router.why_none()}")
-                return Retryable("endpoint_set_aside")
+                return self._set_aside(route, None, f"HTTP 429 ({message.strip()}): " +
+                                       spent_until(hint.retry_after, "its rate limits"), spent=True)
             return Retryable("rate_limited", hint.retry_after)
         if status == 429:
             return self._set_aside(route, ticket, f"the API account has no quota left at {url} "
@@ -500,14 +495,22 @@ class ChatClient:
         return self._set_aside(route, ticket, f"{url} rejected the request "
                                f"(HTTP {status} {code}): {message}")
 
-    def _set_aside(self, route: Route, ticket: Ticket | None, reason: str) -> Retryable:
+    def _set_aside(self, route: Route, ticket: Ticket | None, reason: str,
+                   spent: bool = False) -> Retryable:
         """An endpoint refused us for good: with others left the run goes on without it (the
         request is tried elsewhere); alone, the run stops with the reason. (No ticket: it was
-        settled already.)"""
+        settled already.) `spent`: its limits allow nothing for hours; with none left the run
+        stops once what is in flight has come back (LimitsSpent)."""
         if ticket is not None:
             self.router.refused(route, ticket, self.redact(reason))
+        elif spent:
+            self.router.spend_out(route, self.redact(reason))
         else:
             route.set_aside = route.set_aside or self.redact(reason)
         if not self.router.usable():
-            raise self._fatal(reason)
+            raise self._limits_spent() if spent else self._fatal(reason)
         return Retryable("endpoint_set_aside")
+
+    def _limits_spent(self) -> LimitsSpent:
+        return LimitsSpent(self.redact(
+            f"every endpoint's rate limits are spent: {self.router.why_none()}"))
