@@ -67,6 +67,10 @@ enforced by --limit_mode (--token_limit_mode / --token_window_s for the token li
   --count_rejected                 a 429 still costs one request             [O] "unsuccessful requests
                                                                              contribute to your per-minute
                                                                              limit"; [Z] the same
+  --max_active N                   at most N requests in flight; one more    [W] "429 Concurrency limit
+                                   gets a 429 at once (no headers, no        reached for requests"; [D]
+                                   Retry-After): a limit on concurrency,     "200 concurrent requests"
+                                   not on a rate
   --headers openai (default)       x-ratelimit-{limit,remaining,reset}-      [O], [Z], [G]
                                    {requests,tokens}, reset "1s", "6m0s"
   --headers groq --rpd N           OpenAI's names, but the request figures   [G] "Always refers to Requests
@@ -101,6 +105,8 @@ enforced by --limit_mode (--token_limit_mode / --token_window_s for the token li
   [T2] https://docs.together.ai/docs/serverless/rate-limits
   [R]  https://openrouter.ai/docs/api-reference/limits
   [I]  https://datatracker.ietf.org/doc/draft-ietf-httpapi-ratelimit-headers/
+  [W]  https://docs.wandb.ai/guides/inference/usage-limits/ ("Concurrency limits")
+  [D]  https://deepinfra.com/docs/advanced/rate-limits
 The quotes are beside the code that follows them.
 
 Combinations: OpenAI-like = defaults, or --limit_mode fixed --window_s 1 --token_accounting max
@@ -209,6 +215,7 @@ class SimConfig:
     tpm: float = 0.0
     itpm: float = 0.0  # input (prompt) tokens per minute
     otpm: float = 0.0  # output (completion) tokens per minute
+    max_active: int = 0  # requests in flight at once; one more gets a 429 (0 = unlimited)
     rpd: float = 0.0  # requests per day: a bucket of a day (Groq states it, not RPM: --headers groq),
     # or the UTC day with --headers openrouter
     default_max_tokens: int = 1024
@@ -324,6 +331,7 @@ STAT_KEYS = (
     "admitted", "rate_limited_requests", "rate_limited_tokens", "rate_limited_input_tokens",
     "rate_limited_output_tokens", "rate_limited_requests_day", "rejected_counted",
     "paraphrases", "mislabelled", "verify_requests", "verify_wrong", "verify_unknown",
+    "rate_limited_active",
 )
 
 K_RE = re.compile(r"creating\s+(\d+)\s+more\s+examples", re.IGNORECASE)
@@ -936,6 +944,7 @@ class Simulator:
         self.quota_used = 0
         self.quota_pending = 0
         self.sem = asyncio.Semaphore(config.max_concurrency) if config.max_concurrency > 0 else None
+        self.active = 0  # admitted and not yet answered (--max_active)
         self.burst_left: dict[str, int] = dict.fromkeys(FAULTS, 0)
         self.fault_p = {
             "timeout": config.p_timeout, "drop": config.p_drop, "500": config.p_500,
@@ -1364,6 +1373,19 @@ class Simulator:
         headers.update(self._retry_after_headers(wait, now))
         return self._json(429, _err(msg, kind, "rate_limit_exceeded"), headers)
 
+    def _too_many_active(self, now: float) -> web.Response:
+        """A limit on requests in flight, not on a rate. W&B Inference [W]: "If you exceed the rate
+        limit, the API returns a 429 Concurrency limit reached for requests response. To fix this
+        error, reduce the number of concurrent requests"; DeepInfra [D]: "200 concurrent requests"
+        per model, "HTTP 429 response status code with Rate limited message"; DeepSeek's limits are
+        per-model concurrency too. None documents a header or a Retry-After for it."""
+        st = self.stats
+        st["rate_limited"] += 1
+        st["rate_limited_active"] += 1
+        self.timeline.add("rate_limited", self.clock.wall(now))
+        return self._json(429, _err("Concurrency limit reached for requests", "rate_limit_error",
+                                    "rate_limit_exceeded"))
+
     def _openrouter_429(self, lim: Limit, now: float) -> web.Response:
         """OpenRouter, https://openrouter.ai/docs/api-reference/limits : its rate limits show as
         "X-RateLimit-* headers on the error response" (none on a 200); free models 20 requests
@@ -1466,6 +1488,8 @@ class Simulator:
         prompt_tokens = -(-chars // 4)
         # ---- rate limits
         now = time.monotonic()
+        if cfg.max_active and self.active >= cfg.max_active:
+            return self._too_many_active(now)
         receipts: dict[str, Any] = {}
         if self.limits:
             costs = self._costs(prompt_tokens, max_tokens)
@@ -1475,6 +1499,7 @@ class Simulator:
             receipts = {kind: lim.take(costs[kind][0], now)
                         for kind, lim in self.limits.items() if costs[kind][0] > 0}
         st["admitted"] += 1
+        self.active += 1
         self.timeline.add("admitted", self.clock.wall(now))
         self.timeline.add("reserved_tokens", self.clock.wall(now), prompt_tokens + max_tokens)
         # ---- admitted
@@ -1573,6 +1598,7 @@ class Simulator:
             }
             return self._json(200, orjson.dumps(payload), self._ratelimit_headers(done))
         finally:
+            self.active -= 1
             if cfg.quota > 0:
                 self.quota_pending -= 1
                 if success:
@@ -1598,7 +1624,7 @@ class Simulator:
     def limits_info(self) -> dict[str, Any]:
         """The configured limits and how they are enforced and reported."""
         cfg = self.cfg
-        info: dict[str, Any] = {f: getattr(cfg, f) for f in ("rpm", "tpm", "itpm", "otpm", "rpd")}
+        info: dict[str, Any] = {f: getattr(cfg, f) for f in ("rpm", "tpm", "itpm", "otpm", "rpd", "max_active")}
         info["per_second"] = {f: getattr(cfg, f) / 60.0 for f in ("rpm", "tpm", "itpm", "otpm")}
         info["enforced"] = {
             lim.field: {"mode": lim.mode, "capacity": lim.enforcer.capacity, "window_s": lim.enforcer.window_s}
@@ -2259,6 +2285,10 @@ def parse_args(argv: list[str] | None = None) -> SimConfig:
          help="input (prompt) tokens/minute, apart from --tpm (Anthropic ITPM; Groq for some organizations); 0 = unlimited")
     _add(g, "otpm", type=float, default=d.otpm,
          help="output (completion) tokens/minute, apart from --tpm (Anthropic OTPM; Groq for some organizations); "
+              "0 = unlimited")
+    _add(g, "max_active", type=int, default=d.max_active,
+         help="requests in flight at once; one more is answered 429 'Concurrency limit reached for "
+              "requests' at once, no headers, no Retry-After (W&B Inference, DeepInfra's 200 per model); "
               "0 = unlimited")
     _add(g, "rpd", type=float, default=d.rpd,
          help="requests/day, a bucket of a day that starts full: what Groq's request headers state "
