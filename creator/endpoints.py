@@ -215,6 +215,9 @@ class Route:
             "stated_limits": {kind: {"limit": s.limit, "window_s": s.window}
                               for kind, s in limits.stated.items()},
             "learned_rpm": round(limits.learner.rate * 60, 1) if limits.learner.rate else None,
+            # requests in flight at once, where 429s named a concurrency limit (ratelimit.py)
+            "learned_max_in_flight": None if math.isinf(limits.in_flight_cap)
+            else int(limits.in_flight_cap),
             # of a reply's unused max_tokens, the share taken as given back (ratelimit.py)
             "refund_share": round(limits.refund_share, 2),
             # the server's remaining token counts showed it keeps what requests reserve

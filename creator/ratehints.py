@@ -165,7 +165,9 @@ class RateLimitHint:
     others also state input and output tokens apart (`input_tokens`, `output_tokens`)."""
 
     retry_after: float | None = None
-    limited: str | None = None  # a 429's own word on which limit: requests, tokens, input, output
+    # a 429's own word on which limit: requests, tokens, input, output; or concurrency (requests
+    # in flight at once)
+    limited: str | None = None
     requests: Reading = NOTHING
     tokens: Reading = NOTHING
     input_tokens: Reading = NOTHING
@@ -265,6 +267,10 @@ def retry_hint_in_message(body: bytes | str) -> float | None:
 _ERROR_TYPES = {"requests": "requests", "tokens": "tokens", "input_tokens": "input",
                 "output_tokens": "output"}
 _LIMIT_WORDS = (  # what a 429 message says was reached (OpenAI, Groq, Azure, Anthropic, OpenRouter)
+    # a limit on requests in flight, not on a rate: W&B Inference's "Concurrency limit reached for
+    # requests" (docs.wandb.ai/guides/inference/usage-limits), LiteLLM's "Max parallel request
+    # limit reached", "too_many_concurrent_requests" / "Too many active inference requests"
+    (re.compile(r"concurren(cy|t)|parallel request|too many active", re.I), "concurrency"),
     (re.compile(r"input[ -]tokens", re.I), "input"),
     (re.compile(r"output[ -]tokens", re.I), "output"),
     (re.compile(r"tokens per (min|minute|day)|\bTP[MD]\b|token rate limit", re.I), "tokens"),

@@ -62,6 +62,10 @@ WINDOW_MARGIN = 1.0  # the pace of a second whose own count the server reports (
 MINUTE = 60.0
 LONG_PERIOD_S = 600.0  # a limit stated over a longer period (a day) is a budget, not a pace
 LONG_WAIT_S = LONG_PERIOD_S  # limits that allow nothing for longer are spent: the run stops there
+# a server that limits requests in flight (its 429 says "concurrency") is held to the fewest that
+# were in flight ahead of a refused request; after this long with no such 429, one more is tried
+IN_FLIGHT_PROBE_S = MINUTE
+IN_FLIGHT_LOG = 1024  # sends remembered for that (more than go out while one 429 comes back)
 PROBE_GIVE_UP_S = 5.0  # the first request is alone until it is answered, or this long
 STORM_PAUSE_MAX_S = 2.0  # a storm's backoff at first; in one that has lasted long (a long
 STORM_PAUSE_LONG_S = 4.0  # window spent), at most this: the probe that finds it reopened waits
@@ -137,6 +141,7 @@ class Ticket:
     charge: str = "sum"  # how the server counts its tokens (CHARGES)
     probe: bool = False  # sent during a storm: the one request that asks whether it is over
     sized: bool = True  # of the run's size: a learnt rate is one of such (not client.LIMITS_READ)
+    ahead: int = 0  # requests of ours in flight when it went
     given_back: dict[str, float] = field(default_factory=dict, repr=False)  # refunded, by kind
 
     @property
@@ -692,6 +697,12 @@ class Limits:
                  tpm: float | None = None, now: float = 0.0, *, itpm: float | None = None,
                  otpm: float | None = None, learn: bool = True) -> None:
         self.max_in_flight = max_in_flight or math.inf
+        # requests in flight the server allows at once, as its 429s taught (inf: no such limit)
+        self.in_flight_cap: float = math.inf
+        self.in_flight_refused_at = -math.inf  # the last 429 that named it, or the last probe up
+        # (requests sent so far, in flight after it) of the last sends: what a request found
+        # in flight may include some sent after it (they may reach the server first)
+        self.in_flight_log: deque[tuple[int, int]] = deque(maxlen=IN_FLIGHT_LOG)
         self.learn = learn  # False: no probe, no ramp, no learnt rate (a server known to be free)
         self.given = {"requests": rpm, "tokens": tpm, "input": itpm, "output": otpm}
         self.stated: dict[str, Stated] = {}
@@ -786,7 +797,7 @@ class Limits:
             wait = self._presume_probe_through(now)
             if wait > 0:
                 return wait
-        if self.in_flight >= self.max_in_flight:
+        if self.in_flight >= min(self.max_in_flight, self.in_flight_cap):
             return math.inf
         if self.learn and not (self.replies or self.known) and self.learner.rate is None and \
                 not self.learner.cuts and self.first_sent is not None:
@@ -812,12 +823,14 @@ class Limits:
                 sized: bool = True) -> Ticket:
         prompt = tokens if prompt is None else prompt
         charged = CHARGES[self.charge](prompt, tokens - prompt)
-        self.in_flight += 1
         s = self.sent
         self.sent = Sent(s.requests + 1, s.tokens + charged, s.input + prompt,
                          s.output + tokens - prompt)
         ticket = Ticket(now, prompt, tokens - prompt, self.sent, self.learner.epoch,
-                        charge=self.charge, probe=self.storm_began is not None, sized=sized)
+                        charge=self.charge, probe=self.storm_began is not None, sized=sized,
+                        ahead=self.in_flight)
+        self.in_flight += 1
+        self.in_flight_log.append((self.sent.requests, self.in_flight))
         self.probes_in_flight += ticket.probe
         if ticket.probe:
             self.probe = ticket
@@ -886,6 +899,7 @@ class Limits:
         failed request) keeps the whole reservation spent, the safe guess."""
         self._ended(ticket, now, hint)
         self._let_through(ticket, now)
+        self._probe_in_flight_cap(now)
         if prompt_used is not None and completion_used is not None:
             self.unused_tokens += max(0, ticket.tokens - prompt_used - completion_used)
             if ticket.sized:
@@ -971,6 +985,9 @@ class Limits:
         """A 429. Returns how long everybody pauses (None: only this request waits)."""
         self._ended(ticket, now, hint)
         ticket.record[1] = False
+        if hint.limited == "concurrency":
+            self._too_many_in_flight(ticket, now)
+            return None
         self.refusal_turnarounds.append(now - ticket.sent_at)
         self.tokens_refused = self.tokens_refused or hint.limited in KINDS[1:]
         self.last_limited = hint.limited
@@ -1051,6 +1068,31 @@ class Limits:
                 wait = self.storm_pause = to_mark
         self.pause(now + wait)
         return wait
+
+    def _too_many_in_flight(self, ticket: Ticket, now: float) -> None:
+        """A 429 that names a limit on requests in flight (W&B Inference's "Concurrency limit
+        reached for requests"): the server held at least its limit when `ticket` came. Every
+        request it held was one of ours in flight (we count them from sending to the reply), so
+        the limit is at most the most we had in flight, besides `ticket`, from its sending to
+        its 429: the requests ahead of it, or more sent after it (which may arrive first: a
+        cap of what was ahead held 15 of a limit of 16). Hold to that: never under the
+        server's limit, and each later 429 of this kind tightens it. It says nothing of a rate:
+        the pace, the learner and the storm logic are left alone (a rate learnt from it would
+        be what the limit and the latency allow, and move with the latency: 73-76% of a limit
+        of 16 with replies of 0.5 s +- 50%, tests/test_ratelimit.py)."""
+        most = max([ticket.ahead] + [count - 1 for sent, count in self.in_flight_log
+                                     if sent > ticket.sent.requests])
+        self.in_flight_cap = max(1, min(self.in_flight_cap, most))
+        self.in_flight_refused_at = now
+
+    def _probe_in_flight_cap(self, now: float) -> None:
+        """A minute with no 429 that names it while the cap was reached: try one more in flight
+        (a limit shared with other clients grows back when they leave; at most one 429 a
+        minute where it does not)."""
+        if self.in_flight + 1 >= self.in_flight_cap < self.max_in_flight and \
+                now - self.in_flight_refused_at >= IN_FLIGHT_PROBE_S:
+            self.in_flight_cap += 1
+            self.in_flight_refused_at = now
 
     def _span_full(self, hint: RateLimitHint, now: float) -> bool:
         """A 429 when our own sends of a known limit's window held all of it (SPAN_FULL): the

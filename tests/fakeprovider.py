@@ -174,12 +174,17 @@ class Provider:
     # its length and the server's load, seconds apart from one request to the next
     latency_spread: float = 0.05
     jitter_s: float = 0.005  # on the way to the server
+    # a limit on requests in flight at once, not on a rate (W&B Inference, DeepInfra: the
+    # simulator's --max_active); `names_it`: its 429 says "concurrency" (W&B's does)
+    max_active: int = 0
+    names_it: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
         rng = random.Random(self.seed)
         self.refused_by: str | None = None  # the limit the last refused request did not fit
         self.last_charge = 0  # the tokens the last request that arrived was charged
+        self.active = 0  # admitted, not yet answered
         offset = rng.uniform(0, self.window_s)
         self.meters = {}
         if self.rpm:
@@ -202,6 +207,9 @@ class Provider:
     def arrive(self, now: float, tokens: int, prompt: int = 0) -> bool:
         amounts = {"requests": 1, "tokens": self.charge(tokens, prompt)}
         self.last_charge = amounts["tokens"]
+        if self.max_active and self.active >= self.max_active:
+            self.refused_by = "concurrency"
+            return False
         ok = all(m.room(amounts[k], now) for k, m in self.meters.items())
         self.refused_by = None if ok else next(
             k for k, m in self.meters.items() if not m.room(amounts[k], now))
@@ -210,9 +218,11 @@ class Provider:
                 meter.charge(amounts[kind], now)
                 if kind in self.shadows:
                     self.shadows[kind].charge(amounts[kind], now)
+        self.active += ok
         return ok
 
     def finish(self, now: float, unused: int, admitted_at: float, used: int = 0) -> None:
+        self.active -= 1
         if self.as_generated and "tokens" in self.meters:
             self.meters["tokens"].charge(used, now)  # may go over: the debt refuses what follows
         elif self.refund and not self.charge_max and "tokens" in self.meters and unused > 0:
@@ -222,6 +232,8 @@ class Provider:
 
     def hint(self, now: float, refused: bool, requested: int | None = None) -> RateLimitHint:
         retry = None
+        if refused and self.refused_by == "concurrency":  # no header, no wait: a bare 429
+            return RateLimitHint(limited="concurrency" if self.names_it else None)
         if refused and self.retry_after:
             kind = self.refused_by  # (arrive() named the limit the request did not fit)
             amount = 1 if kind == "requests" else self.last_charge

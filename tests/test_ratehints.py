@@ -178,6 +178,15 @@ def test_the_message_says_a_whole_second_retry_after_to_the_millisecond(headers,
      "output"),
     (b"Requests to the ChatCompletions_Create Operation have exceeded token rate limit", "tokens"),
     (b'{"error": {"message": "Too many requests"}}', None),
+    # a limit on requests in flight: W&B Inference, LiteLLM's proxy, "too many active"
+    (b'{"error": {"message": "Concurrency limit reached for requests", "type": "x"}}',
+     "concurrency"),
+    (b'{"error": {"message": "Max parallel request limit reached."}}', "concurrency"),
+    (b'{"error": {"code": "too_many_concurrent_requests", "message": "Too many active inference '
+     b'requests. Retry after current requests finish."}}', "concurrency"),
+    # Gemini's OpenAI-compatible endpoint answers with a list: no limit named, no error
+    (b'[{"error": {"code": 429, "message": "Resource has been exhausted (e.g. check quota).", '
+     b'"status": "RESOURCE_EXHAUSTED"}}]', None),
 ])
 def test_which_limit_a_429_names(body, kind):
     assert hint({}, body).limited == kind

@@ -142,6 +142,48 @@ def test_in_flight_cap_waits_for_a_reply():
     assert limits.wait_time(10, 1.5) == 0
 
 
+def test_a_429_that_names_a_concurrency_limit_caps_what_is_in_flight():
+    """The cap is the most of ours in flight beside the refused request from its sending to its
+    429 (one sent after it may have reached the server first); it teaches no rate, pauses
+    nobody; a minute later with the cap reached, one more is tried."""
+    limits = Limits(max_in_flight=64, rpm=6000, now=0.0)
+    tickets = [limits.consume(10, 0.01 * i) for i in range(6)]
+    refused = tickets[3]  # 3 ahead of it, but 5 in flight beside it once the last two went
+    assert limits.rate_limited(refused, 0.1, RateLimitHint(limited="concurrency")) is None
+    assert limits.in_flight_cap == 5 and limits.learner.rate is None
+    assert math.isinf(limits.wait_time(10, 0.1))  # 5 in flight
+    limits.completed(tickets[0], 30.0, RateLimitHint(), 5, 0)
+    assert limits.in_flight_cap == 5 and limits.wait_time(10, 30.0) == 0
+    limits.consume(10, 30.0)
+    limits.completed(tickets[1], 61.0, RateLimitHint(), 5, 0)  # the cap held, no 429 since
+    assert limits.in_flight_cap == 6
+
+
+@pytest.mark.parametrize("spread", [0.05, 0.5])
+def test_a_concurrency_limit_its_429s_name_is_held_whatever_the_latency(spread):
+    """W&B Inference's "Concurrency limit reached for requests": 16 in flight at once, replies
+    of 0.5 s (+- 50%): 32 requests a second on average. Learnt as a rate (the 429 that does not
+    say so, below) it held 73-76% with the wide spread."""
+    for seed in (1, 2, 3):
+        provider = Provider(max_active=16, latency=0.5, latency_spread=spread, seed=seed)
+        run, limits = simulate(provider, duration=120, concurrency=64, seed=seed)
+        assert limits.in_flight_cap == 16
+        assert run.held(32.0, start=5) >= 0.98
+        assert len(run.refused) <= 3  # the first, and one for each minute's try of one more
+
+
+def test_a_concurrency_limit_whose_429s_do_not_say_so_is_learnt_as_a_rate_without_collapse():
+    """DeepInfra's 429 says "Rate limited" only: learnt as the rate its limit and the latency
+    allow (89% with replies of 0.5 s +- 5%, 71-78% +- 50%: what moves with the latency is not
+    a rate). Not collapsed, and few 429s."""
+    for spread, least in ((0.05, 0.85), (0.5, 0.65)):
+        provider = Provider(max_active=16, latency=0.5, latency_spread=spread, names_it=False,
+                            seed=1)
+        run, limits = simulate(provider, duration=120, concurrency=64, seed=1)
+        assert run.held(32.0, start=60) >= least
+        assert run.refused_share() <= 0.01
+
+
 def test_the_first_request_goes_alone_until_answered_then_stated_limits_pace():
     limits = Limits(max_in_flight=64, now=0.0)
     first = limits.consume(100, 0.0)
