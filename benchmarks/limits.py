@@ -111,6 +111,7 @@ ITPM = 10_000_000.0  # the input-token limit beside it, never reached
 GROQ_RPD = 500_000.0  # Groq-like: the requests a day its request headers state (5.8 a second)
 GROQ_OTHER_TPM = 1_000_000.0  # ... the TPM beside an RPM that binds (3x what 20 requests/s use)
 GROQ_OTHER_RPM = 2400.0  # ... the RPM beside a TPM that binds (2x the ~19 requests/s it allows)
+MAX_ACTIVE = 16  # a limit on requests in flight (W&B Inference, DeepInfra), under --concurrency
 TARGET_RECORDS = 10_000_000  # never reached: every run ends with SIGINT
 LATENCY_S = 0.5
 LATENCY_NOTHING_S = 0.1  # the issue's example for the case where nothing is known
@@ -179,6 +180,8 @@ class Case:
             self.bound == "tpm" and self.token_limit == "otpm"
 
     def limit_per_s(self) -> float:
+        if self.bound == "active":  # units: seconds of requests in flight, a second
+            return float(MAX_ACTIVE)
         if self.endpoint_rpms:
             return sum(self.endpoint_rpms) / 60.0
         if self.bound == "tpm" and self.token_limit == "otpm":
@@ -268,6 +271,17 @@ def extra_cases(p: Params) -> list[Case]:
               ("bucket", "given", "tpm", "refund", {}),
               ("sliding 60s", "given", "tpm", "refund", {}))],
     ]
+
+
+def concurrency_cases(p: Params) -> list[Case]:
+    """A limit on requests in flight, not on a rate: MAX_ACTIVE at once, one more refused with a
+    bare 429 (no headers, no Retry-After) that names it (W&B Inference: "Concurrency limit reached
+    for requests") or does not (DeepInfra: "Rate limited"); replies of 0.5 s, or slow ones."""
+    return [Case(f"concurrency {MAX_ACTIVE}, 429 says {words!r}, {speed}", "concurrency",
+                 "bucket", "nothing", "active", duration_s=p.duration_s,
+                 sim_flags={"max_active_message": words, **extra})
+            for words in ("Concurrency limit reached for requests", "Rate limited")
+            for speed, extra in (("replies of 0.5 s", {"jitter": 0.2}), ("slow replies", SLOW))]
 
 
 def baseline_cases(p: Params) -> list[Case]:
@@ -391,7 +405,8 @@ def provider_cases(p: Params) -> list[Case]:
 def all_cases(p: Params) -> list[Case]:
     if p.quick:
         return quick_cases(p)
-    return matrix_cases(p) + extra_cases(p) + provider_cases(p) + baseline_cases(p)
+    return matrix_cases(p) + extra_cases(p) + provider_cases(p) + concurrency_cases(p) + \
+        baseline_cases(p)
 
 
 # --- one case -------------------------------------------------------------------------------------
@@ -401,6 +416,8 @@ def sim_flags(case: Case, rpm: float | None, seed: int) -> dict[str, Any]:
     flags: dict[str, Any] = {"ttft": case.latency_s, "seed": seed, **MODES[case.mode]}
     if case.bound == "rpm":
         flags["rpm"] = rpm
+    elif case.bound == "active":
+        flags["max_active"] = MAX_ACTIVE
     elif case.token_limit == "otpm":
         flags.update(otpm=OTPM, itpm=ITPM, token_accounting=case.accounting)
     else:
@@ -496,7 +513,8 @@ def run_case(case: Case, workdir: Path, seed: int) -> dict[str, Any]:
         "bound": case.bound, "client": case.client, "latency_s": case.latency_s,
         "duration_s": case.duration_s, "accounting": case.accounting,
         "limit_per_s": round(case.limit_per_s(), 3),
-        "limit_units": "requests" if case.bound == "rpm" else "tokens",
+        "limit_units": {"rpm": "requests", "active": "requests in flight"}.get(case.bound,
+                                                                            "tokens"),
         "endpoint_rpms": case.endpoint_rpms or None,
         "sim_flags": [sim_flags(case, rpm, seed + i) for i, rpm in enumerate(rpms)],
         "client_cmd": " ".join(client_cmd(case, ["URL"] * len(rpms), Path("OUT.jsonl"))[1:]),
@@ -605,6 +623,7 @@ def per_second(timelines: list[dict[str, Any]], units: str, accounting: str
         reserved = sum(tl["reserved_tokens"]) / admitted if admitted else 0.0
         output = sum(tl["output_tokens"]) / ok if ok else 0.0
         per_request = {"requests": 1.0, "output_tokens": output}.get(units, used)
+        busy = tl.get("active_ms") or [0] * tl["seconds"]
         info = {"prompt_tokens_per_request": round(prompt, 1),
                 "tokens_per_request": round(used, 1),
                 # the creator asks for less than --max_tokens under a token limit (replysize.py)
@@ -617,7 +636,9 @@ def per_second(timelines: list[dict[str, Any]], units: str, accounting: str
             row["ok"] += tl["ok"][i]
             # what `reserve` charges is what each request asked for, as the server counted it;
             # `max` charges max(prompt, max_tokens), max_tokens here (the mean prompt is ~103)
-            if units == "tokens" and accounting == "reserve":
+            if units == "active":  # seconds of requests in flight
+                row["units"] += busy[i] / 1000.0
+            elif units == "tokens" and accounting == "reserve":
                 row["units"] += tl["reserved_tokens"][i]
             elif units == "tokens" and accounting == "max":
                 asked = tl["reserved_tokens"][i] - tl["admitted"][i] * prompt
@@ -630,7 +651,7 @@ def per_second(timelines: list[dict[str, Any]], units: str, accounting: str
 def ceiling(case: Case, info: dict[str, float], max_tokens: float = MAX_TOKENS) -> float:
     """The share of the limit a client that sends evenly, asking for `max_tokens`, can hold at
     most (module docstring)."""
-    if case.bound == "rpm":
+    if case.bound in ("rpm", "active"):
         return 1.0
     limit = case.limit_per_s()
     reserved = info["prompt_tokens_per_request"] + max_tokens
@@ -659,7 +680,7 @@ def ceiling(case: Case, info: dict[str, float], max_tokens: float = MAX_TOKENS) 
 
 def measure(case: Case, timelines: list[dict[str, Any]], stats: list[dict[str, Any]],
             t_first: float, t_stop: float) -> dict[str, Any]:
-    units = "requests" if case.bound == "rpm" else "tokens"
+    units = {"rpm": "requests", "active": "active"}.get(case.bound, "tokens")
     if units == "tokens" and case.token_limit == "otpm":
         units = "output_tokens"
     rows, info = per_second(timelines, units, case.accounting)
@@ -919,10 +940,12 @@ def targets(cases: list[dict[str, Any]]) -> list[Target]:
     creator = [c for c in cases if c["client"] == "creator" and "error" not in c]
     known = [c for c in creator if c["knowledge"] in ("given", "headers")
              and c["group"] not in ("faults", "endpoints", "low")]
+    # a limit on requests in flight, its 429s saying so (those that do not: in the table only)
+    named = [c for c in creator if c["group"] == "concurrency" and "Concurrency" in c["name"]]
     # (not a free plan's 30 RPM, here or above: in a run ~45-100 requests, where one 429 is 10-22
     # per 1,000 and the ramp's first 429s alone 50; its rows show that no such limit collapses)
     unknown = [c for c in creator if c["knowledge"] in ("nothing", "retry-after")
-               and c["group"] != "low"]
+               and c["group"] not in ("low", "concurrency")]
     faults = [c for c in creator if c["group"] == "faults"]
     two = [c for c in creator if c["group"] == "endpoints"]
     out = []
@@ -953,6 +976,13 @@ def targets(cases: list[dict[str, Any]]) -> list[Target]:
         v, n = _worst(unknown, "below_50pct_after_60s_s", False)
         out.append(check("no headers, no limit: longest time under 50% of the limit after "
                          "60 s, s", v, "<=", 5.0, n))
+    if named:
+        v, note = _worst(named, "held_whole", True)
+        out.append(check("a concurrency limit its 429s name: lowest share of it kept busy over "
+                         "the run", v, ">=", 0.97, note))
+        v, note = _worst(named, "per_1000_429", False)
+        out.append(check("a concurrency limit its 429s name: most 429s per 1,000 requests", v,
+                         "<=", 5.0, note))
     for c in faults:
         out.append(check("faults: 200s per second / what the limit allows after the 5xx share",
                          c.get("goodput_vs_limit_after_5xx"), ">=", 0.95,
@@ -1008,6 +1038,8 @@ def tables(data: dict[str, Any]) -> str:
                          ("providers as documented, slow replies (~162 tokens at 0.01 s each, "
                           "+-50%)", ("providers slow",)),
                          ("faults and two endpoints", ("faults", "endpoints")),
+                         (f"a limit on requests in flight, {MAX_ACTIVE} at once, a bare 429 "
+                          "(held: the share of them kept busy)", ("concurrency",)),
                          ("slow replies (~162 tokens at 0.01 s each, +-50%)", ("slow",)),
                          ("a free plan's limit, 30 RPM (~45-100 requests in a run: one 429 is "
                           "10-22 per 1,000)", ("low",)),

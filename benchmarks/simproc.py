@@ -197,6 +197,10 @@ class SimProcess:
     def stats(self) -> dict[str, Any]:
         return self._call("GET", "/stats")
 
+    def timeline(self) -> dict[str, Any]:
+        """GET /stats/timeline: per-second counts since the start or the last reset."""
+        return self._call("GET", "/stats/timeline")
+
     def reset(self) -> dict[str, Any]:
         return self._call("POST", "/stats/reset")
 

@@ -69,8 +69,9 @@ enforced by --limit_mode (--token_limit_mode / --token_window_s for the token li
                                                                              limit"; [Z] the same
   --max_active N                   at most N requests in flight; one more    [W] "429 Concurrency limit
                                    gets a 429 at once (no headers, no        reached for requests"; [D]
-                                   Retry-After): a limit on concurrency,     "200 concurrent requests"
-                                   not on a rate
+                                   Retry-After): a limit on concurrency,     "200 concurrent requests",
+                                   not on a rate; --max_active_message       "429 ... with Rate limited
+                                   "Rate limited" for DeepInfra's words      message"
   --headers openai (default)       x-ratelimit-{limit,remaining,reset}-      [O], [Z], [G]
                                    {requests,tokens}, reset "1s", "6m0s"
   --headers groq --rpd N           OpenAI's names, but the request figures   [G] "Always refers to Requests
@@ -216,6 +217,7 @@ class SimConfig:
     itpm: float = 0.0  # input (prompt) tokens per minute
     otpm: float = 0.0  # output (completion) tokens per minute
     max_active: int = 0  # requests in flight at once; one more gets a 429 (0 = unlimited)
+    max_active_message: str = "Concurrency limit reached for requests"  # W&B's; DeepInfra's: "Rate limited"
     rpd: float = 0.0  # requests per day: a bucket of a day (Groq states it, not RPM: --headers groq),
     # or the UTC day with --headers openrouter
     default_max_tokens: int = 1024
@@ -893,7 +895,10 @@ class Timeline:
 
     # reserved_tokens: prompt + max_tokens of each admitted request, what a token limit that
     # counts max_tokens charges (whatever --token_accounting then gives back)
-    FIELDS = ("admitted", "rate_limited", "ok", "input_tokens", "output_tokens", "reserved_tokens")
+    # active_ms: the milliseconds requests spent admitted and unanswered (the share of a --max_active
+    # limit kept busy: active_ms / 1000 / max_active a second)
+    FIELDS = ("admitted", "rate_limited", "ok", "input_tokens", "output_tokens", "reserved_tokens",
+              "active_ms")
 
     def __init__(self, wall: float) -> None:
         self.t0 = math.floor(wall)
@@ -945,6 +950,7 @@ class Simulator:
         self.quota_pending = 0
         self.sem = asyncio.Semaphore(config.max_concurrency) if config.max_concurrency > 0 else None
         self.active = 0  # admitted and not yet answered (--max_active)
+        self.active_since = time.monotonic()  # when it last changed
         self.burst_left: dict[str, int] = dict.fromkeys(FAULTS, 0)
         self.fault_p = {
             "timeout": config.p_timeout, "drop": config.p_drop, "500": config.p_500,
@@ -1373,6 +1379,14 @@ class Simulator:
         headers.update(self._retry_after_headers(wait, now))
         return self._json(429, _err(msg, kind, "rate_limit_exceeded"), headers)
 
+    def _active_changed(self, now: float, by: int) -> None:
+        """The timeline's active_ms: the time requests spent admitted, booked when it changes."""
+        if self.active:
+            self.timeline.add("active_ms", self.clock.wall(self.active_since),
+                              round(1000 * self.active * (now - self.active_since)))
+        self.active += by
+        self.active_since = now
+
     def _too_many_active(self, now: float) -> web.Response:
         """A limit on requests in flight, not on a rate. W&B Inference [W]: "If you exceed the rate
         limit, the API returns a 429 Concurrency limit reached for requests response. To fix this
@@ -1383,7 +1397,7 @@ class Simulator:
         st["rate_limited"] += 1
         st["rate_limited_active"] += 1
         self.timeline.add("rate_limited", self.clock.wall(now))
-        return self._json(429, _err("Concurrency limit reached for requests", "rate_limit_error",
+        return self._json(429, _err(self.cfg.max_active_message, "rate_limit_error",
                                     "rate_limit_exceeded"))
 
     def _openrouter_429(self, lim: Limit, now: float) -> web.Response:
@@ -1499,7 +1513,7 @@ class Simulator:
             receipts = {kind: lim.take(costs[kind][0], now)
                         for kind, lim in self.limits.items() if costs[kind][0] > 0}
         st["admitted"] += 1
-        self.active += 1
+        self._active_changed(now, +1)
         self.timeline.add("admitted", self.clock.wall(now))
         self.timeline.add("reserved_tokens", self.clock.wall(now), prompt_tokens + max_tokens)
         # ---- admitted
@@ -1598,7 +1612,7 @@ class Simulator:
             }
             return self._json(200, orjson.dumps(payload), self._ratelimit_headers(done))
         finally:
-            self.active -= 1
+            self._active_changed(time.monotonic(), -1)
             if cfg.quota > 0:
                 self.quota_pending -= 1
                 if success:
@@ -2290,6 +2304,8 @@ def parse_args(argv: list[str] | None = None) -> SimConfig:
          help="requests in flight at once; one more is answered 429 'Concurrency limit reached for "
               "requests' at once, no headers, no Retry-After (W&B Inference, DeepInfra's 200 per model); "
               "0 = unlimited")
+    _add(g, "max_active_message", default=d.max_active_message,
+         help="the message of that 429 (DeepInfra's: 'Rate limited'). Default W&B's")
     _add(g, "rpd", type=float, default=d.rpd,
          help="requests/day, a bucket of a day that starts full: what Groq's request headers state "
               "(--headers groq); with --headers openrouter the UTC day (a window reset at midnight); "

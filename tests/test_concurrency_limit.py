@@ -18,6 +18,7 @@ def test_the_simulator_refuses_one_more_than_its_limit_in_flight_with_a_bare_429
     with start_simulator(max_active=3, ttft=0.5) as sim:
         replies = burst(sim.base_url, [small() for _ in range(5)])
         stats = sim.stats()
+        busy_ms = sum(sim.timeline()["active_ms"])
         after = burst(sim.base_url, [small()])  # the three are done: room again
     statuses = sorted(status for status, _, _ in replies)
     assert statuses == [200, 200, 200, 429, 429]
@@ -26,6 +27,7 @@ def test_the_simulator_refuses_one_more_than_its_limit_in_flight_with_a_bare_429
         assert body["error"]["message"] == "Concurrency limit reached for requests"
         assert not ratelimit_headers(headers) and "Retry-After" not in headers
     assert stats["rate_limited_active"] == 2 and stats["admitted"] == 3
+    assert 1450 <= busy_ms <= 1650  # three requests of 0.5 s, admitted and unanswered
     assert after[0][0] == 200
 
 
