@@ -21,6 +21,8 @@ case and the client as its own process, stopped with SIGINT after the case's dur
   reset in Unix ms), the limit given, in headers only, or (OpenAI, Together)
   nothing; and Azure's minute of tokens reported as its own count (falling to the minute's end)
   rather than as a bucket's per-minute figures;
+- a limit on requests in flight rather than a rate (16 at once; a bare 429 that names it, W&B
+  Inference's, or does not, DeepInfra's), held as the share of it kept busy;
 - faults on a per-second limit (20% 5xx, 20% of the replies truncated mid-object);
 - two endpoints, 600 and 1,200 RPM, behind one creator;
 - in the same run, the popular AsyncOpenAI loop (semaphore, the SDK's 2 retries) on the
