@@ -76,6 +76,10 @@ enforced by --limit_mode (--token_limit_mode / --token_window_s for the token li
                                    {requests,tokens}, reset "1s", "6m0s"
   --headers groq --rpd N           OpenAI's names, but the request figures   [G] "Always refers to Requests
                                    are a day's bucket (--rpd); RPM unstated  Per Day (RPD)"
+  --headers cerebras --rpd N       x-ratelimit-{limit,remaining,reset}-      [C] "x-ratelimit-limit-
+                                   requests-day and -tokens-minute, resets   requests-day", "...-tokens-
+                                   in seconds; RPM unstated; --rpd the UTC   minute", reset "Time (in
+                                   day                                       seconds)"
   --headers anthropic              anthropic-ratelimit-*, RFC 3339 resets,   [A]
                                    token remaining rounded to 1000
   --headers together               x-ratelimit-*, x-tokenlimit-* (seconds)   [T]
@@ -105,6 +109,7 @@ enforced by --limit_mode (--token_limit_mode / --token_window_s for the token li
   [T]  https://docs.together.ai/docs/rate-limits
   [T2] https://docs.together.ai/docs/serverless/rate-limits
   [R]  https://openrouter.ai/docs/api-reference/limits
+  [C]  https://inference-docs.cerebras.ai/support/rate-limits
   [I]  https://datatracker.ietf.org/doc/draft-ietf-httpapi-ratelimit-headers/
   [W]  https://docs.wandb.ai/guides/inference/usage-limits/ ("Concurrency limits")
   [D]  https://deepinfra.com/docs/advanced/rate-limits
@@ -300,14 +305,16 @@ class SimConfig:
         """(enforcement mode, window seconds) of one limit: 'rpm', 'tpm', 'itpm' or 'otpm'."""
         if limit == "rpm":
             return self.limit_mode, self.window_s
-        if limit == "rpd":  # OpenRouter's "per day" is the UTC day; Groq's reads as a bucket
-            return ("fixed", DAY_MINUTES * 60) if self.headers == "openrouter" else ("bucket", 0.0)
+        if limit == "rpd":  # OpenRouter's and Cerebras's "per day" is the UTC day; Groq's a bucket
+            return ("fixed", DAY_MINUTES * 60) if self.headers in ("openrouter", "cerebras") \
+                else ("bucket", 0.0)
         return self.token_limit_mode or self.limit_mode, self.token_window_s or self.window_s
 
 
 LIMIT_MODES = ("bucket", "fixed", "sliding", "gcra")
 TOKEN_ACCOUNTING = ("refund", "reserve", "max", "actual")
-HEADER_DIALECTS = ("openai", "groq", "anthropic", "together", "openrouter", "ietf", "none")
+HEADER_DIALECTS = ("openai", "groq", "cerebras", "anthropic", "together", "openrouter", "ietf",
+                   "none")
 HEADERS_REPORT = ("minute", "window")
 RETRY_AFTER = ("ms", "seconds", "date", "none")
 
@@ -876,9 +883,31 @@ def _headers_groq(rep: dict[str, tuple], wall: float) -> dict[str, str]:
     return _x_ratelimit(rep, requests="requests_day")
 
 
+def _headers_cerebras(rep: dict[str, tuple], wall: float) -> dict[str, str]:
+    """Cerebras, https://inference-docs.cerebras.ai/support/rate-limits : OpenAI's names with the
+    period after them, the requests a day's and the tokens a minute's:
+    "x-ratelimit-limit-requests-day | Maximum number of requests allowed per day",
+    x-ratelimit-limit-tokens-minute, x-ratelimit-remaining-requests-day, x-ratelimit-remaining-
+    tokens-minute, "x-ratelimit-reset-requests-day | Time (in seconds) until your daily request limit
+    resets" and x-ratelimit-reset-tokens-minute, written "33011.382867097855" and
+    "11.382867097854614" in its example (both to the clock's minute: a UTC day and a minute of
+    the clock). It enforces RPM ("Requests per minute/hour/day") and states it nowhere: --rpm
+    limits, --rpd is the day its request headers report (the UTC day, as with --headers
+    openrouter)."""
+    h: dict[str, str] = {}
+    for name, kind in (("requests-day", "requests_day"), ("tokens-minute", "tokens")):
+        if kind in rep:
+            limit, remaining, reset, _ = rep[kind]
+            h[f"x-ratelimit-limit-{name}"] = _count(limit)
+            h[f"x-ratelimit-remaining-{name}"] = _count(remaining)
+            h[f"x-ratelimit-reset-{name}"] = repr(round(max(0.0, reset), 6))
+    return h
+
+
 _HEADER_DIALECTS = {
     "openai": _headers_openai,
     "groq": _headers_groq,
+    "cerebras": _headers_cerebras,
     "anthropic": _headers_anthropic,
     "together": _headers_together,
     "ietf": _headers_ietf,
@@ -974,7 +1003,10 @@ class Simulator:
         cfg = self.cfg
         if cfg.headers in ("none", "openrouter") or not self.limits:  # (OpenRouter's: 429s only)
             return {}
-        rep = {kind: lim.report(now, cfg.headers_report) for kind, lim in self.limits.items()}
+        # (a UTC day is reported as itself: a per-minute figure of it means nothing)
+        rep = {kind: lim.report(now, "window" if isinstance(lim.enforcer, FixedWindow) and
+                                lim.enforcer.window_s >= DAY_MINUTES * 60 else cfg.headers_report)
+               for kind, lim in self.limits.items()}
         return _HEADER_DIALECTS[cfg.headers](rep, self.clock.wall(now))
 
     def _retry_after_headers(self, wait: float, now: float) -> dict[str, str]:
@@ -2347,7 +2379,9 @@ def parse_args(argv: list[str] | None = None) -> SimConfig:
               "tokens,input-tokens,output-tokens}-{limit,remaining,reset}, reset in RFC 3339, token remaining "
               "rounded to the nearest thousand; together = x-ratelimit-limit/-remaining/-reset (seconds) and "
               "x-tokenlimit-limit/-remaining; openrouter = X-RateLimit-Limit/-Remaining/-Reset (Unix ms) on 429s only, "
-              "also in the body's error.metadata.headers, --rpd the UTC day; ietf = RateLimit-Policy and RateLimit (draft-ietf-httpapi-"
+              "also in the body's error.metadata.headers, --rpd the UTC day; groq = openai's names, the request "
+              "figures a day's (--rpd); cerebras = x-ratelimit-{limit,remaining,reset}-requests-day and "
+              "-tokens-minute, resets in seconds, --rpd the UTC day; ietf = RateLimit-Policy and RateLimit (draft-ietf-httpapi-"
               "ratelimit-headers-11); none. Default openai")
     _add(g, "headers_report", choices=HEADERS_REPORT, default=d.headers_report,
          help="minute = limits and remaining as per-minute figures whatever the enforcement (OpenAI, Azure, "

@@ -455,6 +455,29 @@ def test_groq_dialect_states_the_day_not_the_minute():
         assert limits["rpd"] == 14400 and limits["enforced"]["rpd"]["window_s"] == 86400
 
 
+def test_cerebras_dialect_names_the_period_and_states_no_rpm():
+    """Cerebras: x-ratelimit-*-requests-day (the UTC day) and -tokens-minute, resets in seconds
+    with their fraction, as its documented example; RPM enforced, stated nowhere."""
+    with start_simulator(rpm=2, tpm=60000, rpd=14400, headers="cerebras", token_limit_mode="fixed",
+                         token_window_s=60, headers_report="window") as s, httpx.Client() as c:
+        r = post(c, s, small(max_tokens=100))
+        h = ratelimit_headers(r.headers)
+        assert set(h) == {f"x-ratelimit-{w}-{k}" for w in ("limit", "remaining", "reset")
+                          for k in ("requests-day", "tokens-minute")}
+        assert (h["x-ratelimit-limit-requests-day"], h["x-ratelimit-remaining-requests-day"]) == (
+            "14400", "14399")
+        assert h["x-ratelimit-limit-tokens-minute"] == "60000"
+        to_midnight = 86400 - time.time() % 86400
+        assert abs(float(h["x-ratelimit-reset-requests-day"]) - to_midnight) < 2.0
+        assert 0 < float(h["x-ratelimit-reset-tokens-minute"]) <= 60.0
+        assert "." in h["x-ratelimit-reset-tokens-minute"]  # seconds with their fraction
+        post(c, s)
+        refused = post(c, s)  # the third request in a minute of 2 RPM (a bucket)
+        assert refused.status_code == 429
+        assert "requests per min (RPM)" in refused.json()["error"]["message"]
+        assert timeline(c, s)["limits"]["enforced"]["rpd"]["window_s"] == 86400
+
+
 def test_together_dialect_per_second():
     with start_simulator(rpm=600, tpm=60000, limit_mode="fixed", window_s=1, headers="together",
                          headers_report="window", retry_after="seconds") as s, httpx.Client() as c:
