@@ -18,7 +18,8 @@ case and the client as its own process, stopped with SIGINT after the case's dur
   minute, prompt + max_tokens kept; Anthropic GCRA of 1 s and token buckets, OTPM counted as
   generated, its own headers; Together per second, per-second headers; Groq, its requests per day in
   OpenAI's headers and its RPM unstated; OpenRouter, a minute of requests stated on its 429s only,
-  reset in Unix ms), the limit given, in headers only, or (OpenAI, Together)
+  reset in Unix ms; Cerebras, the day's requests and the minute's tokens under names that say so,
+  its RPM unstated), the limit given, in headers only, or (OpenAI, Together)
   nothing; and Azure's minute of tokens reported as its own count (falling to the minute's end)
   rather than as a bucket's per-minute figures;
 - a limit on requests in flight rather than a rate (16 at once; a bare 429 that names it, W&B
@@ -367,6 +368,18 @@ PROFILES: dict[str, dict[str, Any]] = {
     # window of the clock's minute here, as those resets show
     "openrouter": {"mode": "fixed 60s", "accounting": "refund", "bounds": ("rpm",),
                    "sim_flags": {"headers": "openrouter", "retry_after": "none"}},
+    # Cerebras: OpenAI's names with the period after them, the requests a day's and the tokens a
+    # minute's, resets in seconds; RPM enforced and stated nowhere
+    # (inference-docs.cerebras.ai/support/rate-limits). Its text says "token bucketing", but the
+    # resets of its example are the clock's minute and UTC day ("11.382867097854614" and
+    # "33011.382867097855"), and "Available quota = Rate limit - Usage in current time window":
+    # windows of the clock's minute here, reported as themselves. Its 429s quoted in public
+    # issues ("Requests per minute limit exceeded - too many requests sent.") carry no wait, and
+    # no Retry-After is documented. Both limits in each case, as for Groq
+    "cerebras": {"mode": "fixed 60s", "accounting": "refund",
+                 "sim_flags": {"headers": "cerebras", "headers_report": "window", "rpd": GROQ_RPD,
+                               "retry_after": "none", "no_body_hint": True},
+                 "beside": {"rpm": {"tpm": GROQ_OTHER_TPM}, "tpm": {"rpm": GROQ_OTHER_RPM}}},
 }
 
 
