@@ -64,6 +64,27 @@ def test_together_dialect_is_per_second_and_its_reset_is_the_wait_on_a_429():
     assert hint(headers, b'{"error": {"message": "dynamic_request_limited"}}').retry_after == 0.25
 
 
+def test_cerebras_names_the_period_after_openai_s_names():
+    """Its documented example: the requests a day's, the tokens a minute's, resets in seconds
+    (inference-docs.cerebras.ai/support/rate-limits). A day's limit is a budget, the minute's
+    paces; where OpenAI's own names are there too, they win."""
+    headers = {"x-ratelimit-limit-requests-day": "1000000000",
+               "x-ratelimit-limit-tokens-minute": "1000000000",
+               "x-ratelimit-remaining-requests-day": "999997455",
+               "x-ratelimit-remaining-tokens-minute": "999998298",
+               "x-ratelimit-reset-requests-day": "33011.382867097855",
+               "x-ratelimit-reset-tokens-minute": "11.382867097854614"}
+    h = hint(headers)
+    assert (h.requests.limit, h.requests.remaining, h.requests.window) == (1e9, 999997455, 86400)
+    assert h.requests.reset == pytest.approx(33011.382867)
+    assert (h.tokens.limit, h.tokens.remaining, h.tokens.window) == (1e9, 999998298, 60)
+    assert h.tokens.reset == pytest.approx(11.382867)
+    both = hint({**headers, "x-ratelimit-limit-requests": "30",
+                 "x-ratelimit-remaining-requests": "29", "x-ratelimit-reset-requests": "2s"})
+    assert (both.requests.limit, both.requests.window) == (30, None)  # OpenAI's: a minute
+    assert both.tokens.window == 60
+
+
 # An OpenRouter 429 as its users quote them: the limits in the body too, the reset the minute's end
 # in Unix milliseconds (2026-09-11 12:08:00 UTC); the reply's Date 30 s before it
 OPENROUTER_DATE = "Fri, 11 Sep 2026 12:07:30 GMT"
