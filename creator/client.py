@@ -21,7 +21,7 @@ import orjson
 from .endpoints import Endpoint, NoEndpointLeft, Route, Router, spent_until
 from .errors import APIError
 from .ratehints import RateLimitHint
-from .ratelimit import LONG_WAIT_S, Clock, RetryPolicy, Ticket
+from .ratelimit import DAY_SPENT_AFTER_S, LONG_WAIT_S, Clock, RetryPolicy, Ticket
 from .spend import BudgetSpent, Hold, Spend, prompt_token_bound
 
 
@@ -472,6 +472,15 @@ class ChatClient:
                 # UTC midnight): waiting hours is not a retry
                 return self._set_aside(route, None, f"HTTP 429 ({message.strip()}): " +
                                        spent_until(hint.retry_after, "its rate limits"), spent=True)
+            if hint.per_day and hint.retry_after is None and \
+                    route.limits.nothing_through_for(self.router.clock()) >= DAY_SPENT_AFTER_S:
+                # a limit per day used up, with no word on when it comes back (Cerebras's
+                # "Tokens per day limit exceeded"): a storm's probes would go on for hours
+                return self._set_aside(route, None, f"HTTP 429 ({message.strip()}): a limit per "
+                                       f"day, and nothing let through for "
+                                       f"{DAY_SPENT_AFTER_S:.0f} s; the server does not say when "
+                                       "it comes back: run the same command with --resume later",
+                                       spent=True)
             return Retryable("rate_limited", hint.retry_after)
         if status == 429:
             return self._set_aside(route, ticket, f"the API account has no quota left at {url} "

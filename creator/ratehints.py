@@ -174,6 +174,7 @@ class RateLimitHint:
     input_tokens: Reading = NOTHING
     output_tokens: Reading = NOTHING
     requested: int | None = None  # a 429's "Requested N": what the server charged the request
+    per_day: bool = False  # a 429's message names a limit per day ("tokens per day (TPD)")
 
     @property
     def states_limits(self) -> bool:
@@ -201,6 +202,7 @@ class RateLimitHint:
             retry_after = said
         limited = limit_named_in(body) if body else None
         requested = requested_in_message(body) if body else None
+        per_day = bool(body) and names_a_day(body)  # type: ignore[arg-type]
         requests, tokens = _openai(headers, reference)
         inputs = outputs = NOTHING
         if requests.empty and tokens.empty:
@@ -211,7 +213,7 @@ class RateLimitHint:
                 retry_after = requests.reset
         if requests.empty and tokens.empty:
             requests, tokens = _ietf(headers, reference)
-        return cls(retry_after, limited, requests, tokens, inputs, outputs, requested)
+        return cls(retry_after, limited, requests, tokens, inputs, outputs, requested, per_day)
 
 
 def _with_headers_in_body(headers: Mapping[str, str],
@@ -291,6 +293,18 @@ def requested_in_message(body: bytes | str) -> int | None:
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     match = _REQUESTED.search(text[:2000])
     return int(match.group(1).replace(",", "")) if match else None
+
+
+# "... on tokens per day (TPD): Limit 500000" (OpenAI, Groq), "Tokens per day limit exceeded - too
+# many tokens processed." (Cerebras), "free-models-per-day" (OpenRouter), Gemini's quota ids
+# "GenerateRequestsPerDayPerProjectPerModel"
+_PER_DAY = re.compile(r"per[ -]?day|\bRPD\b|\bTPD\b|\bdaily\b", re.IGNORECASE)
+
+
+def names_a_day(body: bytes | str) -> bool:
+    """Whether a 429's message names a limit per day."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    return _PER_DAY.search(text[:2000]) is not None
 
 
 def limit_named_in(body: bytes | str) -> str | None:

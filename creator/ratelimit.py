@@ -62,6 +62,8 @@ WINDOW_MARGIN = 1.0  # the pace of a second whose own count the server reports (
 MINUTE = 60.0
 LONG_PERIOD_S = 600.0  # a limit stated over a longer period (a day) is a budget, not a pace
 LONG_WAIT_S = LONG_PERIOD_S  # limits that allow nothing for longer are spent: the run stops there
+# ... as are those whose 429s name a limit per day, say no wait, and let nothing through this long
+DAY_SPENT_AFTER_S = 30.0
 # a server that limits requests in flight (its 429 says "concurrency") is held to the fewest that
 # were in flight ahead of a refused request; after this long with no such 429, one more is tried
 IN_FLIGHT_PROBE_S = MINUTE
@@ -1068,6 +1070,11 @@ class Limits:
                 wait = self.storm_pause = to_mark
         self.pause(now + wait)
         return wait
+
+    def nothing_through_for(self, now: float) -> float:
+        """Seconds since the first request of a run of 429s went, with none sent since let
+        through (0: the last one was)."""
+        return 0.0 if math.isinf(self.refused_since) else max(0.0, now - self.refused_since)
 
     def _too_many_in_flight(self, ticket: Ticket, now: float) -> None:
         """A 429 that names a limit on requests in flight (W&B Inference's "Concurrency limit

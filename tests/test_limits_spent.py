@@ -65,6 +65,28 @@ def test_a_days_limit_spent_stops_the_run_once_what_is_in_flight_has_come_back(t
         assert read_jsonl(out) == first
 
 
+def test_a_day_named_by_429s_that_say_no_wait_is_spent_once_nothing_goes_through(tmp_path):
+    """Cerebras's "Tokens per day limit exceeded - too many tokens processed." says no wait, and
+    no header says when the day comes back. Ten requests a day, then 429s that name the day
+    and nothing else: the storm's probes went on for as long as the run did (30 429s in 90 s,
+    not one reply, at 9ccd432); now, nothing let through for 30 s, the run stops as spent,
+    keeping the ten replies."""
+    out = tmp_path / "out.jsonl"
+    with start_simulator(rpm=6000, rpd=10, headers="none", retry_after="none",
+                         no_body_hint=True, ttft=0.05) as sim:
+        r = run_creator(*YESNO, "--setting", "naive", "--target", "300", "--concurrency", "16",
+                        "--output", str(out), "--base_url", sim.base_url, cwd=tmp_path,
+                        timeout=90)
+        stats = sim.stats()
+    assert r.returncode == 1, r.stderr
+    assert re.search(r"requests per day \(RPD\).*a limit per day, and nothing let through for "
+                     r"30 s; .*--resume later", r.stderr), r.stderr
+    assert "Traceback" not in r.stderr
+    assert stats["admitted"] == stats["ok"] == 10, stats
+    assert stats["rate_limited"] <= 20, stats  # the ramp's, then a probe every few seconds
+    assert len(read_jsonl(out)) >= 10
+
+
 def test_a_spent_endpoint_leaves_the_run_to_the_others(tmp_path):
     out = tmp_path / "out.jsonl"
     with start_simulator(rpm=6000, rpd=5, **OPENROUTER) as spent, \

@@ -213,6 +213,19 @@ def test_which_limit_a_429_names(body, kind):
     assert hint({}, body).limited == kind
 
 
+@pytest.mark.parametrize("body,per_day", [
+    (b'{"message":"Tokens per day limit exceeded - too many tokens processed.",'
+     b'"type":"too_many_requests_error","param":"quota","code":"token_quota_exceeded"}', True),
+    (b'{"error": {"message": "Rate limit reached for gpt-4o-mini on requests per day (RPD): '
+     b'Limit 10000, Used 10000, Requested 1."}}', True),
+    (b'{"error": {"message": "Rate limit exceeded: free-models-per-day. "}}', True),
+    (b'{"message":"Requests per minute limit exceeded - too many requests sent."}', False),
+    (b'{"error": {"message": "Rate limited"}}', False),
+])
+def test_a_429_that_names_a_limit_per_day(body, per_day):
+    assert hint({}, body).per_day is per_day
+
+
 def test_the_cost_a_429_says_the_request_had():
     body = ('{"error": {"message": "Rate limit reached for gpt-4o in organization org-x on tokens '
             'per min (TPM): Limit 30000, Used 27,784, Requested 3,256. Please try again in '
