@@ -87,6 +87,24 @@ def test_a_day_named_by_429s_that_say_no_wait_is_spent_once_nothing_goes_through
     assert len(read_jsonl(out)) >= 10
 
 
+def test_a_days_requests_stated_under_cerebras_names_stop_the_run_when_spent(tmp_path):
+    """Cerebras states the day's requests (x-ratelimit-remaining-requests-day, reset in seconds
+    to the UTC midnight) on every reply: the run stops as that count runs out, before any 429,
+    saying until when; those names were not read before d6c2482."""
+    out = tmp_path / "out.jsonl"
+    with start_simulator(rpm=600, tpm=100000, rpd=10, headers="cerebras",
+                         headers_report="window", retry_after="none", no_body_hint=True,
+                         ttft=0.05) as sim:
+        r = run_creator(*YESNO, "--setting", "naive", "--target", "300", "--concurrency", "16",
+                        "--output", str(out), "--base_url", sim.base_url, cwd=tmp_path,
+                        timeout=60)
+        stats = sim.stats()
+    assert r.returncode == 1, r.stderr
+    assert re.search(r"allow no request for \d.* h \(until \d{4}-\d\d-\d\d 00:00 UTC\); run the "
+                     r"same command with --resume", r.stderr), r.stderr
+    assert stats["rate_limited"] == 0 and 8 <= stats["admitted"] == stats["ok"] <= 10, stats
+
+
 def test_a_spent_endpoint_leaves_the_run_to_the_others(tmp_path):
     out = tmp_path / "out.jsonl"
     with start_simulator(rpm=6000, rpd=5, **OPENROUTER) as spent, \
