@@ -8,7 +8,7 @@ the limiter never sees a header name.
 | dialect | requests | tokens | reset |
 |---|---|---|---|
 | OpenAI, Azure, Groq | x-ratelimit-{limit,remaining,reset}-requests | ...-tokens | duration "6m0s" |
-| Cerebras | x-ratelimit-{limit,remaining,reset}-requests-day | ...-tokens-minute | seconds |
+| Cerebras, Mistral | x-ratelimit-{limit,remaining,reset}-requests-day, -req-minute | ...-tokens-minute | seconds |
 | Anthropic | anthropic-ratelimit-requests-{limit,remaining,reset} | -tokens-, -input-tokens-, -output-tokens- | RFC 3339 time |
 | Together | x-ratelimit-{limit,remaining,reset} | x-tokenlimit-{limit,remaining} | seconds |
 | OpenRouter, and many APIs | X-RateLimit-{Limit,Remaining,Reset} (429s only; also in the body) | | Unix time, ms or s |
@@ -339,18 +339,23 @@ def _openai(headers: Mapping[str, str], reference: float) -> tuple[Reading, Read
 
 # Cerebras names the period after OpenAI's names: x-ratelimit-limit-requests-day,
 # x-ratelimit-remaining-tokens-minute, x-ratelimit-reset-requests-day "Time (in seconds) until your
-# daily request limit resets" (inference-docs.cerebras.ai/support/rate-limits). The shortest
-# period stated is the one that paces; a day's is a budget (the limiter's LONG_PERIOD_S).
-_PERIODS = (("minute", 60.0), ("hour", 3600.0), ("day", 86400.0))
+# daily request limit resets" (inference-docs.cerebras.ai/support/rate-limits); Mistral too, with
+# "req" for requests and a month beside the minute (x-ratelimit-limit-req-minute: 720,
+# x-ratelimit-limit-tokens-minute, as its replies show them in public issues). The shortest
+# period stated is the one that paces; a day's or a month's is a budget (LONG_PERIOD_S).
+_PERIODS = (("minute", 60.0), ("hour", 3600.0), ("day", 86400.0), ("month", 30 * 86400.0))
+_KIND_NAMES = {"requests": ("requests", "req"), "tokens": ("tokens",)}
 
 
 def _per_period(headers: Mapping[str, str], kind: str, reference: float) -> Reading:
     for period, window in _PERIODS:
-        limit = _number(headers.get(f"x-ratelimit-limit-{kind}-{period}"))
-        remaining = _number(headers.get(f"x-ratelimit-remaining-{kind}-{period}"))
-        if limit is not None or remaining is not None:
-            reset = reset_seconds(headers.get(f"x-ratelimit-reset-{kind}-{period}"), reference)[0]
-            return Reading(limit, remaining, reset, window=window)
+        for name in _KIND_NAMES[kind]:
+            limit = _number(headers.get(f"x-ratelimit-limit-{name}-{period}"))
+            remaining = _number(headers.get(f"x-ratelimit-remaining-{name}-{period}"))
+            if limit is not None or remaining is not None:
+                reset = headers.get(f"x-ratelimit-reset-{name}-{period}")
+                return Reading(limit, remaining, reset_seconds(reset, reference)[0],
+                               window=window)
     return NOTHING
 
 

@@ -85,6 +85,19 @@ def test_cerebras_names_the_period_after_openai_s_names():
     assert both.tokens.window == 60
 
 
+def test_mistral_writes_req_and_a_month_beside_the_minute():
+    h = hint({"x-ratelimit-limit-tokens-minute": "5000000",
+              "x-ratelimit-remaining-tokens-minute": "4999911",
+              "x-ratelimit-tokens-query-cost": "52",
+              "x-ratelimit-limit-req-minute": "720", "x-ratelimit-remaining-req-minute": "717",
+              "x-ratelimit-limit-tokens-month": "1000000000"})
+    assert (h.requests.limit, h.requests.remaining, h.requests.window) == (720, 717, 60)
+    assert (h.tokens.limit, h.tokens.remaining, h.tokens.window) == (5e6, 4999911, 60)
+    month = hint({"x-ratelimit-limit-tokens-month": "1000000000",
+                  "x-ratelimit-remaining-tokens-month": "999"})
+    assert month.tokens.window == 30 * 86400  # a budget, not a pace
+
+
 # An OpenRouter 429 as its users quote them: the limits in the body too, the reset the minute's end
 # in Unix milliseconds (2026-09-11 12:08:00 UTC); the reply's Date 30 s before it
 OPENROUTER_DATE = "Fri, 11 Sep 2026 12:07:30 GMT"
