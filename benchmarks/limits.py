@@ -19,7 +19,8 @@ case and the client as its own process, stopped with SIGINT after the case's dur
   generated, its own headers; Together per second, per-second headers; Groq, its requests per day in
   OpenAI's headers and its RPM unstated; OpenRouter, a minute of requests stated on its 429s only,
   reset in Unix ms; Cerebras, the day's requests and the minute's tokens under names that say so,
-  its RPM unstated), the limit given, in headers only, or (OpenAI, Together)
+  its RPM unstated; Fireworks, prompt and generated tokens apart, the generated ones binding),
+  the limit given, in headers only, or (OpenAI, Together)
   nothing; and Azure's minute of tokens reported as its own count (falling to the minute's end)
   rather than as a bucket's per-minute figures;
 - a limit on requests in flight rather than a rate (16 at once; a bare 429 that names it, W&B
@@ -380,6 +381,15 @@ PROFILES: dict[str, dict[str, Any]] = {
                  "sim_flags": {"headers": "cerebras", "headers_report": "window", "rpd": GROQ_RPD,
                                "retry_after": "none", "no_body_hint": True},
                  "beside": {"rpm": {"tpm": GROQ_OTHER_TPM}, "tpm": {"rpm": GROQ_OTHER_RPM}}},
+    # Fireworks: prompt and generated tokens a minute, apart, "in the response headers
+    # X-Ratelimit-Limit-Tokens-Prompt and X-Ratelimit-Limit-Tokens-Generated"; its starting
+    # limits, 36,000 generated against 3.6 million prompt tokens a minute, make the output tokens
+    # bind (docs.fireworks.ai/serverless/rate-limits). How it enforces them ("adaptive") and
+    # whether a 429 says when to retry is not said: a bucket, counted as generated, no wait
+    "fireworks": {"mode": "bucket", "accounting": "actual", "token_limit": "otpm",
+                  "bounds": ("tpm",),
+                  "sim_flags": {"headers": "fireworks", "retry_after": "none",
+                                "no_body_hint": True}},
 }
 
 

@@ -80,6 +80,9 @@ enforced by --limit_mode (--token_limit_mode / --token_window_s for the token li
                                    requests-day and -tokens-minute, resets   requests-day", "...-tokens-
                                    in seconds; RPM unstated; --rpd the UTC   minute", reset "Time (in
                                    day                                       seconds)"
+  --headers fireworks              x-ratelimit-{limit,remaining}-tokens-     [F] "X-Ratelimit-Limit-Tokens-
+                                   prompt / -generated (--itpm / --otpm),    Prompt and X-Ratelimit-Limit-
+                                   no reset                                  Tokens-Generated"
   --headers anthropic              anthropic-ratelimit-*, RFC 3339 resets,   [A]
                                    token remaining rounded to 1000
   --headers together               x-ratelimit-*, x-tokenlimit-* (seconds)   [T]
@@ -110,6 +113,7 @@ enforced by --limit_mode (--token_limit_mode / --token_window_s for the token li
   [T2] https://docs.together.ai/docs/serverless/rate-limits
   [R]  https://openrouter.ai/docs/api-reference/limits
   [C]  https://inference-docs.cerebras.ai/support/rate-limits
+  [F]  https://docs.fireworks.ai/serverless/rate-limits
   [I]  https://datatracker.ietf.org/doc/draft-ietf-httpapi-ratelimit-headers/
   [W]  https://docs.wandb.ai/guides/inference/usage-limits/ ("Concurrency limits")
   [D]  https://deepinfra.com/docs/advanced/rate-limits
@@ -313,8 +317,8 @@ class SimConfig:
 
 LIMIT_MODES = ("bucket", "fixed", "sliding", "gcra")
 TOKEN_ACCOUNTING = ("refund", "reserve", "max", "actual")
-HEADER_DIALECTS = ("openai", "groq", "cerebras", "anthropic", "together", "openrouter", "ietf",
-                   "none")
+HEADER_DIALECTS = ("openai", "groq", "cerebras", "fireworks", "anthropic", "together", "openrouter",
+                   "ietf", "none")
 HEADERS_REPORT = ("minute", "window")
 RETRY_AFTER = ("ms", "seconds", "date", "none")
 
@@ -904,10 +908,31 @@ def _headers_cerebras(rep: dict[str, tuple], wall: float) -> dict[str, str]:
     return h
 
 
+def _headers_fireworks(rep: dict[str, tuple], wall: float) -> dict[str, str]:
+    """Fireworks, https://docs.fireworks.ai/serverless/rate-limits : "Total Prompt TPM - input
+    tokens per minute", "Generated TPM - output tokens per minute"; "Your current effective rate
+    limits are in the response headers X-Ratelimit-Limit-Tokens-Prompt and
+    X-Ratelimit-Limit-Tokens-Generated" (--itpm and --otpm), with their remaining counts beside
+    them here (not documented) and no reset; requests as OpenAI's names where --rpm is set."""
+    h: dict[str, str] = {}
+    for kind, name in (("input_tokens", "prompt"), ("output_tokens", "generated")):
+        if kind in rep:
+            limit, remaining = rep[kind][:2]
+            h[f"x-ratelimit-limit-tokens-{name}"] = _count(limit)
+            h[f"x-ratelimit-remaining-tokens-{name}"] = _count(max(0.0, remaining))
+    if "requests" in rep:
+        limit, remaining, reset, _ = rep["requests"]
+        h["x-ratelimit-limit-requests"] = _count(limit)
+        h["x-ratelimit-remaining-requests"] = _count(remaining)
+        h["x-ratelimit-reset-requests"] = _fmt_duration(reset)
+    return h
+
+
 _HEADER_DIALECTS = {
     "openai": _headers_openai,
     "groq": _headers_groq,
     "cerebras": _headers_cerebras,
+    "fireworks": _headers_fireworks,
     "anthropic": _headers_anthropic,
     "together": _headers_together,
     "ietf": _headers_ietf,
@@ -2381,7 +2406,8 @@ def parse_args(argv: list[str] | None = None) -> SimConfig:
               "x-tokenlimit-limit/-remaining; openrouter = X-RateLimit-Limit/-Remaining/-Reset (Unix ms) on 429s only, "
               "also in the body's error.metadata.headers, --rpd the UTC day; groq = openai's names, the request "
               "figures a day's (--rpd); cerebras = x-ratelimit-{limit,remaining,reset}-requests-day and "
-              "-tokens-minute, resets in seconds, --rpd the UTC day; ietf = RateLimit-Policy and RateLimit (draft-ietf-httpapi-"
+              "-tokens-minute, resets in seconds, --rpd the UTC day; fireworks = x-ratelimit-{limit,remaining}-"
+              "tokens-prompt and -generated (--itpm, --otpm); ietf = RateLimit-Policy and RateLimit (draft-ietf-httpapi-"
               "ratelimit-headers-11); none. Default openai")
     _add(g, "headers_report", choices=HEADERS_REPORT, default=d.headers_report,
          help="minute = limits and remaining as per-minute figures whatever the enforcement (OpenAI, Azure, "

@@ -478,6 +478,17 @@ def test_cerebras_dialect_names_the_period_and_states_no_rpm():
         assert timeline(c, s)["limits"]["enforced"]["rpd"]["window_s"] == 86400
 
 
+def test_fireworks_dialect_states_prompt_and_generated_tokens():
+    with start_simulator(itpm=3_600_000, otpm=36000, headers="fireworks",
+                         token_accounting="actual") as s, httpx.Client() as c:
+        h = ratelimit_headers(post(c, s, small(max_tokens=100)).headers)
+        assert set(h) == {f"x-ratelimit-{w}-tokens-{k}" for w in ("limit", "remaining")
+                          for k in ("prompt", "generated")}
+        assert (h["x-ratelimit-limit-tokens-prompt"], h["x-ratelimit-limit-tokens-generated"]) == (
+            "3600000", "36000")
+        assert int(h["x-ratelimit-remaining-tokens-generated"]) < 36000
+
+
 def test_together_dialect_per_second():
     with start_simulator(rpm=600, tpm=60000, limit_mode="fixed", window_s=1, headers="together",
                          headers_report="window", retry_after="seconds") as s, httpx.Client() as c:
