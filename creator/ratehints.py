@@ -10,6 +10,7 @@ the limiter never sees a header name.
 | OpenAI, Azure, Groq | x-ratelimit-{limit,remaining,reset}-requests | ...-tokens | duration "6m0s" |
 | Cerebras, Mistral | x-ratelimit-{limit,remaining,reset}-requests-day, -req-minute | ...-tokens-minute | seconds |
 | Anthropic | anthropic-ratelimit-requests-{limit,remaining,reset} | -tokens-, -input-tokens-, -output-tokens- | RFC 3339 time |
+| Fireworks | | x-ratelimit-limit-tokens-prompt (input), -tokens-generated (output) | |
 | Together | x-ratelimit-{limit,remaining,reset} | x-tokenlimit-{limit,remaining} | seconds |
 | OpenRouter, and many APIs | X-RateLimit-{Limit,Remaining,Reset} (429s only; also in the body) | | Unix time, ms or s |
 | IETF draft | RateLimit-Policy: "p";q=100;w=60 and RateLimit: "p";r=50;t=30 | | seconds |
@@ -213,6 +214,8 @@ class RateLimitHint:
                 retry_after = requests.reset
         if requests.empty and tokens.empty:
             requests, tokens = _ietf(headers, reference)
+        if inputs.empty and outputs.empty:
+            inputs, outputs = _fireworks(headers)
         return cls(retry_after, limited, requests, tokens, inputs, outputs, requested, per_day)
 
 
@@ -357,6 +360,18 @@ def _per_period(headers: Mapping[str, str], kind: str, reference: float) -> Read
                 return Reading(limit, remaining, reset_seconds(reset, reference)[0],
                                window=window)
     return NOTHING
+
+
+def _fireworks(headers: Mapping[str, str]) -> tuple[Reading, Reading]:
+    """Fireworks limits prompt (input) and generated (output) tokens a minute apart: "Your current
+    effective rate limits are in the response headers X-Ratelimit-Limit-Tokens-Prompt and
+    X-Ratelimit-Limit-Tokens-Generated" (docs.fireworks.ai/serverless/rate-limits); a remaining
+    count beside them is read if there is one."""
+    def reading(name: str) -> Reading:
+        return Reading(limit=_number(headers.get(f"x-ratelimit-limit-tokens-{name}")),
+                       remaining=_number(headers.get(f"x-ratelimit-remaining-tokens-{name}")))
+
+    return reading("prompt"), reading("generated")
 
 
 def _anthropic(headers: Mapping[str, str],

@@ -98,6 +98,25 @@ async def _run(server: Server, spend: Spend | None, calls: int = 2, timeout: flo
         await runner.cleanup()
 
 
+def test_the_creator_reads_limits_stated_under_cerebras_s_and_fireworks_names(tmp_path):
+    """Names none of the dialects read before d6c2482 and the Fireworks commit: the summary shows
+    the limits they state (a day's requests leave the pace: a budget)."""
+    for flags, stated in (
+            (dict(tpm=600000, rpd=100000, headers="cerebras", headers_report="window",
+                  token_limit_mode="fixed", token_window_s=60),
+             {"tokens": {"limit": 600000, "window_s": 60.0}}),
+            (dict(itpm=3_600_000, otpm=360000, headers="fireworks", token_accounting="actual"),
+             {"input": {"limit": 3600000, "window_s": 60.0},
+              "output": {"limit": 360000, "window_s": 60.0}})):
+        out = tmp_path / f"{flags['headers']}.jsonl"
+        with start_simulator(ttft=0.05, **flags) as sim:
+            r = run_creator(*YESNO, "--setting", "naive", "--target", "30", "--output", str(out),
+                            "--base_url", sim.base_url, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        check_records(out, 30)
+        assert read_summary(out)["config"]["endpoints"][0]["stated_limits"] == stated
+
+
 def test_the_read_states_the_limits_and_is_counted_and_billed_like_any_request():
     server, spend = Server(), Spend(price_in=1.0, price_out=2.0)
     client = asyncio.run(_run(server, spend))

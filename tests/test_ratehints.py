@@ -85,6 +85,16 @@ def test_cerebras_names_the_period_after_openai_s_names():
     assert both.tokens.window == 60
 
 
+def test_fireworks_states_prompt_and_generated_tokens_apart():
+    h = hint({"x-ratelimit-limit-tokens-prompt": "3600000",
+              "x-ratelimit-limit-tokens-generated": "36000",
+              "x-ratelimit-remaining-tokens-generated": "35000",
+              "x-ratelimit-limit-requests": "6000"})
+    assert (h.input_tokens.limit, h.output_tokens.limit) == (3.6e6, 36000)
+    assert h.output_tokens.remaining == 35000 and h.requests.limit == 6000
+    assert h.tokens.empty
+
+
 def test_mistral_writes_req_and_a_month_beside_the_minute():
     h = hint({"x-ratelimit-limit-tokens-minute": "5000000",
               "x-ratelimit-remaining-tokens-minute": "4999911",
