@@ -64,8 +64,9 @@ LONG_PERIOD_S = 600.0  # a limit stated over a longer period (a day) is a budget
 LONG_WAIT_S = LONG_PERIOD_S  # limits that allow nothing for longer are spent: the run stops there
 # ... as are those whose 429s name a limit per day, say no wait, and let nothing through this long
 DAY_SPENT_AFTER_S = 30.0
-# a server that limits requests in flight (its 429 says "concurrency") is held to the fewest that
-# were in flight ahead of a refused request; after this long with no such 429, one more is tried
+# a server that limits requests in flight (its 429 says "concurrency") is held to the most we had
+# in flight beside a refused request (Limits._too_many_in_flight); after this long at that cap
+# with no such 429, one more is tried
 IN_FLIGHT_PROBE_S = MINUTE
 IN_FLIGHT_LOG = 1024  # sends remembered for that (more than go out while one 429 comes back)
 PROBE_GIVE_UP_S = 5.0  # the first request is alone until it is answered, or this long
