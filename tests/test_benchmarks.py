@@ -255,3 +255,16 @@ def test_limits_paces_the_baseline_on_a_token_limit_at_a_share_of_its_requests()
     at_limit = next(c for c in cases if c.client == "aoai_paced" and c.bound == "rpm")
     cmd = client_cmd(at_limit, ["URL"], Path("OUT.jsonl"))
     assert float(cmd[cmd.index("--pace_rpm") + 1]) == RPM
+
+
+def test_limits_counts_a_profile_whose_binding_limit_no_header_states_as_nothing_known():
+    """Groq's and Cerebras's headers state other limits than their RPM: with headers only, the
+    RPM-bound rows are nothing-known rows as to the limit that binds; given, they are not."""
+    from benchmarks.limits import binding_unstated
+
+    row = dict(name="cerebras-like, slow replies, headers, RPM", knowledge="headers", bound="rpm")
+    assert binding_unstated(row)
+    assert binding_unstated({**row, "name": "groq-like, headers, RPM"})
+    assert not binding_unstated({**row, "knowledge": "given"})
+    assert not binding_unstated({**row, "bound": "tpm"})
+    assert not binding_unstated({**row, "name": "openai-like, headers, RPM"})

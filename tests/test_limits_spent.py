@@ -19,17 +19,24 @@ YESNO = creatorproc.example_args("yesno_close")
 OPENROUTER = dict(headers="openrouter", retry_after="none", ttft=0.05, tpot=0.002)
 
 
+def run_against(tmp_path, target: int, timeout: float, **flags):
+    """The creator (--concurrency 16) against a simulator of `flags`: (result, server stats,
+    output path)."""
+    out = tmp_path / "out.jsonl"
+    with start_simulator(**flags) as sim:
+        r = run_creator(*YESNO, "--setting", "naive", "--target", str(target), "--concurrency",
+                        "16", "--output", str(out), "--base_url", sim.base_url, cwd=tmp_path,
+                        timeout=timeout)
+        return r, sim.stats(), out
+
+
 def test_a_minute_stated_on_a_429_with_a_reset_in_unix_ms_is_waited_out(tmp_path):
     """20 requests a minute (OpenRouter's free models), in windows of the clock's minutes,
     stated on the 429 only. Its reset, read as a wait, held the run for 57,000 years after the
     first 429 (121 requests in 120 s at 120 a minute, then none); now it waits for the minute's
     end and paces the next at the limit the 429 stated."""
-    out = tmp_path / "out.jsonl"
-    with start_simulator(rpm=20, limit_mode="fixed", window_s=60, **OPENROUTER) as sim:
-        r = run_creator(*YESNO, "--setting", "naive", "--target", "110", "--concurrency", "16",
-                        "--output", str(out), "--base_url", sim.base_url, cwd=tmp_path,
-                        timeout=150)
-        stats = sim.stats()
+    r, stats, out = run_against(tmp_path, 110, 150, rpm=20, limit_mode="fixed", window_s=60,
+                                **OPENROUTER)
     assert r.returncode == 0, r.stderr
     check_records(out, 110)
     assert stats["admitted"] > 20  # into a second minute
@@ -71,13 +78,8 @@ def test_a_day_named_by_429s_that_say_no_wait_is_spent_once_nothing_goes_through
     and nothing else: the storm's probes went on for as long as the run did (30 429s in 90 s,
     not one reply, at 9ccd432); now, nothing let through for 30 s, the run stops as spent,
     keeping the ten replies."""
-    out = tmp_path / "out.jsonl"
-    with start_simulator(rpm=6000, rpd=10, headers="none", retry_after="none",
-                         no_body_hint=True, ttft=0.05) as sim:
-        r = run_creator(*YESNO, "--setting", "naive", "--target", "300", "--concurrency", "16",
-                        "--output", str(out), "--base_url", sim.base_url, cwd=tmp_path,
-                        timeout=90)
-        stats = sim.stats()
+    r, stats, out = run_against(tmp_path, 300, 90, rpm=6000, rpd=10, headers="none",
+                                retry_after="none", no_body_hint=True, ttft=0.05)
     assert r.returncode == 1, r.stderr
     assert re.search(r"requests per day \(RPD\).*a limit per day, and nothing let through for "
                      r"30 s; .*--resume later", r.stderr), r.stderr
@@ -91,14 +93,9 @@ def test_a_days_requests_stated_under_cerebras_names_stop_the_run_when_spent(tmp
     """Cerebras states the day's requests (x-ratelimit-remaining-requests-day, reset in seconds
     to the UTC midnight) on every reply: the run stops as that count runs out, before any 429,
     saying until when; those names were not read before d6c2482."""
-    out = tmp_path / "out.jsonl"
-    with start_simulator(rpm=600, tpm=100000, rpd=10, headers="cerebras",
-                         headers_report="window", retry_after="none", no_body_hint=True,
-                         ttft=0.05) as sim:
-        r = run_creator(*YESNO, "--setting", "naive", "--target", "300", "--concurrency", "16",
-                        "--output", str(out), "--base_url", sim.base_url, cwd=tmp_path,
-                        timeout=60)
-        stats = sim.stats()
+    r, stats, _ = run_against(tmp_path, 300, 60, rpm=600, tpm=100000, rpd=10, headers="cerebras",
+                              headers_report="window", retry_after="none", no_body_hint=True,
+                              ttft=0.05)
     assert r.returncode == 1, r.stderr
     assert re.search(r"allow no request for \d.* h \(until \d{4}-\d\d-\d\d 00:00 UTC\); run the "
                      r"same command with --resume", r.stderr), r.stderr
