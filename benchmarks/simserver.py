@@ -228,7 +228,7 @@ class SimConfig:
     max_active: int = 0  # requests in flight at once; one more gets a 429 (0 = unlimited)
     max_active_message: str = "Concurrency limit reached for requests"  # W&B's; DeepInfra's: "Rate limited"
     rpd: float = 0.0  # requests per day: a bucket of a day (Groq states it, not RPM: --headers groq),
-    # or the UTC day with --headers openrouter
+    # or the UTC day with --headers openrouter or cerebras
     default_max_tokens: int = 1024
     # how the limits are enforced (see the module docstring for the provider behind each)
     limit_mode: str = "bucket"  # bucket | fixed | sliding | gcra
@@ -2365,7 +2365,7 @@ def parse_args(argv: list[str] | None = None) -> SimConfig:
          help="the message of that 429 (DeepInfra's: 'Rate limited'). Default W&B's")
     _add(g, "rpd", type=float, default=d.rpd,
          help="requests/day, a bucket of a day that starts full: what Groq's request headers state "
-              "(--headers groq); with --headers openrouter the UTC day (a window reset at midnight); "
+              "(--headers groq); with --headers openrouter or cerebras the UTC day (a window reset at midnight); "
               "0 = unlimited")
     _add(g, "default_max_tokens", type=int, default=d.default_max_tokens, help="max_tokens when a request has none")
     _add(g, "limit_mode", choices=LIMIT_MODES, default=d.limit_mode,
