@@ -198,7 +198,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 from aiohttp import web
@@ -785,13 +785,19 @@ def _headers_openai(rep: dict[str, tuple], wall: float) -> dict[str, str]:
 def _x_ratelimit(rep: dict[str, tuple], requests: str) -> dict[str, str]:
     """OpenAI's x-ratelimit-{limit,remaining,reset}-{requests,tokens}, the request figures taken
     from the limit `requests` names (the minute's, or Groq's day)."""
+    return _triples(rep, {"requests": requests, "tokens": "tokens"}, _fmt_duration)
+
+
+def _triples(rep: dict[str, tuple], names: dict[str, str],
+             reset_text: Callable[[float], str]) -> dict[str, str]:
+    """x-ratelimit-{limit,remaining,reset}-NAME for each {NAME: limit kind} configured."""
     h: dict[str, str] = {}
-    for name, kind in (("requests", requests), ("tokens", "tokens")):
+    for name, kind in names.items():
         if kind in rep:
             limit, remaining, reset, _ = rep[kind]
             h[f"x-ratelimit-limit-{name}"] = _count(limit)
             h[f"x-ratelimit-remaining-{name}"] = _count(remaining)
-            h[f"x-ratelimit-reset-{name}"] = _fmt_duration(reset)
+            h[f"x-ratelimit-reset-{name}"] = reset_text(reset)
     return h
 
 
@@ -898,14 +904,8 @@ def _headers_cerebras(rep: dict[str, tuple], wall: float) -> dict[str, str]:
     the clock). It enforces RPM ("Requests per minute/hour/day") and states it nowhere: --rpm
     limits, --rpd is the day its request headers report (the UTC day, as with --headers
     openrouter)."""
-    h: dict[str, str] = {}
-    for name, kind in (("requests-day", "requests_day"), ("tokens-minute", "tokens")):
-        if kind in rep:
-            limit, remaining, reset, _ = rep[kind]
-            h[f"x-ratelimit-limit-{name}"] = _count(limit)
-            h[f"x-ratelimit-remaining-{name}"] = _count(remaining)
-            h[f"x-ratelimit-reset-{name}"] = repr(round(max(0.0, reset), 6))
-    return h
+    return _triples(rep, {"requests-day": "requests_day", "tokens-minute": "tokens"},
+                    lambda reset: repr(round(max(0.0, reset), 6)))
 
 
 def _headers_fireworks(rep: dict[str, tuple], wall: float) -> dict[str, str]:
@@ -920,12 +920,7 @@ def _headers_fireworks(rep: dict[str, tuple], wall: float) -> dict[str, str]:
             limit, remaining = rep[kind][:2]
             h[f"x-ratelimit-limit-tokens-{name}"] = _count(limit)
             h[f"x-ratelimit-remaining-tokens-{name}"] = _count(max(0.0, remaining))
-    if "requests" in rep:
-        limit, remaining, reset, _ = rep["requests"]
-        h["x-ratelimit-limit-requests"] = _count(limit)
-        h["x-ratelimit-remaining-requests"] = _count(remaining)
-        h["x-ratelimit-reset-requests"] = _fmt_duration(reset)
-    return h
+    return {**h, **_triples(rep, {"requests": "requests"}, _fmt_duration)}
 
 
 _HEADER_DIALECTS = {
