@@ -467,19 +467,20 @@ class ChatClient:
         if status == 429 and "insufficient_quota" not in code:
             self.stats.rate_limited += 1
             self.router.rate_limited(route, ticket, hint)
+            spent = None
             if hint.retry_after is not None and hint.retry_after > LONG_WAIT_S:
                 # a limit of a day used up (OpenRouter's "free-models-per-day", its reset the
                 # UTC midnight): waiting hours is not a retry
-                return self._set_aside(route, None, f"HTTP 429 ({message.strip()}): " +
-                                       spent_until(hint.retry_after, "its rate limits"), spent=True)
-            if hint.per_day and hint.retry_after is None and \
+                spent = spent_until(hint.retry_after, "its rate limits")
+            elif hint.per_day and hint.retry_after is None and \
                     route.limits.nothing_through_for(self.router.clock()) >= DAY_SPENT_AFTER_S:
                 # a limit per day used up, with no word on when it comes back (Cerebras's
                 # "Tokens per day limit exceeded"): a storm's probes would go on for hours
-                return self._set_aside(route, None, f"HTTP 429 ({message.strip()}): a limit per "
-                                       f"day, and nothing let through for "
-                                       f"{DAY_SPENT_AFTER_S:.0f} s; the server does not say when "
-                                       "it comes back: run the same command with --resume later",
+                spent = (f"a limit per day, and nothing let through for {DAY_SPENT_AFTER_S:.0f} "
+                         "s; the server does not say when it comes back: run the same command "
+                         "with --resume later")
+            if spent is not None:
+                return self._set_aside(route, None, f"HTTP 429 ({message.strip()}): {spent}",
                                        spent=True)
             return Retryable("rate_limited", hint.retry_after)
         if status == 429:
