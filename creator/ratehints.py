@@ -203,7 +203,7 @@ class RateLimitHint:
             retry_after = said
         limited = limit_named_in(body) if body else None
         requested = requested_in_message(body) if body else None
-        per_day = bool(body) and names_a_day(body)  # type: ignore[arg-type]
+        per_day = names_a_day(body) if body else False
         requests, tokens = _openai(headers, reference)
         inputs = outputs = NOTHING
         if requests.empty and tokens.empty:
@@ -259,8 +259,12 @@ _TRY_AGAIN = re.compile(
     re.IGNORECASE)
 
 
+def _text(body: bytes | str) -> str:
+    return body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+
+
 def retry_hint_in_message(body: bytes | str) -> float | None:
-    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    text = _text(body)
     match = _TRY_AGAIN.search(text[:2000])
     if not match:
         return None
@@ -293,7 +297,7 @@ _REQUESTED = re.compile(r"\bRequested:?\s+([0-9][0-9,]*)\b", re.IGNORECASE)
 
 def requested_in_message(body: bytes | str) -> int | None:
     """What the server says the refused request would have cost ("Requested 3256"), if it says."""
-    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    text = _text(body)
     match = _REQUESTED.search(text[:2000])
     return int(match.group(1).replace(",", "")) if match else None
 
@@ -306,14 +310,14 @@ _PER_DAY = re.compile(r"per[ -]?day|\bRPD\b|\bTPD\b|\bdaily\b", re.IGNORECASE)
 
 def names_a_day(body: bytes | str) -> bool:
     """Whether a 429's message names a limit per day."""
-    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    text = _text(body)
     return _PER_DAY.search(text[:2000]) is not None
 
 
 def limit_named_in(body: bytes | str) -> str | None:
     """Which limit a 429 says was reached: OpenAI's error type ("tokens", "requests") or the
     words of its message ("... on tokens per min (TPM)"); None if it does not say."""
-    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    text = _text(body)
     try:
         error = json.loads(text).get("error")
     except (ValueError, AttributeError):
