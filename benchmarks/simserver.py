@@ -80,9 +80,9 @@ enforced by --limit_mode (--token_limit_mode / --token_window_s for the token li
                                    requests-day and -tokens-minute, resets   requests-day", "...-tokens-
                                    in seconds; RPM unstated; --rpd the UTC   minute", reset "Time (in
                                    day                                       seconds)"
-  --headers fireworks              x-ratelimit-{limit,remaining}-tokens-     [F] "X-Ratelimit-Limit-Tokens-
-                                   prompt / -generated (--itpm / --otpm),    Prompt and X-Ratelimit-Limit-
-                                   no reset                                  Tokens-Generated"
+  --headers fireworks              x-ratelimit-limit-tokens-prompt /         [F] "X-Ratelimit-Limit-Tokens-
+                                   -generated (--itpm / --otpm) only: no     Prompt and X-Ratelimit-Limit-
+                                   remaining count, no reset                 Tokens-Generated"
   --headers anthropic              anthropic-ratelimit-*, RFC 3339 resets,   [A]
                                    token remaining rounded to 1000
   --headers together               x-ratelimit-*, x-tokenlimit-* (seconds)   [T]
@@ -912,14 +912,11 @@ def _headers_fireworks(rep: dict[str, tuple], wall: float) -> dict[str, str]:
     """Fireworks, https://docs.fireworks.ai/serverless/rate-limits : "Total Prompt TPM - input
     tokens per minute", "Generated TPM - output tokens per minute"; "Your current effective rate
     limits are in the response headers X-Ratelimit-Limit-Tokens-Prompt and
-    X-Ratelimit-Limit-Tokens-Generated" (--itpm and --otpm), with their remaining counts beside
-    them here (not documented) and no reset; requests as OpenAI's names where --rpm is set."""
-    h: dict[str, str] = {}
-    for kind, name in (("input_tokens", "prompt"), ("output_tokens", "generated")):
-        if kind in rep:
-            limit, remaining = rep[kind][:2]
-            h[f"x-ratelimit-limit-tokens-{name}"] = _count(limit)
-            h[f"x-ratelimit-remaining-tokens-{name}"] = _count(max(0.0, remaining))
+    X-Ratelimit-Limit-Tokens-Generated" (--itpm and --otpm): the limits only, as documented (no
+    remaining count, no reset); requests as OpenAI's names where --rpm is set."""
+    h = {f"x-ratelimit-limit-tokens-{name}": _count(rep[kind][0])
+         for kind, name in (("input_tokens", "prompt"), ("output_tokens", "generated"))
+         if kind in rep}
     return {**h, **_triples(rep, {"requests": "requests"}, _fmt_duration)}
 
 
@@ -2401,8 +2398,8 @@ def parse_args(argv: list[str] | None = None) -> SimConfig:
               "x-tokenlimit-limit/-remaining; openrouter = X-RateLimit-Limit/-Remaining/-Reset (Unix ms) on 429s only, "
               "also in the body's error.metadata.headers, --rpd the UTC day; groq = openai's names, the request "
               "figures a day's (--rpd); cerebras = x-ratelimit-{limit,remaining,reset}-requests-day and "
-              "-tokens-minute, resets in seconds, --rpd the UTC day; fireworks = x-ratelimit-{limit,remaining}-"
-              "tokens-prompt and -generated (--itpm, --otpm); ietf = RateLimit-Policy and RateLimit (draft-ietf-httpapi-"
+              "-tokens-minute, resets in seconds, --rpd the UTC day; fireworks = x-ratelimit-limit-tokens-prompt "
+              "and -generated (--itpm, --otpm), limits only; ietf = RateLimit-Policy and RateLimit (draft-ietf-httpapi-"
               "ratelimit-headers-11); none. Default openai")
     _add(g, "headers_report", choices=HEADERS_REPORT, default=d.headers_report,
          help="minute = limits and remaining as per-minute figures whatever the enforcement (OpenAI, Azure, "

@@ -482,11 +482,9 @@ def test_fireworks_dialect_states_prompt_and_generated_tokens():
     with start_simulator(itpm=3_600_000, otpm=36000, headers="fireworks",
                          token_accounting="actual") as s, httpx.Client() as c:
         h = ratelimit_headers(post(c, s, small(max_tokens=100)).headers)
-        assert set(h) == {f"x-ratelimit-{w}-tokens-{k}" for w in ("limit", "remaining")
-                          for k in ("prompt", "generated")}
-        assert (h["x-ratelimit-limit-tokens-prompt"], h["x-ratelimit-limit-tokens-generated"]) == (
-            "3600000", "36000")
-        assert int(h["x-ratelimit-remaining-tokens-generated"]) < 36000
+        # the limits only: Fireworks documents no remaining count and no reset
+        assert h == {"x-ratelimit-limit-tokens-prompt": "3600000",
+                     "x-ratelimit-limit-tokens-generated": "36000"}
 
 
 def test_together_dialect_per_second():
