@@ -70,6 +70,7 @@ DAY_SPENT_AFTER_S = 30.0
 IN_FLIGHT_PROBE_S = MINUTE
 IN_FLIGHT_LOG = 1024  # sends remembered for that (more than go out while one 429 comes back)
 PROBE_GIVE_UP_S = 5.0  # the first request is alone until it is answered, or this long
+STORM_PAUSE_MIN_S = 0.5  # a storm's first pause, then doubled for each probe refused
 STORM_PAUSE_MAX_S = 2.0  # a storm's backoff at first; in one that has lasted long (a long
 STORM_PAUSE_LONG_S = 4.0  # window spent), at most this: the probe that finds it reopened waits
 MINUTE_MARK_S = 0.1  # after a whole minute since the first request: a storm's probe goes then
@@ -473,6 +474,7 @@ class Learner:
         self.log: deque[list] = deque()  # [sent_at, outcome]: None in flight, True, False (429)
         self.storm_starts: deque[float] = deque()
         self.storm_over = -math.inf
+        self.storm_not_a_rate = False  # the last storm's probes measured our pauses (edge)
         self.storm_resumed = -math.inf  # when the request that ended the last storm went
         self.blackout_over = -math.inf  # when the last storm that let nothing through ended
         self.window = 1.0  # the longest storm seen: how long the server's memory seems to be
@@ -508,11 +510,12 @@ class Learner:
         """An isolated 429 to a request sent since the last change: a little over the edge."""
         if ticket.epoch < self.epoch or ticket.sent_at < self.last_cut + self.SETTLE_S:
             return
-        if ticket.sent_at < self.storm_over + self.SETTLE_S:
-            # sent as a storm ended: the window it met may not have reopened yet, and the span
-            # back to our last few requests holds the storm's probes, one at a time (replies of
-            # 1.7 s: 1.2 a second of 19 learnt, for 50 s). More such 429s are a storm come back,
-            # measured from when sending resumed (storm_began)
+        if ticket.sent_at < self.storm_over + self.SETTLE_S and self.storm_not_a_rate:
+            # sent as a storm ended: the span back to our last few requests holds that storm's
+            # probes, one at a time, and measures our own pauses (a window of a second, replies
+            # of 1.7 s: 1.2 a second of 19 learnt, then climbed back 1% a second), unless the
+            # server let about one through a pause (a limit of 30 a minute). More such 429s are
+            # a storm come back, measured from when sending resumed
             return
         assert self.first_send is not None
         # a second at least (the shortest window), and long enough to hold ten requests
@@ -601,6 +604,12 @@ class Learner:
         span = min(end - self.first_send, MINUTE + last_pause,
                    max(lasted + max(1.0, lasted), self.window + 1.0))
         self.storm_over, self.storm_resumed = now, end
+        # its probes' pace is not the server's after a long storm (a long window's blackout,
+        # measured below), or one that its first probe ended after a second in which the
+        # server let several through
+        self.storm_not_a_rate = lasted >= self.LONG_STORM_S or (
+            last_pause <= STORM_PAUSE_MIN_S
+            and self.admitted(began - self.SETTLE_S, began) >= self.EDGE_LEAST)
         if span <= 0:
             return
         # it reopened somewhere in the last pause: on average half of that pause was lost
@@ -1080,7 +1089,7 @@ class Limits:
         # (up to 2 s at first, up to 4 s in a storm that has lasted long: a long window, whose
         # reopening costs half a pause on average; 8 s cost 5-6 s under half a sliding minute)
         longest = min(STORM_PAUSE_LONG_S, max(STORM_PAUSE_MAX_S, (now - self.storm_began) / 5))
-        self.storm_pause = min(longest, max(0.5, self.storm_pause * 2))
+        self.storm_pause = min(longest, max(STORM_PAUSE_MIN_S, self.storm_pause * 2))
         wait = hint.retry_after if hint.retry_after is not None else self.storm_pause
         if hint.retry_after is None and self.first_sent is not None:
             # a minute's window that the first requests spent (a sliding minute, a bucket of a
