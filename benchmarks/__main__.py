@@ -1,4 +1,4 @@
-"""python -m benchmarks NAME [--quick] [--out DIR] [--only TEXT (limits)]
+"""python -m benchmarks NAME [--quick] [--out DIR] [--only TEXT [--duration S] (limits)]
 
 NAME: throughput | transports | scale | embed_cost | limits | all | plot | tables
 
@@ -22,13 +22,15 @@ from .common import RESULTS, command_line, log, output_dir, read_result, to_json
 BENCHMARKS = ("throughput", "transports", "scale", "embed_cost", "limits")
 
 
-def run_one(name: str, quick: bool, out: Path, command: str, only: str | None = None) -> dict:
+def run_one(name: str, quick: bool, out: Path, command: str, only: str | None = None,
+            duration_s: float | None = None) -> dict:
     from . import plot
 
     module = importlib.import_module(f"benchmarks.{name}")
     started = time.monotonic()
     log(f"== {name}{' (quick)' if quick else ''} -> {out}")
-    result = module.run(quick, command, only=only) if only else module.run(quick, command)
+    result = module.run(quick, command, only=only, duration_s=duration_s) if only else \
+        module.run(quick, command)
     path = write_result(result, out, name)
     data = to_jsonable(result)
     print(f"\n## {name}  ({command})\n")
@@ -46,10 +48,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="folder for NAME.json and NAME.png (default "
                         "benchmarks/results, or a temporary folder with --quick)")
     parser.add_argument("--only", metavar="TEXT", help="limits: only the cases whose name "
-                        "contains TEXT (needs --out: the committed results are whole runs)")
+                        "contains TEXT, or one of TEXT's |-separated parts (needs --out: the "
+                        "committed results are whole runs)")
+    parser.add_argument("--duration", metavar="S", type=float, help="limits, with --only: run "
+                        "each case chosen this many seconds (what a rate holds over minutes)")
     args = parser.parse_args(argv)
     if args.only and (args.name != "limits" or not args.out):
         parser.error("--only is for limits, with --out")
+    if args.duration is not None and (not args.only or not 10 <= args.duration <= 3600):
+        parser.error("--duration is for limits with --only, from 10 to 3600 seconds")
     command = command_line(argv)
     if args.name in ("plot", "tables"):
         from . import plot
@@ -70,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     out = output_dir(args.out, args.quick)
     names = BENCHMARKS if args.name == "all" else (args.name,)
     for name in names:
-        run_one(name, args.quick, out, command, args.only)
+        run_one(name, args.quick, out, command, args.only, args.duration)
     return 0
 
 

@@ -897,12 +897,22 @@ class LimitsResult:
     wall_s: float = 0.0
 
 
-def run(quick: bool, command: str, only: str | None = None) -> LimitsResult:
-    p = QUICK if quick else FULL
-    began = time.monotonic()
-    cases = [c for c in all_cases(p) if only is None or only in c.name]
+def chosen_cases(p: Params, only: str | None = None,
+                 duration_s: float | None = None) -> list[Case]:
+    """All cases, or those whose name contains `only` or one of its |-separated parts, each
+    run for `duration_s` if given (what a learnt rate holds over minutes)."""
+    parts = only.split("|") if only else None
+    cases = [c for c in all_cases(p) if parts is None or any(t in c.name for t in parts)]
     if not cases:
         raise SystemExit(f"limits: no case's name contains {only!r}")
+    return [replace(c, duration_s=duration_s) for c in cases] if duration_s else cases
+
+
+def run(quick: bool, command: str, only: str | None = None,
+        duration_s: float | None = None) -> LimitsResult:
+    p = QUICK if quick else FULL
+    began = time.monotonic()
+    cases = chosen_cases(p, only, duration_s)
     result = LimitsResult("limits", command, quick, machine_info(), {
         **p.__dict__, "rpm": RPM, "tpm": TPM, "concurrency": CONCURRENCY, "k": K,
         "max_tokens": MAX_TOKENS, "latency_s": LATENCY_S, "latency_nothing_s": LATENCY_NOTHING_S,

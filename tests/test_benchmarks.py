@@ -268,3 +268,22 @@ def test_limits_counts_a_profile_whose_binding_limit_no_header_states_as_nothing
     assert not binding_unstated({**row, "knowledge": "given"})
     assert not binding_unstated({**row, "bound": "tpm"})
     assert not binding_unstated({**row, "name": "openai-like, headers, RPM"})
+
+
+def test_limits_runs_the_cases_chosen_for_as_long_as_asked():
+    """`--only` takes |-separated parts of names; `--duration` runs each chosen case that long
+    (only with --only: the committed results are whole runs of the set durations)."""
+    from benchmarks.limits import FULL, chosen_cases
+
+    names = "cerebras-like, headers, RPM|cerebras-like, slow replies, headers, RPM"
+    cases = chosen_cases(FULL, names, 300.0)
+    assert [c.name for c in cases] == names.split("|")
+    assert {c.duration_s for c in cases} == {300.0}
+    assert {c.duration_s for c in chosen_cases(FULL, names)} == {90.0}
+    with pytest.raises(SystemExit, match="no case's name contains"):
+        chosen_cases(FULL, "no such case")
+    for argv in (["limits", "--duration", "300", "--out", "x"],
+                 ["limits", "--only", "gcra", "--duration", "5", "--out", "x"]):
+        run = subprocess.run([sys.executable, "-m", "benchmarks", *argv], capture_output=True,
+                             text=True, timeout=60)
+        assert run.returncode == 2 and "--duration is for limits with --only" in run.stderr
