@@ -606,9 +606,10 @@ class Learner:
         self.storm_over, self.storm_resumed = now, end
         # its probes' pace is not the server's after a long storm (a long window's blackout,
         # measured below), or one that its first probe ended after a second in which the
-        # server let several through
+        # server let several through, but for the ramp's first burst (a bucket that starts
+        # full, a window the ramp spent at once: 25-28 429s where 3-5 came, on the simulator)
         self.storm_not_a_rate = lasted >= self.LONG_STORM_S or (
-            last_pause <= STORM_PAUSE_MIN_S
+            last_pause <= STORM_PAUSE_MIN_S and began - self.first_send >= 2 * self.SETTLE_S
             and self.admitted(began - self.SETTLE_S, began) >= self.EDGE_LEAST)
         if span <= 0:
             return

@@ -1226,3 +1226,24 @@ def test_a_429_as_a_storm_ends_still_teaches_a_limit_of_a_few_requests_a_minute(
                           used=162, seed=seed, first_max_tokens=1024)
         assert len(run.refused) <= 12, (seed, len(run.refused))
         assert run.held(0.5) >= 0.95, (seed, run.held(0.5))
+
+
+@pytest.mark.parametrize("storm_at, taught", [(1.0, True), (5.0, False)],
+                         ids=["the ramp's first second", "later"])
+def test_a_429_as_a_quick_storm_ends_teaches_only_after_the_ramps_burst(storm_at, taught):
+    """A storm its first probe ended, after a second in which 20 got through, then a 429 to a
+    request sent at once: later in a run that span measured our pause (skipped); in the ramp's
+    first second it is the one estimate there is (a bucket that starts full, the simulator's free
+    plan: 25 429s where 5 came when it was skipped)."""
+    learner = Learner()
+    for i in range(int(storm_at / 0.05)):  # 20 a second, each let through
+        learner.sent(i * 0.05)[1] = True
+    learner.rate, learner.ceiling = 40.0, 42.0  # (what the ramp's first 429 left)
+    began = learner.storm_began(storm_at)
+    learner.sent(began + 0.5)[1] = True  # the probe, after the first pause
+    learner.storm_ended(began, began + 0.5, began + 0.55, last_pause=0.5)
+    ticket = Ticket(began + 0.56, 1, 0, Sent(), learner.epoch)
+    ticket.record = learner.sent(began + 0.56)
+    ticket.record[1] = False
+    learner.edge(ticket, began + 0.57)
+    assert (learner.rate < 10.0) == taught, learner.rate
