@@ -443,7 +443,9 @@ class Learner:
     estimate is never taken over time that has not passed; a storm that comes back at once is
     measured from when sending resumed after it. After a cut the rate climbs back to
     just below the estimate in a few steps, then slowly above it; more slowly after long storms,
-    which mean a long window that answers late."""
+    which mean a long window that answers late, and once per storm's length where a minute
+    measured it. A 429 just after a storm whose probes measured our own pauses, not the
+    server's pace, is the storm's, not an edge."""
 
     CUT = 0.95  # after a storm: the new rate, as a share of what went through
     EDGE = 0.97  # after an isolated 429: as a share of what we were sending
@@ -708,8 +710,8 @@ class Learner:
             return  # hit the same wall again and again: probe above it less and less often
         elif self.minute_measured and now - self.last_change < self.window:
             # a long window's allowance, measured over a minute, is known: 1% above it every
-            # few seconds spent a window of the clock's minute 10-20% early two minutes on (a
-            # blackout of 8-14 s), so one step per storm's length (Cerebras: RPM stated nowhere)
+            # few seconds spent a window of the clock's minute 10-20% early two minutes on (fake
+            # clock: blackouts of 6-16 s), so one step per storm's length (Cerebras's RPM)
             return
         else:
             # above the estimate slowly, faster the longer no 429 comes (the estimate may have
