@@ -1234,7 +1234,7 @@ def test_a_429_as_a_quick_storm_ends_teaches_only_after_the_ramps_burst(storm_at
     """A storm its first probe ended, after a second in which 20 got through, then a 429 to a
     request sent at once: later in a run that span measured our pause (skipped); in the ramp's
     first second it is the one estimate there is (a bucket that starts full, the simulator's free
-    plan: 25 429s where 5 came when it was skipped)."""
+    plan: 25 429s in 90 s where 10 came when it was skipped)."""
     learner = Learner()
     for i in range(int(storm_at / 0.05)):  # 20 a second, each let through
         learner.sent(i * 0.05)[1] = True
