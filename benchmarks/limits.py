@@ -141,7 +141,15 @@ MODES: dict[str, dict[str, Any]] = {
     "sliding 60s": {"limit_mode": "sliding", "window_s": 60},
     "gcra": {"limit_mode": "gcra", "burst": GCRA_BURST_S},
     "gcra 1s": {"limit_mode": "gcra", "burst": 1.0},  # Anthropic's "1 request per second"
+    # enforced by the `limits` library, not by the simulator's code (simserver.LibraryWindow):
+    # a window from the first request, of a second or of a minute; a log over a minute; a
+    # sliding window counter over a second (Cloudflare's arithmetic, on a quantized limit)
+    "limits fixed 1s": {"limit_mode": "limits-fixed", "window_s": 1},
+    "limits fixed 60s": {"limit_mode": "limits-fixed", "window_s": 60},
+    "limits moving 60s": {"limit_mode": "limits-moving", "window_s": 60},
+    "limits counter 1s": {"limit_mode": "limits-counter", "window_s": 1},
 }
+LIBRARY_MODES = ("limits fixed 1s", "limits fixed 60s", "limits moving 60s", "limits counter 1s")
 MATRIX_MODES = ("bucket", "fixed 1s", "fixed 10s", "sliding 60s", "gcra")
 KNOWLEDGE = ("given", "headers", "nothing")
 NOTHING = {"headers": "none", "retry_after": "none"}
@@ -275,6 +283,28 @@ def extra_cases(p: Params) -> list[Case]:
               ("bucket", "given", "tpm", "refund", {}),
               ("sliding 60s", "given", "tpm", "refund", {}))],
     ]
+
+
+def library_cases(p: Params) -> list[Case]:
+    """Limits enforced by code this project did not write (the `limits` library: API gateways'),
+    each way known: a check on the figures that the simulator's own modes give. RPM-bound; and
+    tokens on the per-second ones, counted prompt + max_tokens and kept (the library refunds
+    nothing)."""
+    cases = []
+    for mode in LIBRARY_MODES:
+        for know in KNOWLEDGE:
+            nothing = know == "nothing"
+            cases.append(Case(f"{mode}, {know}, RPM", "library", mode, know, "rpm",
+                              latency_s=LATENCY_NOTHING_S if nothing else LATENCY_S,
+                              duration_s=p.nothing_duration_s if nothing else p.duration_s))
+    for mode in ("limits fixed 1s", "limits counter 1s"):
+        for know in ("given", "nothing"):
+            nothing = know == "nothing"
+            cases.append(Case(f"{mode}, {know}, TPM (reserve)", "library", mode, know, "tpm",
+                              latency_s=LATENCY_NOTHING_S if nothing else LATENCY_S,
+                              duration_s=p.nothing_duration_s if nothing else p.duration_s,
+                              accounting="reserve"))
+    return cases
 
 
 def concurrency_cases(p: Params) -> list[Case]:
@@ -430,8 +460,10 @@ def provider_cases(p: Params) -> list[Case]:
 def all_cases(p: Params) -> list[Case]:
     if p.quick:
         return quick_cases(p)
+    # (the library's last: each case's seed follows its place in the list, and the runs before
+    # them keep theirs)
     return matrix_cases(p) + extra_cases(p) + provider_cases(p) + concurrency_cases(p) + \
-        baseline_cases(p)
+        baseline_cases(p) + library_cases(p)
 
 
 # --- one case -------------------------------------------------------------------------------------
@@ -686,7 +718,8 @@ def ceiling(case: Case, info: dict[str, float], max_tokens: float = MAX_TOKENS) 
         flags = {**MODES[case.mode], **case.sim_flags}
         charge = reserved if case.accounting == "reserve" else max(
             max_tokens, info["prompt_tokens_per_request"])
-        if flags["limit_mode"] == "fixed":  # whole charges per window
+        if flags["limit_mode"] in ("fixed", "limits-fixed", "limits-counter"):  # whole charges
+            # per window (the counter's weighted count too, on average)
             share = limit * (flags.get("token_window_s") or flags["window_s"])
             return math.floor(share / charge) * charge / share
         return 1.0
@@ -1080,6 +1113,9 @@ def tables(data: dict[str, Any]) -> str:
                           "generated)", ("providers",)),
                          ("providers as documented, slow replies (~162 tokens at 0.01 s each, "
                           "+-50%)", ("providers slow",)),
+                         ("enforced by the `limits` library (API gateways' code, not the "
+                          "simulator's): a window from the first request, a log, a sliding "
+                          "window counter; TPM: prompt + max_tokens kept", ("library",)),
                          ("faults and two endpoints", ("faults", "endpoints")),
                          (f"a limit on requests in flight, {MAX_ACTIVE} at once, a bare 429 "
                           "(held: the share of them kept busy)", ("concurrency",)),

@@ -54,6 +54,10 @@ enforced by --limit_mode (--token_limit_mode / --token_window_s for the token li
   --limit_mode gcra --burst 1      one unit every 60/limit s, --burst s of   none names GCRA; [A] "60 RPM
                                    tolerance (a leaky bucket)                might be enforced as 1 request
                                                                              per second", [O2]
+  --limit_mode limits-fixed        enforced by the `limits` library, not     [L]; API gateways (Flask-
+             limits-moving         this file: a window from the first        Limiter, slowapi); the counter:
+             limits-counter        request, a log, or a sliding window       Cloudflare [CF]; charges kept
+                                   counter (LibraryWindow)                   (reserve or max for tokens)
   --itpm / --otpm                  input and output tokens limited apart     [A] ITPM/OTPM; Groq [G] "some
                                                                              organizations"
   --token_accounting refund        prompt+max_tokens, unused given back      [A] older OTPM text
@@ -117,6 +121,8 @@ enforced by --limit_mode (--token_limit_mode / --token_window_s for the token li
   [I]  https://datatracker.ietf.org/doc/draft-ietf-httpapi-ratelimit-headers/
   [W]  https://docs.wandb.ai/guides/inference/usage-limits/ ("Concurrency limits")
   [D]  https://deepinfra.com/docs/advanced/rate-limits
+  [L]  https://pypi.org/project/limits/ (alisaifee/limits: "Supported Strategies")
+  [CF] https://blog.cloudflare.com/counting-things-a-lot-of-different-things/
 The quotes are beside the code that follows them.
 
 Combinations: OpenAI-like = defaults, or --limit_mode fixed --window_s 1 --token_accounting max
@@ -304,6 +310,13 @@ class SimConfig:
             if per_minute > 0 and mode == "sliding" and per_minute * window / 60.0 < 1.0:
                 raise ValueError(f"--{name} {per_minute:g} in a sliding window of {window:g} s allows less than one "
                                  f"unit per window: raise the window")
+            if per_minute > 0 and mode.startswith("limits-"):
+                if window != int(window) or per_minute * window / 60.0 < 1.0:
+                    raise ValueError(f"--limit_mode {mode} takes whole seconds of window holding one unit at "
+                                     f"least: --{name} {per_minute:g} over {window:g} s")
+                if name != "rpm" and self.token_accounting not in ("reserve", "max"):
+                    raise ValueError(f"--limit_mode {mode} keeps what it charges: token limits need "
+                                     f"--token_accounting reserve or max")
 
     def mode_for(self, limit: str) -> tuple[str, float]:
         """(enforcement mode, window seconds) of one limit: 'rpm', 'tpm', 'itpm' or 'otpm'."""
@@ -315,7 +328,7 @@ class SimConfig:
         return self.token_limit_mode or self.limit_mode, self.token_window_s or self.window_s
 
 
-LIMIT_MODES = ("bucket", "fixed", "sliding", "gcra")
+LIMIT_MODES = ("bucket", "fixed", "sliding", "gcra", "limits-fixed", "limits-moving", "limits-counter")
 TOKEN_ACCOUNTING = ("refund", "reserve", "max", "actual")
 HEADER_DIALECTS = ("openai", "groq", "cerebras", "fireworks", "anthropic", "together", "openrouter",
                    "ietf", "none")
@@ -642,6 +655,68 @@ class SlidingWindow:
         return max(0.0, self.log[-1][0] + self.window_s - now) if self.log else 0.0
 
 
+class LibraryWindow:
+    """A window enforced by a rate-limiting library this project did not write (--limit_mode
+    limits-fixed | limits-moving | limits-counter): `limits`, the engine of Flask-Limiter and
+    slowapi, with its in-memory storage, https://pypi.org/project/limits/ . Each window admits
+    limit*W/60 (whole units) by the library's own arithmetic and clock, so our client is measured
+    against enforcement code it was not tuned beside (this file's own modes model the providers'
+    documents, but were written next to the client):
+
+    - limits-fixed: "When the first request arrives, a window is started for a fixed duration ...
+      when the window expires, the counter resets": windows start at a first request, not at the
+      clock's seconds (FixedWindow); an API gateway's per-key counter.
+    - limits-moving: a log of admissions; the nth oldest entry must be older than the window (as
+      SlidingWindow, by other code).
+    - limits-counter: the sliding window counter, two windows aligned to the clock, the previous
+      one's count weighted by how much of it the sliding window still covers, assuming its
+      requests came evenly. Cloudflare's rate limiting counts this way, "How we built rate
+      limiting capable of scaling to millions of domains",
+      https://blog.cloudflare.com/counting-things-a-lot-of-different-things/ .
+
+    What it charges it keeps (the library has no refund): token limits take --token_accounting
+    reserve or max. Its reset times (the headers' reset, Retry-After) are the library's
+    get_window_stats figures, as slowapi's X-RateLimit-Reset are."""
+
+    __slots__ = ("capacity", "window_s", "item", "limiter")
+
+    STRATEGIES = ("limits-fixed", "limits-moving", "limits-counter")
+
+    def __init__(self, mode: str, per_minute: float, window_s: float) -> None:
+        from limits import RateLimitItemPerSecond, storage, strategies  # the bench extra
+
+        amount = math.floor(float(per_minute) * window_s / 60.0 + _EPS)
+        self.capacity = float(amount)
+        self.window_s = float(window_s)
+        self.item = RateLimitItemPerSecond(amount, int(window_s))
+        kind = {"limits-fixed": strategies.FixedWindowRateLimiter,
+                "limits-moving": strategies.MovingWindowRateLimiter,
+                "limits-counter": strategies.SlidingWindowCounterRateLimiter}[mode]
+        self.limiter = kind(storage.MemoryStorage())
+
+    def remaining(self, now: float) -> float:
+        return float(self.limiter.get_window_stats(self.item).remaining)
+
+    def wait_for(self, amount: float, now: float) -> float:
+        if amount > self.capacity + _EPS:
+            return math.inf
+        if self.limiter.test(self.item, cost=math.ceil(amount - _EPS)):
+            return 0.0
+        return max(_EPS, self.limiter.get_window_stats(self.item).reset_time - time.time())
+
+    def take(self, amount: float, now: float) -> None:
+        self.limiter.hit(self.item, cost=math.ceil(amount - _EPS))
+
+    def refund(self, receipt: Any, amount: float, now: float) -> None:
+        pass  # (kept: see the class docstring)
+
+    def reset_in(self, now: float) -> float:
+        stats = self.limiter.get_window_stats(self.item)
+        if stats.remaining >= self.capacity:
+            return 0.0
+        return max(0.0, stats.reset_time - time.time())
+
+
 class GCRA:
     """Generic cell rate algorithm (--limit_mode gcra): one unit every T = 60/limit seconds, with a
     tolerance of --burst seconds; a cost n conforms when max(TAT, now) + n*T - now <= burst, where
@@ -722,6 +797,8 @@ class Limit:
             self.enforcer = FixedWindow(per_minute, window_s, clock)
         elif mode == "sliding":
             self.enforcer = SlidingWindow(per_minute, window_s)
+        elif mode in LibraryWindow.STRATEGIES:
+            self.enforcer = LibraryWindow(mode, per_minute, window_s)
         else:
             self.enforcer = GCRA(per_minute, burst, now=now)
         self.shadow = self.enforcer if self.mode == "bucket" else Bucket(per_minute, now=now)
@@ -2366,7 +2443,9 @@ def parse_args(argv: list[str] | None = None) -> SimConfig:
               "admitting limit*window_s/60 (OpenAI 'may be enforced as 1,000 requests/second', Azure '1 or 10 "
               "seconds', Together per second); sliding = no --window_s span ever holds more than its share (no "
               "provider documents it; the IETF draft allows it); gcra = one unit every 60/limit s with --burst "
-              "seconds of tolerance (a per-minute limit enforced over about a second, OpenAI and Anthropic). "
+              "seconds of tolerance (a per-minute limit enforced over about a second, OpenAI and Anthropic); "
+              "limits-fixed / limits-moving / limits-counter = the `limits` library enforces it (a window from "
+              "the first request, a log, a sliding window counter as Cloudflare's), not this file. "
               "Default bucket")
     _add(g, "window_s", type=float, default=d.window_s,
          help="fixed / sliding window in seconds (1 = OpenAI's and Together's per second; 10 = Azure's other "

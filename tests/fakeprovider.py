@@ -10,7 +10,11 @@ sources; the real simulator is the end-to-end check):
 - "fixed": fixed windows of `window_s` seconds allowing limit x window_s / 60 (OpenAI: "60,000
   requests/minute may be enforced as 1,000 requests/second"; Azure: "typically 1 or 10 seconds");
 - "sliding": at most limit x window_s / 60 in any `window_s` seconds;
-- "gcra": one request per 60/limit seconds with a burst of `burst`.
+- "gcra": one request per 60/limit seconds with a burst of `burst`;
+- "counter": a sliding window counter, Cloudflare's and the `limits` library's (benchmarks/
+  simserver.py LibraryWindow): windows aligned to the clock, the previous one's count weighted by
+  the part of it the sliding window still covers; a cost fits while floor(estimate) + cost is
+  at most the window's allowance.
 A Retry-After (`retry_after`) says when the refused request would fit the limit that refused it
 (OpenAI's and Groq's "Please try again in 5.289s", the simulator's wait_for): the end of a fixed
 window, the refill of a bucket, the oldest entries of a sliding window leaving. Requests answered
@@ -50,7 +54,8 @@ class Meter:
         self.level = per_minute  # bucket: starts full
         self.updated = 0.0
         self.window_index = None
-        self.used = 0.0  # fixed: in the current window
+        self.used = 0.0  # fixed, counter: in the current window
+        self.previous = 0.0  # counter: in the window before
         self.offset = offset  # fixed windows are aligned to the server's clock, not ours
         self.log: deque[list[float]] = deque()  # sliding: [admitted at, amount]
         self.burst = burst
@@ -68,6 +73,19 @@ class Meter:
         elif self.mode == "sliding":
             while self.log and self.log[0][0] <= now - self.window_s:
                 self.log.popleft()
+        elif self.mode == "counter":
+            index = math.floor((now + self.offset) / self.window_s)
+            if self.window_index is not None and index == self.window_index + 1:
+                self.previous, self.used = self.used, 0.0
+            elif index != self.window_index:
+                self.previous, self.used = 0.0, 0.0
+            self.window_index = index
+
+    def _estimate(self, now: float) -> float:
+        """counter: the previous window's count weighted by the part of it the sliding window
+        still covers, plus the current one's."""
+        progress = ((now + self.offset) % self.window_s) / self.window_s
+        return self.previous * (1.0 - progress) + self.used
 
     def room(self, amount: float, now: float) -> bool:
         self._advance(now)
@@ -77,6 +95,8 @@ class Meter:
             return self.used + amount <= self.allowance + 1e-9
         if self.mode == "sliding":
             return sum(a for _, a in self.log) + amount <= self.allowance + 1e-9
+        if self.mode == "counter":  # the limits library's test: floor(estimate) + cost <= limit
+            return math.floor(self._estimate(now) + 1e-9) + amount <= self.allowance + 1e-9
         # gcra: a request may arrive up to `burst` emission intervals of a request early
         return max(self.tat, now) - now <= self.tolerance + 1e-9
 
@@ -84,7 +104,7 @@ class Meter:
         self._advance(now)
         if self.mode == "bucket":
             self.level -= amount
-        elif self.mode == "fixed":
+        elif self.mode in ("fixed", "counter"):
             self.used += amount
         elif self.mode == "sliding":
             self.log.append([now, amount])
@@ -95,7 +115,7 @@ class Meter:
         self._advance(now)
         if self.mode == "bucket":
             self.level = min(self.per_minute, self.level + amount)
-        elif self.mode == "fixed":  # into the window charged, if it is still open
+        elif self.mode in ("fixed", "counter"):  # into the window charged, if still open
             if math.floor((charged_at + self.offset) / self.window_s) == self.window_index:
                 self.used = max(0.0, self.used - amount)
         elif self.mode == "sliding":  # into the entry charged, if it is still in the window
@@ -113,6 +133,15 @@ class Meter:
             return max(0.0, (amount - self.level) / self.rate)
         if self.mode == "fixed":
             return self.window_s - ((now + self.offset) % self.window_s)
+        if self.mode == "counter":  # as the previous window's weight falls, or the next window's
+            progress = ((now + self.offset) % self.window_s) / self.window_s
+            room = self.allowance - amount - self.used
+            if room >= 0 and self.previous > 0:
+                return max(0.0, (1.0 - room / self.previous - progress) * self.window_s)
+            if room >= 0:
+                return 0.0
+            later = 1.0 - (self.allowance - amount) / self.used if self.used > 0 else 0.0
+            return (1.0 - progress + max(0.0, later)) * self.window_s
         if self.mode == "sliding":
             over = sum(a for _, a in self.log) + amount - self.allowance
             wait = 0.0
@@ -132,7 +161,9 @@ class Meter:
         if self.mode == "fixed":
             left, reset = self.window_left(now)
             return left * 60.0 / self.window_s, reset
-        if self.mode == "sliding":
+        if self.mode == "counter":
+            left = self.allowance - math.floor(self._estimate(now) + 1e-9)
+            return max(0.0, left) * 60.0 / self.window_s, self.window_s
             used = sum(a for _, a in self.log) * 60.0 / self.window_s
             return max(0.0, self.per_minute - used), self.window_s
         backlog = max(0.0, self.tat - now)

@@ -644,6 +644,8 @@ MODES = {
     "fixed 10 s": dict(mode="fixed", window_s=10),
     "sliding 60 s": dict(mode="sliding", window_s=60),
     "gcra": dict(mode="gcra", burst=3),
+    # Cloudflare's sliding window counter, as the `limits` library enforces it for gateways
+    "counter 1 s": dict(mode="counter", window_s=1),
 }
 
 
@@ -681,7 +683,7 @@ def test_a_server_that_keeps_what_was_reserved_is_learnt_from_few_429s():
     assert limits.refund_share <= 0.1
 
 
-@pytest.mark.parametrize("mode", ["bucket", "fixed 1 s", "sliding 60 s", "gcra"])
+@pytest.mark.parametrize("mode", ["bucket", "fixed 1 s", "sliding 60 s", "gcra", "counter 1 s"])
 def test_nothing_known_converges_without_collapsing(mode):
     """No headers, no Retry-After, no limit given: the case that collapsed to 2% of the limit."""
     provider = Provider(**MODES[mode], rpm=1800, latency=0.1, seed=3)

@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from benchmarks.simproc import REPO, start_simulator
-from benchmarks.simserver import GCRA, Bucket, Clock, FixedWindow, SimConfig, SlidingWindow, parse_args
+from benchmarks.simserver import GCRA, Bucket, Clock, FixedWindow, LibraryWindow, SimConfig, SlidingWindow, parse_args
 from tests.test_simserver import DURATION, MC, YN_CLOSED, body
 
 # --------------------------------------------------------------------------- helpers
@@ -157,6 +157,24 @@ def test_gcra_burst_then_one_per_interval():
     assert GCRA(30, 1.0, now=0.0).capacity == 1  # at least one unit, whatever the rate
 
 
+@pytest.mark.parametrize("mode", LibraryWindow.STRATEGIES)
+def test_a_window_the_limits_library_enforces_admits_its_share_then_says_when(mode):
+    """The library's own arithmetic and clock: 10 a second admitted, the 11th waits until its
+    window (or the weight of the one before) lets it in, within a window's length or two; more
+    than a window holds never fits; what it charged it keeps."""
+    w = LibraryWindow(mode, per_minute=600, window_s=1)
+    assert w.capacity == 10 and w.wait_for(1, 0.0) == 0.0 and w.reset_in(0.0) == 0.0
+    took = 0
+    while w.wait_for(1, 0.0) == 0.0 and took < 12:  # (the counter may roll a window meanwhile)
+        w.take(1, 0.0)
+        took += 1
+    assert 10 <= took <= 11, took
+    assert 0.0 < w.wait_for(1, 0.0) <= 2.0 and w.remaining(0.0) <= 1
+    assert w.wait_for(11, 0.0) == math.inf
+    w.refund(None, 5, 0.0)
+    assert w.remaining(0.0) <= 1
+
+
 def test_config_validation_and_aliases():
     assert SimConfig(no_retry_after=True).retry_after == "none"
     assert SimConfig(no_ratelimit_headers=True).headers == "none"
@@ -168,6 +186,12 @@ def test_config_validation_and_aliases():
         parse_args(["--limit_mode", "sliding", "--window_s", "1", "--rpm", "30"])
     with pytest.raises(SystemExit):
         parse_args(["--headers", "klingon"])
+    with pytest.raises(SystemExit):  # the library counts whole seconds of window
+        parse_args(["--limit_mode", "limits-fixed", "--window_s", "1.5", "--rpm", "600"])
+    with pytest.raises(SystemExit):  # ... and refunds nothing
+        parse_args(["--limit_mode", "limits-counter", "--tpm", "300000"])
+    assert parse_args(["--limit_mode", "limits-counter", "--tpm", "300000", "--token_accounting",
+                       "reserve"]).mode_for("tpm") == ("limits-counter", 1.0)
 
 
 def test_help_lists_the_modes():
@@ -176,7 +200,8 @@ def test_help_lists_the_modes():
     for word in ("bucket", "fixed", "sliding", "gcra", "--itpm", "--otpm", "--token_accounting", "reserve", "actual",
                  "--count_rejected", "--headers", "anthropic", "together", "ietf", "--headers_report",
                  "--retry_after", "--no_body_hint", "platform.openai.com", "learn.microsoft.com",
-                 "platform.claude.com", "docs.together.ai", "draft-ietf-httpapi-ratelimit-headers"):
+                 "platform.claude.com", "docs.together.ai", "draft-ietf-httpapi-ratelimit-headers",
+                 "limits-fixed", "limits-moving", "limits-counter"):
         assert word in out, word
 
 
