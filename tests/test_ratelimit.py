@@ -1230,6 +1230,28 @@ def test_a_429_as_a_storm_ends_still_teaches_a_limit_of_a_few_requests_a_minute(
         assert run.held(0.5) >= 0.95, (seed, run.held(0.5))
 
 
+@pytest.mark.parametrize("resent, taught", [(4, False), (12, True)])
+def test_a_storm_back_at_once_is_measured_over_as_many_requests_as_an_edge(resent, taught):
+    """The ramp's burst into a sliding window counter of a second (the `limits` library's,
+    Cloudflare's: it weighs the last window's count for a second more): a storm, its probe let
+    through at once, then a storm back after four more requests, one let through. Measured since
+    sending resumed, 1 in 0.22 s read as 4.6 a second of 20, and the run took 28 s to climb back
+    (2 runs in 6 against the simulator's --limit_mode limits-counter). Over fewer requests than an
+    edge takes, that storm teaches nothing; over a dozen (a bucket emptied by the ramp, answered
+    at 600 a second), it still cuts the rate to what got through."""
+    learner = Learner()
+    for i in range(50):  # 25 a second, each let through
+        learner.sent(i * 0.04)[1] = True
+    learner.rate, learner.ceiling = 27.0, 28.0  # (what the ramp's first 429 left)
+    began = learner.storm_began(2.0)
+    learner.sent(2.03)[1] = True  # the probe
+    learner.storm_ended(began, 2.03, 2.14, last_pause=0.5)
+    for k in range(resent):  # after the probe's reply: one let through, the rest refused
+        learner.sent(2.15 + 0.1 * k / resent)[1] = k == 0
+    assert learner.storm_began(2.25) == began  # the same storm, come back
+    assert (learner.rate < 10.0) == taught, learner.rate
+
+
 @pytest.mark.parametrize("storm_at, taught", [(1.0, True), (5.0, False)],
                          ids=["the ramp's first second", "later"])
 def test_a_429_as_a_quick_storm_ends_teaches_only_after_the_ramps_burst(storm_at, taught):
