@@ -559,17 +559,11 @@ class Learner:
             self.storm_starts.popleft()
         if now - self.storm_over < self.SETTLE_S and self.storm_starts:
             began = self.storm_starts[-1]
-            resent = sum(1 for t, _ in self.log if self.storm_resumed < t <= now)
-            if now - began < self.LONG_STORM_S and now - self.storm_resumed >= self.COMEBACK_S \
-                    and resent >= self.EDGE_LEAST:
+            if now - began < self.LONG_STORM_S and now - self.storm_resumed >= self.COMEBACK_S:
                 # a short storm come back at once: the rate it left is too high (a bucket that
                 # started full, emptied by the ramp: 607 a second kept, so every pause of its
                 # Retry-After's 0.05 s ended into another burst of 429s for a second, 62-71 of
-                # them); what got through since sending resumed is what the server allows now.
-                # Not over fewer requests than an edge takes: the probe alone, answered after
-                # our pause, and three refused read as 4.6 a second of 20 (a sliding window
-                # counter still weighing the ramp's burst, the `limits` library's: 28 s to
-                # climb back, 2 runs in 6)
+                # them); what got through since sending resumed is what the server allows now
                 self._cut_to_admitted(self.storm_resumed, now)
             return began
         # from the start of the last storm; but if that storm let nothing through for long (a
