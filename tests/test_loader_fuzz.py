@@ -113,9 +113,19 @@ OUTPUT_CONTENT = st.one_of(
 # ------------------------------------------------------------------------------ the rules
 
 
-def expected_label(label: Any) -> str | None:
+def yes_no_options(opts: Any) -> bool:
+    """The README's yes/no rule: two options, True and False, in any case or order."""
+    return (isinstance(opts, list) and len(opts) == 2
+            and all(isinstance(o, (str, bool)) for o in opts)
+            and sorted(str(o).strip().lower() for o in opts) == ["false", "true"])
+
+
+def expected_label(label: Any, opts: Any = None) -> str | None:
     if isinstance(label, bool):
         return "True" if label else "False"
+    if yes_no_options(opts) and isinstance(label, str) and \
+            label.strip().lower() in ("true", "false"):
+        return label.strip().capitalize()  # a yes/no label: the word in any case
     return label if isinstance(label, str) else None
 
 
@@ -126,13 +136,17 @@ def is_valid(obj: Any) -> bool:
     q, opts, ctx = obj["question"], obj["options"], obj.get("context")
     if not isinstance(q, str) or not q.strip():
         return False
+    if ctx is not None and not isinstance(ctx, str):
+        return False
+    if yes_no_options(opts):
+        return expected_label(obj["label"], opts) in ("True", "False")
     if not isinstance(opts, list) or len(opts) < 2:
         return False
     if not all(isinstance(o, str) and o.strip() for o in opts):
         return False
     if ctx is not None and not isinstance(ctx, str):
         return False
-    label = expected_label(obj["label"])
+    label = expected_label(obj["label"], opts)
     return label is not None and label in opts
 
 
@@ -152,8 +166,9 @@ def assert_task_error(exc: TaskError) -> None:
 
 def assert_same_record(rec: Record, obj: dict) -> None:
     assert rec.question == obj["question"]
-    assert rec.options == tuple(obj["options"])
-    assert rec.label == expected_label(obj["label"])
+    yes_no = yes_no_options(obj["options"])
+    assert rec.options == (("True", "False") if yes_no else tuple(obj["options"]))
+    assert rec.label == expected_label(obj["label"], obj["options"])
     assert rec.context == (obj.get("context") or None)
 
 
@@ -164,6 +179,9 @@ def assert_same_record(rec: Record, obj: dict) -> None:
 @given(obj=OBJECTS)
 # found by this test in CI: a boolean label among options that are not yes/no was refused
 @example(obj={"options": ["a", "True"], "question": "a", "label": True})
+# ... and a yes/no label in another case, which the yes/no rule accepts (the oracle did not)
+@example(obj={"question": "0", "options": ["True", "False"], "label": "TRUE"})
+@example(obj={"question": "q", "options": ["false", "TRUE"], "label": " true "})
 def test_record_from_json_accepts_exactly_the_valid_records(obj):
     try:
         rec = record_from_json(obj, "f.jsonl:1")
