@@ -310,7 +310,7 @@ class SimConfig:
             if per_minute > 0 and mode == "sliding" and per_minute * window / 60.0 < 1.0:
                 raise ValueError(f"--{name} {per_minute:g} in a sliding window of {window:g} s allows less than one "
                                  f"unit per window: raise the window")
-            if per_minute > 0 and mode.startswith("limits-"):
+            if per_minute > 0 and mode in LIBRARY_MODES:
                 if window != int(window) or per_minute * window / 60.0 < 1.0:
                     raise ValueError(f"--limit_mode {mode} takes whole seconds of window holding one unit at "
                                      f"least: --{name} {per_minute:g} over {window:g} s")
@@ -328,7 +328,9 @@ class SimConfig:
         return self.token_limit_mode or self.limit_mode, self.token_window_s or self.window_s
 
 
-LIMIT_MODES = ("bucket", "fixed", "sliding", "gcra", "limits-fixed", "limits-moving", "limits-counter")
+# enforced by the `limits` library rather than by this file (LibraryWindow)
+LIBRARY_MODES = ("limits-fixed", "limits-moving", "limits-counter")
+LIMIT_MODES = ("bucket", "fixed", "sliding", "gcra", *LIBRARY_MODES)
 TOKEN_ACCOUNTING = ("refund", "reserve", "max", "actual")
 HEADER_DIALECTS = ("openai", "groq", "cerebras", "fireworks", "anthropic", "together", "openrouter",
                    "ietf", "none")
@@ -680,7 +682,7 @@ class LibraryWindow:
 
     __slots__ = ("capacity", "window_s", "item", "limiter")
 
-    STRATEGIES = ("limits-fixed", "limits-moving", "limits-counter")
+    STRATEGIES = LIBRARY_MODES
 
     def __init__(self, mode: str, per_minute: float, window_s: float) -> None:
         from limits import RateLimitItemPerSecond, storage, strategies  # the bench extra

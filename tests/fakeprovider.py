@@ -81,11 +81,14 @@ class Meter:
                 self.previous, self.used = 0.0, 0.0
             self.window_index = index
 
+    def _progress(self, now: float) -> float:
+        """counter: how far into its window `now` is, 0 to 1."""
+        return ((now + self.offset) % self.window_s) / self.window_s
+
     def _estimate(self, now: float) -> float:
         """counter: the previous window's count weighted by the part of it the sliding window
         still covers, plus the current one's."""
-        progress = ((now + self.offset) % self.window_s) / self.window_s
-        return self.previous * (1.0 - progress) + self.used
+        return self.previous * (1.0 - self._progress(now)) + self.used
 
     def room(self, amount: float, now: float) -> bool:
         self._advance(now)
@@ -134,7 +137,7 @@ class Meter:
         if self.mode == "fixed":
             return self.window_s - ((now + self.offset) % self.window_s)
         if self.mode == "counter":  # as the previous window's weight falls, or the next window's
-            progress = ((now + self.offset) % self.window_s) / self.window_s
+            progress = self._progress(now)
             room = self.allowance - amount - self.used
             if room >= 0 and self.previous > 0:
                 return max(0.0, (1.0 - room / self.previous - progress) * self.window_s)

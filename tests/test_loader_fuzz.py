@@ -144,8 +144,6 @@ def is_valid(obj: Any) -> bool:
         return False
     if not all(isinstance(o, str) and o.strip() for o in opts):
         return False
-    if ctx is not None and not isinstance(ctx, str):
-        return False
     label = expected_label(obj["label"], opts)
     return label is not None and label in opts
 
