@@ -564,7 +564,8 @@ class Learner:
                 # started full, emptied by the ramp: 607 a second kept, so every pause of its
                 # Retry-After's 0.05 s ended into another burst of 429s for a second, 62-71 of
                 # them); what got through since sending resumed is what the server allows now
-                self._cut_to_admitted(self.storm_resumed, now)
+                self._cut_to_admitted(self.storm_resumed, now, measured=self._resent_since(
+                    self.storm_resumed, now) >= self.EDGE_LEAST)
             return began
         # from the start of the last storm; but if that storm let nothing through for long (a
         # window spent early), from its end: the window's blackout is not time it allowed
@@ -584,14 +585,26 @@ class Learner:
         self.storm_starts.append(now)
         return now
 
-    def _cut_to_admitted(self, since: float, now: float) -> None:
+    def _cut_to_admitted(self, since: float, now: float, measured: bool = True) -> None:
         """A storm: the rate becomes CUT x what was admitted since `since`, if that is lower
         than the rate allows for; not from a span in which nothing got through (that read as
-        1 a minute)."""
+        1 a minute). Not `measured` (fewer requests went than an edge takes): at most halved,
+        the estimate left where it was, so the rate climbs back to it in a few steps (a sliding
+        window counter still weighing the ramp's burst let the probe through and refused the
+        next three: 1 in 0.22 s read as 4.6 a second of 20, and the climb back took 28 s;
+        not cutting at all cost a bucket emptied by the ramp 15-21 429s per 1,000 where 10
+        came)."""
         admitted = self.admitted(since, now)
         estimate = admitted / (now - since)
-        if admitted and (self.rate is None or estimate < self.rate / self.CUT):
+        if not admitted or (self.rate is not None and estimate >= self.rate / self.CUT):
+            return
+        if measured or self.rate is None:
             self._set(self.CUT * estimate, estimate, now)
+        else:
+            self._set(max(self.CUT * estimate, self.rate / 2), self.ceiling or self.rate, now)
+
+    def _resent_since(self, since: float, now: float) -> int:
+        return sum(1 for t, _ in self.log if since < t <= now)
 
     def storm_ended(self, began: float, end: float, now: float, last_pause: float = 0.0) -> None:
         """Something got through after a storm (the request sent at `end`, answered `now`):

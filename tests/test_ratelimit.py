@@ -1230,20 +1230,17 @@ def test_a_429_as_a_storm_ends_still_teaches_a_limit_of_a_few_requests_a_minute(
         assert run.held(0.5) >= 0.95, (seed, run.held(0.5))
 
 
-@pytest.mark.parametrize("resent, taught", [
-    pytest.param(4, False, marks=pytest.mark.xfail(strict=True, reason=(
-        "known: a storm back at once is measured over the probe and three refused; requiring "
-        "five requests (ac96116) cost a bucket that starts full 15-21 429s per 1,000 where "
-        "9.7 came (simulator), so it was taken back"))),
-    (12, True)])
-def test_a_storm_back_at_once_is_measured_over_as_many_requests_as_an_edge(resent, taught):
+@pytest.mark.parametrize("resent, measured", [(4, False), (12, True)])
+def test_a_storm_back_at_once_is_measured_over_as_many_requests_as_an_edge(resent, measured):
     """The ramp's burst into a sliding window counter of a second (the `limits` library's,
     Cloudflare's: it weighs the last window's count for a second more): a storm, its probe let
     through at once, then a storm back after four more requests, one let through. Measured since
-    sending resumed, 1 in 0.22 s reads as 4.6 a second of 20, and the run takes 28 s to climb back
-    (2 runs in 6 against the simulator's --limit_mode limits-counter). Over fewer requests than an
-    edge takes, that storm should teach nothing (not yet: the xfail); over a dozen (a bucket
-    emptied by the ramp, answered at 600 a second), it cuts the rate to what got through."""
+    sending resumed, 1 in 0.22 s read as 4.6 a second of 20 and became the estimate: the run took
+    28 s to climb back (2 runs in 6 against the simulator's --limit_mode limits-counter, at
+    c9d08d3). Over fewer requests than an edge takes, the rate is halved and the estimate kept, so
+    the rate is back above 20 a second within 5 s; over a dozen (a bucket emptied by the ramp,
+    answered at 600 a second) what got through is the estimate. Not cutting at all over few
+    requests (ac96116) cost a bucket that starts full 15-21 429s per 1,000 where 10 came."""
     learner = Learner()
     for i in range(50):  # 25 a second, each let through
         learner.sent(i * 0.04)[1] = True
@@ -1254,7 +1251,19 @@ def test_a_storm_back_at_once_is_measured_over_as_many_requests_as_an_edge(resen
     for k in range(resent):  # after the probe's reply: one let through, the rest refused
         learner.sent(2.15 + 0.1 * k / resent)[1] = k == 0
     assert learner.storm_began(2.25) == began  # the same storm, come back
-    assert (learner.rate < 10.0) == taught, learner.rate
+    if measured:
+        assert learner.rate < 10.0 and learner.ceiling < 10.0, (learner.rate, learner.ceiling)
+        return
+    assert learner.rate == pytest.approx(13.5) and learner.ceiling == 28.0
+    now, next_send = 2.25, 2.25
+    while now < 7.25:  # sending at the rate, every request let through
+        now += 0.01
+        if now >= next_send:
+            ticket = Ticket(now, 1, 0, Sent(), learner.epoch)
+            ticket.record = learner.sent(now)
+            learner.succeeded(ticket, now + 0.1)
+            next_send = now + 1 / learner.rate
+    assert learner.rate > 20.0, learner.rate
 
 
 @pytest.mark.parametrize("storm_at, taught", [(1.0, True), (5.0, False)],
