@@ -615,7 +615,11 @@ def first_request(sims: list[Simulator], proc: subprocess.Popen, started: float)
 
 
 def wait_for(proc: subprocess.Popen, timeout: float) -> tuple[int | None, Any]:
-    """Reap the child with its resource usage; SIGKILL after `timeout` s."""
+    """Reap the child with its resource usage; SIGKILL after `timeout` s. A child that died
+    early was reaped by `first_request`'s poll: its exit code, no usage (os.wait4 would raise
+    ChildProcessError, which hid the client's own error behind "No child processes")."""
+    if proc.returncode is not None:
+        return proc.returncode, None
     deadline = time.time() + timeout
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)

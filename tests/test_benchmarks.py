@@ -250,6 +250,22 @@ def test_limits_ceiling_of_a_sliding_window_counter_keeps_a_request_for_the_last
     assert ceiling(Case("r", "library", "limits counter 1s", "given", "rpm"), info) == 1.0
 
 
+def test_limits_reports_a_client_that_died_early_by_its_exit_code():
+    """A client that exits before its case's time is reaped by the polls that watch it; the
+    benchmark then reported "ChildProcessError: No child processes" for the case (wait4 on a
+    reaped child) and hid the client's own exit and stderr."""
+    from benchmarks.limits import wait_for
+
+    proc = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    deadline = time.time() + 30
+    while proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert wait_for(proc, timeout=5.0) == (3, None)
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.2)"])
+    status, usage = wait_for(running, timeout=30.0)
+    assert status == 0 and usage is not None and usage.ru_utime >= 0
+
+
 def test_limits_paces_the_baseline_on_a_token_limit_at_a_share_of_its_requests():
     """The paced AsyncOpenAI loop on the Together-like token limit (nothing known, slow replies)
     sends at 91% and 94% of the requests 300,000 TPM allows at ~265 tokens a request, against the
