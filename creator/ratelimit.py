@@ -441,7 +441,9 @@ class Learner:
     minute), so a long window that reopens is not burst into again; after a long storm that let
     nothing through, that average is the window's allowance, and the rate is raised to it. The
     estimate is never taken over time that has not passed; a storm that comes back at once is
-    measured from when sending resumed after it. After a cut the rate climbs back to
+    measured from when sending resumed after it (the ramp's cuts the rate but keeps the
+    estimate: what a fraction of a second let through just after the ramp's burst is not what
+    the server allows). After a cut the rate climbs back to
     just below the estimate in a few steps, then slowly above it; more slowly after long storms,
     which mean a long window that answers late, and once per storm's length where a minute
     measured it. A 429 just after a storm whose probes measured our own pauses, not the
@@ -461,6 +463,7 @@ class Learner:
     RAMP_START = 4.0  # requests/s after the first reply, then doubling: 1,024/s after 0.8 s
     RAMP_BLIND = 1.0  # ... or after PROBE_GIVE_UP_S with no reply yet, until one comes
     RAMP_STEP_S = 0.1
+    RAMP_STORM_S = 3.0  # a first storm this soon after the ramp began is the ramp's burst's
 
     def __init__(self) -> None:
         self.rate: float | None = None
@@ -478,6 +481,8 @@ class Learner:
         self.storm_over = -math.inf
         self.storm_not_a_rate = False  # the last storm's probes measured our pauses (edge)
         self.storm_resumed = -math.inf  # when the request that ended the last storm went
+        self.storm_came_back = False  # the last storm came back at once and cut the rate
+        self.storms = 0  # storms begun (not counting those come back at once)
         self.blackout_over = -math.inf  # when the last storm that let nothing through ended
         self.window = 1.0  # the longest storm seen: how long the server's memory seems to be
         self.minute_measured = False  # a long window's allowance measured over a whole minute
@@ -564,8 +569,15 @@ class Learner:
                 # started full, emptied by the ramp: 607 a second kept, so every pause of its
                 # Retry-After's 0.05 s ended into another burst of 429s for a second, 62-71 of
                 # them); what got through since sending resumed is what the server allows now
-                self._cut_to_admitted(self.storm_resumed, now, measured=self._resent_since(
-                    self.storm_resumed, now) >= self.EDGE_LEAST)
+                # Only for the ramp's storm, the first time: a storm back again after that is a
+                # long window spent, or a bucket emptied, and measures it (a sliding minute spent
+                # by the ramp, its estimate of 623 a second kept through three such cuts to 1.7:
+                # the climb back burst into the minute, 61% of the limit, 56 s under half; later
+                # storms of a sliding minute with slow replies, 11-13 s under half where 1-2 s)
+                ramps = self.storms == 1 and began - self.ramp_began <= self.RAMP_STORM_S
+                if self._cut_to_admitted(self.storm_resumed, now,
+                                         keep_estimate=ramps and not self.storm_came_back):
+                    self.storm_came_back = True
             return began
         # from the start of the last storm; but if that storm let nothing through for long (a
         # window spent early), from its end: the window's blackout is not time it allowed
@@ -583,28 +595,26 @@ class Learner:
         if previous is not None and now - previous >= 0.5:
             self._cut_to_admitted(previous, now)
         self.storm_starts.append(now)
+        self.storms += 1
+        self.storm_came_back = False
         return now
 
-    def _cut_to_admitted(self, since: float, now: float, measured: bool = True) -> None:
+    def _cut_to_admitted(self, since: float, now: float, keep_estimate: bool = False) -> bool:
         """A storm: the rate becomes CUT x what was admitted since `since`, if that is lower
         than the rate allows for; not from a span in which nothing got through (that read as
-        1 a minute). Not `measured` (fewer requests went than an edge takes): at most halved,
-        the estimate left where it was, so the rate climbs back to it in a few steps (a sliding
-        window counter still weighing the ramp's burst let the probe through and refused the
-        next three: 1 in 0.22 s read as 4.6 a second of 20, and the climb back took 28 s;
-        not cutting at all cost a bucket emptied by the ramp 15-21 429s per 1,000 where 10
-        came)."""
+        1 a minute). `keep_estimate`: the span is a fraction of a second just after a storm,
+        which says what the server lets through now, not what it allows: the rate is cut, and
+        climbs back to the estimate it had in a few steps (a sliding window counter of a second
+        still weighing the ramp's burst let 2 through in 0.26 s: 7.8 a second of 20 became the
+        estimate, and the climb back took 23 s, 2 runs in 4; a bucket emptied by the ramp needs
+        the cut, or its storms come back: 15-21 429s per 1,000 where 10 came). True if cut."""
         admitted = self.admitted(since, now)
         estimate = admitted / (now - since)
         if not admitted or (self.rate is not None and estimate >= self.rate / self.CUT):
-            return
-        if measured or self.rate is None:
-            self._set(self.CUT * estimate, estimate, now)
-        else:
-            self._set(max(self.CUT * estimate, self.rate / 2), self.ceiling or self.rate, now)
-
-    def _resent_since(self, since: float, now: float) -> int:
-        return sum(1 for t, _ in self.log if since < t <= now)
+            return False
+        kept = max(estimate, self.ceiling or self.rate or estimate) if keep_estimate else estimate
+        self._set(self.CUT * estimate, kept, now)
+        return True
 
     def storm_ended(self, began: float, end: float, now: float, last_pause: float = 0.0) -> None:
         """Something got through after a storm (the request sent at `end`, answered `now`):

@@ -1230,18 +1230,24 @@ def test_a_429_as_a_storm_ends_still_teaches_a_limit_of_a_few_requests_a_minute(
         assert run.held(0.5) >= 0.95, (seed, run.held(0.5))
 
 
-@pytest.mark.parametrize("resent, measured", [(4, False), (12, True)])
-def test_a_storm_back_at_once_is_measured_over_as_many_requests_as_an_edge(resent, measured):
+@pytest.mark.parametrize("resent", [4, 12])
+@pytest.mark.parametrize("the_ramps", [True, False], ids=["the ramp's storm", "a later one"])
+def test_a_storm_back_at_once_after_the_ramp_cuts_the_rate_but_keeps_the_estimate(resent,
+                                                                                  the_ramps):
     """The ramp's burst into a sliding window counter of a second (the `limits` library's,
     Cloudflare's: it weighs the last window's count for a second more): a storm, its probe let
-    through at once, then a storm back after four more requests, one let through. Measured since
-    sending resumed, 1 in 0.22 s read as 4.6 a second of 20 and became the estimate: the run took
-    28 s to climb back (2 runs in 6 against the simulator's --limit_mode limits-counter, at
-    c9d08d3). Over fewer requests than an edge takes, the rate is halved and the estimate kept, so
-    the rate is back above 20 a second within 5 s; over a dozen (a bucket emptied by the ramp,
-    answered at 600 a second) what got through is the estimate. Not cutting at all over few
-    requests (ac96116) cost a bucket that starts full 15-21 429s per 1,000 where 10 came."""
+    through at once, then a storm back after a few more requests, one let through. What got
+    through since sending resumed (1 in 0.22 s here; 2 in 0.26 s, 7.8 a second of 20, on the
+    simulator's --limit_mode limits-counter) became the estimate, and the run took 23-28 s to
+    climb back (2 runs in 4 of the benchmark's row). The rate is still cut to it (a bucket
+    emptied by the ramp, answered at 600 a second, needs that cut), but the estimate is kept, so
+    with every request let through the rate is back above 20 a second within 8 s. Not for a
+    storm the ramp did not cause: storms back at once later are a long window spent, and keeping
+    the estimate there burst into it again (a sliding minute with slow replies, fake clock: 11-13 s
+    under half of the limit where 1-2 s)."""
     learner = Learner()
+    if the_ramps:
+        learner.ramp_began = 0.0  # (the ramp itself ended at its first 429, below)
     for i in range(50):  # 25 a second, each let through
         learner.sent(i * 0.04)[1] = True
     learner.rate, learner.ceiling = 27.0, 28.0  # (what the ramp's first 429 left)
@@ -1251,12 +1257,13 @@ def test_a_storm_back_at_once_is_measured_over_as_many_requests_as_an_edge(resen
     for k in range(resent):  # after the probe's reply: one let through, the rest refused
         learner.sent(2.15 + 0.1 * k / resent)[1] = k == 0
     assert learner.storm_began(2.25) == began  # the same storm, come back
-    if measured:
-        assert learner.rate < 10.0 and learner.ceiling < 10.0, (learner.rate, learner.ceiling)
+    assert learner.rate < 5.0, learner.rate
+    if not the_ramps:
+        assert learner.ceiling < 5.0, learner.ceiling
         return
-    assert learner.rate == pytest.approx(13.5) and learner.ceiling == 28.0
+    assert learner.ceiling == 28.0
     now, next_send = 2.25, 2.25
-    while now < 7.25:  # sending at the rate, every request let through
+    while now < 10.25:  # sending at the rate, every request let through
         now += 0.01
         if now >= next_send:
             ticket = Ticket(now, 1, 0, Sent(), learner.epoch)
