@@ -568,12 +568,13 @@ class Learner:
                 # a short storm come back at once: the rate it left is too high (a bucket that
                 # started full, emptied by the ramp: 607 a second kept, so every pause of its
                 # Retry-After's 0.05 s ended into another burst of 429s for a second, 62-71 of
-                # them); what got through since sending resumed is what the server allows now
-                # Only for the ramp's storm, the first time: a storm back again after that is a
-                # long window spent, or a bucket emptied, and measures it (a sliding minute spent
-                # by the ramp, its estimate of 623 a second kept through three such cuts to 1.7:
-                # the climb back burst into the minute, 61% of the limit, 56 s under half; later
-                # storms of a sliding minute with slow replies, 11-13 s under half where 1-2 s)
+                # them); what got through since sending resumed is what the server allows now.
+                # The estimate the rate had is kept (_cut_to_admitted) for the ramp's storm
+                # only, the first time: a storm back again after that is a long window spent, or
+                # a bucket emptied, and measures it (a sliding minute spent by the ramp, its
+                # estimate of 623 a second kept through three such cuts to 1.7: the climb back
+                # burst into the minute, 61% of the limit, 56 s under half; later storms of a
+                # sliding minute with slow replies, 11-13 s under half where 1-2 s)
                 ramps = self.storms == 1 and began - self.ramp_began <= self.RAMP_STORM_S
                 if self._cut_to_admitted(self.storm_resumed, now,
                                          keep_estimate=ramps and not self.storm_came_back):
