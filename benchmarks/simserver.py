@@ -682,8 +682,6 @@ class LibraryWindow:
 
     __slots__ = ("capacity", "window_s", "item", "limiter")
 
-    STRATEGIES = LIBRARY_MODES
-
     def __init__(self, mode: str, per_minute: float, window_s: float) -> None:
         from limits import RateLimitItemPerSecond, storage, strategies  # the bench extra
 
@@ -799,7 +797,7 @@ class Limit:
             self.enforcer = FixedWindow(per_minute, window_s, clock)
         elif mode == "sliding":
             self.enforcer = SlidingWindow(per_minute, window_s)
-        elif mode in LibraryWindow.STRATEGIES:
+        elif mode in LIBRARY_MODES:
             self.enforcer = LibraryWindow(mode, per_minute, window_s)
         else:
             self.enforcer = GCRA(per_minute, burst, now=now)

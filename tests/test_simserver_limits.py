@@ -24,7 +24,8 @@ import httpx
 import pytest
 
 from benchmarks.simproc import REPO, start_simulator
-from benchmarks.simserver import GCRA, Bucket, Clock, FixedWindow, LibraryWindow, SimConfig, SlidingWindow, parse_args
+from benchmarks.simserver import (GCRA, LIBRARY_MODES, Bucket, Clock, FixedWindow, LibraryWindow, SimConfig,
+                                  SlidingWindow, parse_args)
 from tests.test_simserver import DURATION, MC, YN_CLOSED, body
 
 # --------------------------------------------------------------------------- helpers
@@ -157,7 +158,7 @@ def test_gcra_burst_then_one_per_interval():
     assert GCRA(30, 1.0, now=0.0).capacity == 1  # at least one unit, whatever the rate
 
 
-@pytest.mark.parametrize("mode", LibraryWindow.STRATEGIES)
+@pytest.mark.parametrize("mode", LIBRARY_MODES)
 def test_a_window_the_limits_library_enforces_admits_its_share_then_says_when(mode):
     """The library's own arithmetic and clock: 10 a second admitted, the 11th waits until its
     window (or the weight of the one before) lets it in, within a window's length or two; more
