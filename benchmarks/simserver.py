@@ -2343,11 +2343,16 @@ def _drop(request: web.Request, mode: int) -> None:
 # --------------------------------------------------------------------------- app / server
 
 
+# typed keys of the app's state (aiohttp >= 3.9: plain string keys warn, NotAppKeyWarning)
+SIMULATOR = web.AppKey("simulator", Simulator)
+BATCHES = web.AppKey("batches", BatchSim)
+
+
 def build_app(config: SimConfig | None = None) -> web.Application:
     config = config or SimConfig()
     app = web.Application(client_max_size=64 * 1024 * 1024)
     sim = Simulator(config)
-    app["simulator"] = sim
+    app[SIMULATOR] = sim
     app.router.add_post("/v1/chat/completions", sim.chat)
     app.router.add_post("/chat/completions", sim.chat)
     app.router.add_get("/v1/models", sim.models)
@@ -2359,7 +2364,7 @@ def build_app(config: SimConfig | None = None) -> web.Application:
     app.router.add_get("/health", sim.health)
     if config.batch:
         batches = BatchSim(sim)
-        app["batches"] = batches
+        app[BATCHES] = batches
         batches.add_routes(app)
     return app
 
@@ -2393,7 +2398,7 @@ async def serve(config: SimConfig, ready: Any = None) -> None:
     finally:
         for site_ in list(runner.sites):
             await site_.stop()  # stop accepting first
-        app["simulator"].cancel_all()
+        app[SIMULATOR].cancel_all()
         await asyncio.sleep(0)
         await runner.cleanup()
 
