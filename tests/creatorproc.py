@@ -153,6 +153,14 @@ def run_on_a_terminal(cmd: list[str], cwd: Path, env: dict[str, str] | None = No
     return out.decode(errors="replace").replace("\r", "\n")
 
 
+def early_in_a_clock_minute(within_s: float) -> None:
+    """Waits for the next minute of the clock if more than `within_s` of this one have passed: a
+    test whose requests must meet one window of the simulator's clock-aligned minutes begins
+    early in one (same machine, same clock)."""
+    if time.time() % 60 > within_s:
+        time.sleep(60.5 - time.time() % 60)
+
+
 def closed_port_url() -> str:
     """An OpenAI-style base URL on 127.0.0.1 where nothing listens."""
     return f"http://127.0.0.1:{free_port()}/v1"

@@ -15,7 +15,7 @@ import creatorproc
 from benchmarks.simproc import start_simulator
 from creator.endpoints import Endpoint, NoEndpointLeft, Router
 from creator.ratelimit import LONG_WAIT_S
-from creatorproc import check_records, read_jsonl, read_summary, run_creator
+from creatorproc import check_records, early_in_a_clock_minute, read_jsonl, read_summary, run_creator
 
 YESNO = creatorproc.example_args("yesno_close")
 OPENROUTER = dict(headers="openrouter", retry_after="none", ttft=0.05, tpot=0.002)
@@ -45,19 +45,13 @@ def away_from_utc_midnight(run_s: float = 90.0) -> None:
         time.sleep(left + 1)
 
 
-def early_in_a_clock_minute(within_s: float = 30.0) -> None:
-    """Windows of the clock's minutes: a run of ~23 requests begun in a minute's last seconds
-    fits in two windows without a 429 (as CI's did at b5b92fe), so begin it early in one."""
-    if time.time() % 60 > within_s:
-        time.sleep(60.5 - time.time() % 60)
-
-
 def test_a_minute_stated_on_a_429_with_a_reset_in_unix_ms_is_waited_out(tmp_path):
     """20 requests a minute (OpenRouter's free models), in windows of the clock's minutes,
     stated on the 429 only. Its reset, read as a wait, held the run for 57,000 years after the
     first 429 (121 requests in 120 s at 120 a minute, then none); now it waits for the minute's
     end and paces the next at the limit the 429 stated."""
-    early_in_a_clock_minute()
+    # ~23 requests begun in a minute's last seconds fit in two windows with no 429 (CI at b5b92fe)
+    early_in_a_clock_minute(within_s=30.0)
     r, stats, out = run_against(tmp_path, 110, 150, rpm=20, limit_mode="fixed", window_s=60,
                                 **OPENROUTER)
     assert r.returncode == 0, r.stderr

@@ -26,6 +26,7 @@ import pytest
 from benchmarks.simproc import REPO, start_simulator
 from benchmarks.simserver import (GCRA, LIBRARY_MODES, Bucket, Clock, FixedWindow, LibraryWindow, SimConfig,
                                   SlidingWindow, parse_args)
+from creatorproc import early_in_a_clock_minute
 from tests.test_simserver import DURATION, MC, YN_CLOSED, body
 
 # --------------------------------------------------------------------------- helpers
@@ -535,8 +536,7 @@ def test_openrouter_dialect_on_429s_only_with_resets_in_unix_milliseconds():
     free models' RPD is the UTC day."""
     with start_simulator(rpm=2, headers="openrouter", retry_after="none", limit_mode="fixed",
                          window_s=60) as s, httpx.Client() as c:
-        if 60 - time.time() % 60 < 2.0:  # the three requests in one minute of the clock
-            to_window_start(60.0)
+        early_in_a_clock_minute(within_s=58.0)  # the three requests in one minute of the clock
         ok = [post(c, s) for _ in range(2)]
         assert all(r.status_code == 200 and not ratelimit_headers(r.headers) for r in ok)
         r = post(c, s)
