@@ -191,10 +191,11 @@ class Route:
     """One endpoint as the run sees it: its limits, breaker and counts."""
 
     def __init__(self, endpoint: Endpoint, max_in_flight: int | None, now: float,
-                 learn: bool = True) -> None:
+                 learn: bool = True, unix_offset: float | None = None) -> None:
         self.endpoint = endpoint
         self.limits = Limits(endpoint.max_in_flight or max_in_flight, endpoint.rpm, endpoint.tpm,
-                             now, itpm=endpoint.itpm, otpm=endpoint.otpm, learn=learn)
+                             now, itpm=endpoint.itpm, otpm=endpoint.otpm, learn=learn,
+                             unix_offset=unix_offset)
         self.breaker = Breaker()
         self.stats = RouteStats()
         self.set_aside: str | None = None  # why it was dropped for good (a refused key, ...)
@@ -247,7 +248,10 @@ class Router:
     def __init__(self, endpoints: list[Endpoint], max_in_flight: int | None,
                  clock: Clock = time.monotonic, learn: bool = True) -> None:
         self.clock = clock
-        self.routes = [Route(e, max_in_flight, clock(), learn) for e in endpoints]
+        # servers' windows of the clock's minute are read against Unix time (none on a test's
+        # own clock)
+        unix_offset = time.time() - time.monotonic() if clock is time.monotonic else None
+        self.routes = [Route(e, max_in_flight, clock(), learn, unix_offset) for e in endpoints]
         self._turn = asyncio.Lock()
         self._released = asyncio.Event()
 

@@ -221,6 +221,9 @@ class Provider:
         self.last_charge = 0  # the tokens the last request that arrived was charged
         self.active = 0  # admitted, not yet answered
         offset = rng.uniform(0, self.window_s)
+        # the fake clock's 0 is this Unix time (mod the window): fixed windows begin at whole
+        # seconds, minutes of the clock, as servers' do (OpenRouter's resets are whole minutes)
+        self.unix_offset = offset
         self.meters = {}
         if self.rpm:
             self.meters["requests"] = Meter(self.mode, self.rpm, self.window_s, self.burst, offset)
@@ -352,7 +355,7 @@ def simulate(provider: Provider, *, duration: float = 120.0, concurrency: int = 
     `read_limits`: the client's limits read goes first (client.LIMITS_READ: a prompt of 5 tokens,
     a reply of 1, in a tenth of a reply's time); it is not counted in `run`."""
     rng = random.Random(seed)
-    limits = Limits(concurrency, rpm, tpm, 0.0)
+    limits = Limits(concurrency, rpm, tpm, 0.0, unix_offset=provider.unix_offset)
     limits.charge = charge
     policy = RetryPolicy()
     run = Run(duration=duration)
