@@ -447,9 +447,9 @@ class Learner:
     just below the estimate in a few steps, then slowly above it; more slowly after long storms,
     which mean a long window that answers late, and once per storm's length where a minute
     measured it. A 429 just after a storm whose probes measured our own pauses, not the
-    server's pace, is the storm's, not an edge. A storm that ends as the clock's minute begins,
-    after a run of sending far faster than what went through in the minute just closed, is a
-    window of the clock's minute (Unix time, where known): its allowance is that minute's."""
+    server's pace, is the storm's, not an edge. A storm that let nothing through for over 10 s
+    and ends as the clock's minute begins is a window of the clock's minute (Unix time, where
+    known): its allowance is what went through in the minute just closed."""
 
     CUT = 0.95  # after a storm: the new rate, as a share of what went through
     EDGE = 0.97  # after an isolated 429: as a share of what we were sending
@@ -466,11 +466,10 @@ class Learner:
     RAMP_BLIND = 1.0  # ... or after PROBE_GIVE_UP_S with no reply yet, until one comes
     RAMP_STEP_S = 0.1
     RAMP_STORM_S = 3.0  # a first storm this soon after the ramp began is the ramp's burst's
-    # a window that reopened at the clock's minute, after sending that began longer ago than
-    # the longest quantum providers name (Azure's 10 s), is the clock's minute (below)
-    CLOCK_MINUTE_RUN_S = 12.0
+    # a window that reopened at the clock's minute after refusing everything for longer than
+    # the longest short window providers name (Azure's 10 s) is the clock's minute (below)
+    CLOCK_QUANTUM_S = 10.0
     CLOCK_SLACK_S = 0.5  # a request's way to the server, and its clock against ours
-    CLOCK_BURST = 1.5  # ... where we had been sending this much faster than it allows
 
     def __init__(self, unix_offset: float | None = None) -> None:
         # Unix time - our clock's (None: unknown, as on a fake clock that models no wall clock)
@@ -495,6 +494,7 @@ class Learner:
         self.blackout_over = -math.inf  # when the last storm that let nothing through ended
         self.window = 1.0  # the longest storm seen: how long the server's memory seems to be
         self.minute_measured = False  # a long window's allowance measured over a whole minute
+        self.clock_minutes = 0  # ... read as the clock's minute at a storm's end, so many times
         self.cuts = 0
 
     def sent(self, now: float) -> list:
@@ -633,8 +633,7 @@ class Learner:
         second, with replies of 1.7 s, read as a long window spent)."""
         assert self.first_send is not None
         lasted = end - began
-        clean_from = max(self.first_send, self.storm_resumed)  # sending since, 429-free till began
-        if self._clock_minute_ended(began, end, clean_from, now):
+        if self._clock_minute_ended(began, end, now):
             return
         self.window = min(MINUTE, max(self.window, lasted))
         # what the server let through over its window, which is at least as long as the storm:
@@ -686,43 +685,43 @@ class Learner:
                 blackout and self.ceiling is not None and average > self.ceiling):
             self._set(self.CUT * average, average, now)
 
-    def _clock_minute_ended(self, began: float, end: float, clean_from: float,
-                            now: float) -> bool:
-        """A storm that ended as the clock's minute began, after sending that ran 429-free for
-        longer than a short window: a window of the clock's minute, spent (OpenRouter's resets
-        are whole minutes, Cerebras's the clock's minute), whose allowance is what went through
-        in the minute just closed. A rate from the storm's own span bursts into the minute
-        that reopens and spends it early: its blackout of up to 50 s came every minute (fake
-        clock, the clock's minute of 1,200 requests: 13-28 s under half on ten seeds of twelve;
-        a window's end 1.4 s after the ramp's wall read as a short storm, and the rate stayed at
-        119 a second). True if it did, and the rate is that allowance over a minute. A window
-        of 10 s that reopened then too (one in six, clock-aligned) reads the same way only if
-        sending barely above it ran through one of its ends unrefused; at a steady pace, the
-        minute just closed holds about what the server allows anyway."""
-        if self.unix_offset is None:
+    def _clock_minute_ended(self, began: float, end: float, now: float) -> bool:
+        """A storm that let nothing through for longer than a short window refuses (Azure's 10
+        s) and ended as the clock's minute began: a window of the clock's minute, spent
+        (OpenRouter's resets are whole minutes, Cerebras's the clock's minute), whose allowance
+        is what went through in the minute just closed. Measured over the storm and as long
+        before it, or since the first request, the allowance read as more than a minute's (the
+        clock's minute of 1,200 requests, spent by the ramp in 10 s and reopened 35 s later:
+        1,200 over 45.7 s, 26 a second of 20), and the next minute was spent early (fake clock:
+        13-28 s under half after the first minute on ten seeds of twelve). True if it did, and
+        the rate is that allowance over a minute. A sliding minute that reopens then holds its
+        allowance in that minute too. Windows of 10 s, which begin with the clock's minute one
+        time in six, cannot refuse for that long: where the ramp ran barely above them through
+        one of their ends unrefused, all else read as a minute's (17-27% of the limit after, on
+        four seeds of twelve). Not in a minute the run began in after an earlier storm (its
+        count, low, is not a window's)."""
+        if self.unix_offset is None or self.first_send is None:
             return False
-        refused = [t for t, outcome in self.log if outcome is False and began <= t < end]
-        last_refused = max(refused, default=began)
         # the minute began after the last refused request reached the server, and before (or
         # as) the one that got through did
         minute = math.floor((end + self.CLOCK_SLACK_S + self.unix_offset) / MINUTE) * MINUTE \
             - self.unix_offset
-        if not last_refused < minute <= end + self.CLOCK_SLACK_S or \
-                minute - clean_from < self.CLOCK_MINUTE_RUN_S:
+        if minute <= began or (self.first_send > minute - MINUTE and self.storms > 1):
+            return False
+        through = max((t for t, outcome in self.log if outcome is True and t < end),
+                      default=self.first_send)
+        last_refused = max((t for t, outcome in self.log if outcome is False and began <= t < end),
+                           default=began)
+        if minute - through < self.CLOCK_QUANTUM_S + self.CLOCK_SLACK_S or \
+                not last_refused < minute <= end + self.CLOCK_SLACK_S:
             return False
         allowance = self.admitted(minute - MINUTE, minute)
         if allowance < self.EDGE_LEAST:
             return False  # too few to measure a rate by
-        # (a storm come back is timed from the first one: the 429-free run ended at the first
-        # request refused after it began)
-        walled = min((t for t, outcome in self.log if outcome is False and t >= clean_from),
-                     default=began)
-        if self.admitted(clean_from, walled) / max(walled - clean_from, 1e-9) \
-                <= self.CLOCK_BURST * allowance / MINUTE:
-            return False  # sent at about that pace already: a minute's allowance is not news
         self.storm_over, self.storm_resumed = now, end
         self.storm_not_a_rate = True  # its probes' pace is not the server's
         self.window, self.minute_measured, self.blackout_over = MINUTE, True, end
+        self.clock_minutes += 1
         self._set(self.CUT * allowance / MINUTE, allowance / MINUTE, now)
         return True
 
@@ -1183,8 +1182,8 @@ class Limits:
         offset = self.learner.unix_offset
         if hint.retry_after is None and offset is not None:
             # ... and a window of the clock's minute (OpenRouter's, Cerebras's) at its start
-            to_mark = (math.floor((now + offset) / MINUTE) + 1) * MINUTE - offset \
-                + MINUTE_MARK_S - now
+            to_mark = (math.floor((now + offset - MINUTE_MARK_S) / MINUTE) + 1) * MINUTE \
+                - offset + MINUTE_MARK_S - now
             if 0 < to_mark < wait:
                 wait = to_mark  # (the backoff goes on doubling: other windows reopen later)
         self.pause(now + wait)

@@ -221,9 +221,12 @@ class Provider:
         self.last_charge = 0  # the tokens the last request that arrived was charged
         self.active = 0  # admitted, not yet answered
         offset = rng.uniform(0, self.window_s)
-        # the fake clock's 0 is this Unix time (mod the window): fixed windows begin at whole
-        # seconds, minutes of the clock, as servers' do (OpenRouter's resets are whole minutes)
-        self.unix_offset = offset
+        # the fake clock's 0 is this Unix time (mod a minute): fixed windows begin at whole
+        # seconds, minutes of the clock, as servers' do (OpenRouter's resets are whole minutes),
+        # and a run begins anywhere in the clock's minute (its own generator: the draws above
+        # and after are as before)
+        self.unix_offset = offset + self.window_s * random.Random(self.seed + 1).randrange(
+            max(1, int(60 // self.window_s)))
         self.meters = {}
         if self.rpm:
             self.meters["requests"] = Meter(self.mode, self.rpm, self.window_s, self.burst, offset)
