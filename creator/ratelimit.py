@@ -698,7 +698,7 @@ class Learner:
         allowance in that minute too. Windows of 10 s, which begin with the clock's minute one
         time in six, cannot refuse for that long: where the ramp ran barely above them through
         one of their ends unrefused, all else read as a minute's (17-27% of the limit after, on
-        four seeds of twelve). Not in a minute the run began in after an earlier storm (its
+        three seeds of twelve). Not in a minute the run began in after an earlier storm (its
         count, low, is not a window's)."""
         if self.unix_offset is None or self.first_send is None:
             return False
