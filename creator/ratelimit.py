@@ -306,6 +306,12 @@ class Stated:
         return self.limit / self.window
 
 
+def next_boundary(now: float, period: float, anchor: float) -> float:
+    """The first boundary after `now` of back-to-back windows of `period`, one of which began at
+    `anchor` (a window's reset learnt from its counts; the clock's minute in our clock's terms)."""
+    return anchor + (math.floor((now - anchor) / period) + 1) * period
+
+
 @dataclass
 class WindowClock:
     """When a window that resets all at once resets, where the server does not say (Together
@@ -331,8 +337,7 @@ class WindowClock:
     def next_reset(self, now: float) -> float | None:
         if self.seen is None:
             return None
-        by = self.seen[1]
-        return by + (math.floor((now - by) / self.window) + 1) * self.window
+        return next_boundary(now, self.window, self.seen[1])
 
 
 @dataclass
@@ -633,6 +638,7 @@ class Learner:
         second, with replies of 1.7 s, read as a long window spent)."""
         assert self.first_send is not None
         lasted = end - began
+        self.storm_over, self.storm_resumed = now, end
         if self._clock_minute_ended(began, end, now):
             return
         self.window = min(MINUTE, max(self.window, lasted))
@@ -640,7 +646,6 @@ class Learner:
         # the storm and as long again before it, but not further back than the first request
         span = min(end - self.first_send, MINUTE + last_pause,
                    max(lasted + max(1.0, lasted), self.window + 1.0))
-        self.storm_over, self.storm_resumed = now, end
         # its probes' pace is not the server's after a long storm (a long window's blackout,
         # measured below), or one that its first probe ended after a second in which the
         # server let several through, but for the ramp's first burst (a bucket that starts
@@ -704,8 +709,7 @@ class Learner:
             return False
         # the minute began after the last refused request reached the server, and before (or
         # as) the one that got through did
-        minute = math.floor((end + self.CLOCK_SLACK_S + self.unix_offset) / MINUTE) * MINUTE \
-            - self.unix_offset
+        minute = next_boundary(end + self.CLOCK_SLACK_S, MINUTE, -self.unix_offset) - MINUTE
         if minute <= began or (self.first_send > minute - MINUTE and self.storms > 1):
             return False
         through = max((t for t, outcome in self.log if outcome is True and t < end),
@@ -718,7 +722,6 @@ class Learner:
         allowance = self.admitted(minute - MINUTE, minute)
         if allowance < self.EDGE_LEAST:
             return False  # too few to measure a rate by
-        self.storm_over, self.storm_resumed = now, end
         self.storm_not_a_rate = True  # its probes' pace is not the server's
         self.window, self.minute_measured, self.blackout_over = MINUTE, True, end
         self.clock_minutes += 1
@@ -1182,8 +1185,7 @@ class Limits:
         offset = self.learner.unix_offset
         if hint.retry_after is None and offset is not None:
             # ... and a window of the clock's minute (OpenRouter's, Cerebras's) at its start
-            to_mark = (math.floor((now + offset - MINUTE_MARK_S) / MINUTE) + 1) * MINUTE \
-                - offset + MINUTE_MARK_S - now
+            to_mark = next_boundary(now - MINUTE_MARK_S, MINUTE, -offset) + MINUTE_MARK_S - now
             if 0 < to_mark < wait:
                 wait = to_mark  # (the backoff goes on doubling: other windows reopen later)
         self.pause(now + wait)
