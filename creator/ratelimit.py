@@ -1158,7 +1158,12 @@ class Limits:
                 for kind in KINDS[1:]:
                     self._repace(kind, now)
         elif not explained and self.storm_began is None and self.learn and \
-                now >= self.explained_until and self._learns_from(now):
+                (now >= self.explained_until or self.refused_in_a_row == 1) and \
+                self._learns_from(now):
+            # (while what the refunds let through may still fill a long window, a second 429 in
+            # a row, and a storm, teach nothing; one with a success before it is the pace's: a
+            # counter of a second that keeps what was reserved refused one every 1.2 s for that
+            # minute, none of them taught)
             # a server that states its limits has counted differently from us by a little on a
             # first 429 (its next reply's count corrects ours); 429s that keep coming, or a
             # server that states nothing, mean a limit to learn (one enforced per second on
