@@ -15,6 +15,7 @@ the limiter never sees a header name.
 | OpenRouter, and many APIs | X-RateLimit-{Limit,Remaining,Reset} (429s only; also in the body) | | Unix time, ms or s |
 | IETF draft | RateLimit-Policy: "p";q=100;w=60 and RateLimit: "p";r=50;t=30 | | seconds |
 | IETF, older drafts | RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset | | seconds |
+| Google (Gemini) | no headers; a 429's body: QuotaFailure quotaValue, quotaId ...RequestsPerMinute... | ...InputTokensPer... | RetryInfo retryDelay "7s" |
 
 Limits are per minute unless the dialect states a window (IETF `w=`, Together's second): a server
 whose limit is per second or per day is recognised by the limiter from how its counts and resets
@@ -201,9 +202,13 @@ class RateLimitHint:
             # same wait, to the millisecond. A second's window that reopens in 0.1 s was waited
             # out for a whole second at each storm (benchmarks/README, "Groq's headers")
             retry_after = said
+        google = GoogleError.read(body) if body else None
+        if retry_after is None and google is not None:
+            retry_after = google.retry_delay  # (the message's, above, is to the nanosecond)
         limited = limit_named_in(body) if body else None
         requested = requested_in_message(body) if body else None
-        per_day = names_a_day(body) if body else False
+        per_day = google.per_day if google is not None and google.limited is not None else \
+            names_a_day(body) if body else False
         requests, tokens = _openai(headers, reference)
         inputs = outputs = NOTHING
         if requests.empty and tokens.empty:
@@ -216,6 +221,10 @@ class RateLimitHint:
             requests, tokens = _ietf(headers, reference)
         if inputs.empty and outputs.empty:
             inputs, outputs = _fireworks(headers)
+        if google is not None and google.quotas and all(
+                r.empty for r in (requests, tokens, inputs, outputs)):
+            requests, tokens, inputs, outputs = (google.quotas.get(k, NOTHING) for k in
+                                                 ("requests", "tokens", "input", "output"))
         return cls(retry_after, limited, requests, tokens, inputs, outputs, requested, per_day)
 
 
@@ -317,6 +326,9 @@ def names_a_day(body: bytes | str) -> bool:
 def limit_named_in(body: bytes | str) -> str | None:
     """Which limit a 429 says was reached: OpenAI's error type ("tokens", "requests") or the
     words of its message ("... on tokens per min (TPM)"); None if it does not say."""
+    google = GoogleError.read(body)
+    if google is not None and google.limited is not None:
+        return google.limited
     text = _text(body)
     try:
         error = json.loads(text).get("error")
@@ -331,6 +343,89 @@ def limit_named_in(body: bytes | str) -> str | None:
         if pattern.search(text[:2000]):
             return kind
     return None
+
+
+# Google's error model (google.aip.dev/193), as Gemini answers a 429, with no rate-limit header
+# and no Retry-After (its OpenAI-compatible endpoint too, at times as a one-element list):
+#   {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "message": "You exceeded your current
+#    quota ... * Quota exceeded for metric: generativelanguage.googleapis.com/generate_content_
+#    free_tier_input_token_count, limit: 250000, model: gemini-2.5-flash\nPlease retry in
+#    39.844676573s.", "details": [{"@type": "type.googleapis.com/google.rpc.QuotaFailure",
+#    "violations": [{"quotaMetric": "...", "quotaId": "GenerateContentInputTokensPerModelPer
+#    Minute-FreeTier", "quotaValue": "250000"}]}, {"@type": "type.googleapis.com/google.rpc.
+#    RetryInfo", "retryDelay": "39s"}]}}
+# (429 bodies quoted in google-gemini/gemini-cli issues 13112 and 22486, gemini-cli-action issue
+# 36, googleapis/python-genai PR 2114). RetryInfo: "Clients should wait at least this long between
+# retrying the same request" (google.rpc.RetryInfo), a protobuf Duration, "39s" or "2.4635s"; the
+# message's "retry in" is the same wait unrounded. Each violation names its quota's unit and
+# period in its id, and its limit: a limit stated on the 429 only, as OpenRouter's.
+_GOOGLE_KINDS = (("inputtokens", "input"), ("outputtokens", "output"), ("tokens", "tokens"),
+                 ("requests", "requests"))
+_GOOGLE_PERIODS = (("perminute", 60.0), ("perhour", 3600.0), ("perday", 86400.0))
+
+
+@dataclass(frozen=True)
+class GoogleError:
+    """What a 429 body in Google's error model says: when to retry, the quotas it broke (by
+    kind, the shortest period each), and the kind of the first one (the refusing limit) and
+    whether that one is a day's."""
+
+    retry_delay: float | None
+    quotas: dict[str, Reading]
+    limited: str | None
+    per_day: bool = False
+
+    @classmethod
+    def read(cls, body: bytes | str) -> "GoogleError | None":
+        text = _text(body)
+        if "google.rpc." not in text[:20000]:
+            return None
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return None
+        if isinstance(data, list) and data:
+            data = data[0]
+        error = data.get("error") if isinstance(data, dict) else None
+        details = error.get("details") if isinstance(error, dict) else None
+        if not isinstance(details, list):
+            return None
+        delay, quotas, limited, per_day = None, {}, None, False
+        for detail in details:
+            if not isinstance(detail, dict):
+                continue
+            kind = str(detail.get("@type", ""))
+            if kind.endswith("google.rpc.RetryInfo"):
+                delay = parse_duration(str(detail.get("retryDelay") or ""))
+            elif kind.endswith("google.rpc.QuotaFailure") and \
+                    isinstance(detail.get("violations"), list):
+                for violation in detail["violations"]:
+                    quota = _google_quota(violation) if isinstance(violation, dict) else None
+                    if quota is None:
+                        continue
+                    unit, reading = quota
+                    if limited is None:
+                        limited, per_day = unit, reading.window == 86400.0
+                    old = quotas.get(unit)
+                    if reading.limit is not None and (old is None or (
+                            reading.window or math.inf) < (old.window or math.inf)):
+                        quotas[unit] = reading
+        return cls(delay, quotas, limited, per_day)
+
+
+def _google_quota(violation: dict) -> tuple[str, Reading] | None:
+    """("input", Reading(limit=250000, window=60)) from a QuotaFailure violation, by its quotaId
+    ("GenerateContentInputTokensPerModelPerMinute-FreeTier"), or its metric's name for the unit
+    ("generate_content_free_tier_input_token_count"); None if neither names one."""
+    name = str(violation.get("quotaId") or "").lower()
+    metric = str(violation.get("quotaMetric") or "").lower().replace("_", "")
+    unit = next((kind for word, kind in _GOOGLE_KINDS if word in name), None) or next(
+        (kind for word, kind in _GOOGLE_KINDS if word.replace("tokens", "token") in metric), None)
+    if unit is None:
+        return None
+    window = next((seconds for word, seconds in _GOOGLE_PERIODS if word in name), None)
+    return unit, Reading(limit=_number(str(violation.get("quotaValue") or "")) or None,
+                         window=window)
 
 
 def _openai(headers: Mapping[str, str], reference: float) -> tuple[Reading, Reading]:

@@ -258,3 +258,54 @@ def test_the_cost_a_429_says_the_request_had():
     assert hint.retry_after == pytest.approx(1.036)
     assert requested_in_message("Requests to the ChatCompletions_Create Operation have exceeded "
                                 "the rate limit. Please retry after 20 seconds.") is None
+
+
+# Gemini's 429, as public issues quote it (google-gemini/gemini-cli 13112, gemini-cli-action 36):
+# Google's error model, no rate-limit header, no Retry-After
+GEMINI_429 = (
+    '{"error": {"code": 429, "message": "You exceeded your current quota, please check your plan '
+    'and billing details. For more information on this error, head to: https://ai.google.dev/'
+    'gemini-api/docs/rate-limits.\\n* Quota exceeded for metric: generativelanguage.googleapis.com/'
+    'generate_content_free_tier_input_token_count, limit: 250000, model: gemini-2.5-flash\\n'
+    'Please retry in 39.844676573s.", "status": "RESOURCE_EXHAUSTED", "details": ['
+    '{"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{"quotaMetric": '
+    '"generativelanguage.googleapis.com/generate_content_free_tier_input_token_count", "quotaId": '
+    '"GenerateContentInputTokensPerModelPerMinute-FreeTier", "quotaDimensions": {"location": '
+    '"global", "model": "gemini-2.5-flash"}, "quotaValue": "250000"}]}, '
+    '{"@type": "type.googleapis.com/google.rpc.Help", "links": [{"description": "Learn more", '
+    '"url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]}, '
+    '{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "39s"}]}}')
+
+
+def test_gemini_states_the_quota_it_broke_and_when_to_retry_in_the_429_body():
+    h = hint({}, GEMINI_429)
+    assert h.retry_after == pytest.approx(39.844676573)  # the message's, to the nanosecond
+    assert h.limited == "input" and not h.per_day
+    assert (h.input_tokens.limit, h.input_tokens.window) == (250000, 60)
+    assert h.requests.empty and h.tokens.empty and h.output_tokens.empty
+    # with no wait in the message, RetryInfo's ("at least this long")
+    bare = GEMINI_429.replace("\\nPlease retry in 39.844676573s.", "")
+    assert hint({}, bare).retry_after == pytest.approx(39.0)
+    # a Retry-After header would win
+    assert hint({"Retry-After": "3"}, bare).retry_after == pytest.approx(3.0)
+
+
+def test_gemini_s_openai_compatible_list_and_its_request_quotas_of_a_minute_and_a_day():
+    body = ('[{"error": {"code": 429, "message": "Resource exhausted.", "status": '
+            '"RESOURCE_EXHAUSTED", "details": [{"@type": "type.googleapis.com/google.rpc.'
+            'QuotaFailure", "violations": [{"quotaMetric": "generativelanguage.googleapis.com/'
+            'generate_content_paid_tier_requests", "quotaId": "GenerateRequestsPerDayPerProject'
+            'PerModel", "quotaValue": "10000"}, {"quotaMetric": "generativelanguage.googleapis.com/'
+            'generate_content_paid_tier_requests", "quotaId": "GenerateRequestsPerMinutePer'
+            'ProjectPerModel", "quotaValue": "1000"}]}, {"@type": "type.googleapis.com/google.rpc.'
+            'RetryInfo", "retryDelay": "2.463586755s"}]}}]')
+    h = hint({}, body)
+    assert h.retry_after == pytest.approx(2.463586755)
+    assert h.limited == "requests" and h.per_day  # the first quota named is the day's
+    assert (h.requests.limit, h.requests.window) == (1000, 60)  # the shortest period paces
+    # a quota of 0 (a model the tier may not use) states no limit to pace at
+    zero = body.replace('"10000"', '"0"').replace('"1000"', '"0"')
+    assert hint({}, zero).requests.empty and hint({}, zero).limited == "requests"
+    # not Google's model, or not JSON: nothing read from it
+    for other in ('{"error": {"details": "google.rpc.RetryInfo"}}', "google.rpc. not JSON"):
+        assert hint({}, other).retry_after is None and hint({}, other).requests.empty
