@@ -95,6 +95,11 @@ enforced by --limit_mode (--token_limit_mode / --token_window_s for the token li
                                    also in the body's error.metadata; --rpd  20 RPM, 50 or 1000 RPD
                                    a UTC day (a window reset at midnight)
   --headers ietf                   RateLimit-Policy / RateLimit              [I] draft -11
+  --headers gemini                 none; a 429's body in Google's error      [GE] 429 bodies quoted in
+                                   model: QuotaFailure (the quota's id,      public issues; [GR]
+                                   per minute, its limit), RetryInfo         "RetryInfo ... retryDelay"
+                                   retryDelay in whole seconds ("39s"), and
+                                   "Please retry in 39.84s." (--body_hint)
   --headers none                   nothing                                   Together's current docs: none
                                                                              on a 200 [T2]
   --headers_report minute          per-minute figures while enforcing less   [Z] headers "per minute"; [O2],
@@ -123,6 +128,9 @@ enforced by --limit_mode (--token_limit_mode / --token_window_s for the token li
   [D]  https://deepinfra.com/docs/advanced/rate-limits
   [L]  https://pypi.org/project/limits/ (alisaifee/limits: "Supported Strategies")
   [CF] https://blog.cloudflare.com/counting-things-a-lot-of-different-things/
+  [GE] https://ai.google.dev/gemini-api/docs/rate-limits ; bodies: github.com/google-gemini/gemini-cli
+       issues 13112, 22486; google-gemini/gemini-cli-action issue 36; googleapis/python-genai PR 2114
+  [GR] https://cloud.google.com/java/docs/reference/proto-google-common-protos/latest/com.google.rpc.RetryInfo
 The quotes are beside the code that follows them.
 
 Combinations: OpenAI-like = defaults, or --limit_mode fixed --window_s 1 --token_accounting max
@@ -333,7 +341,7 @@ LIBRARY_MODES = ("limits-fixed", "limits-moving", "limits-counter")
 LIMIT_MODES = ("bucket", "fixed", "sliding", "gcra", *LIBRARY_MODES)
 TOKEN_ACCOUNTING = ("refund", "reserve", "max", "actual")
 HEADER_DIALECTS = ("openai", "groq", "cerebras", "fireworks", "anthropic", "together", "openrouter",
-                   "ietf", "none")
+                   "ietf", "gemini", "none")
 HEADERS_REPORT = ("minute", "window")
 RETRY_AFTER = ("ms", "seconds", "date", "none")
 
@@ -1095,7 +1103,7 @@ class Simulator:
     def _ratelimit_headers(self, now: float) -> dict[str, str]:
         """The limits, in the dialect of --headers, with the figures of --headers_report."""
         cfg = self.cfg
-        if cfg.headers in ("none", "openrouter") or not self.limits:  # (OpenRouter's: 429s only)
+        if cfg.headers in ("none", "openrouter", "gemini") or not self.limits:  # (429s only)
             return {}
         # (a UTC day is reported as itself: a per-minute figure of it means nothing)
         rep = {kind: lim.report(now, "window" if isinstance(lim.enforcer, FixedWindow) and
@@ -1493,6 +1501,8 @@ class Simulator:
         lim = self.limits[kind]
         if cfg.headers == "openrouter":
             return self._openrouter_429(lim, now)
+        if cfg.headers == "gemini":
+            return self._gemini_429(lim, model, wait, now)
         limit, remaining = lim.report(now, cfg.headers_report)[:2]
         msg = (f"Rate limit reached for {lim.label} on {model}: Limit {_count(limit)}, "
                f"Used {max(0, round(limit - remaining))}, Requested {costs[kind][1]}.")
@@ -1547,6 +1557,46 @@ class Simulator:
         if self.cfg.retry_after != "none":
             headers = {**headers, **self._retry_after_headers(reset, now)}
         return self._json(429, body, headers)
+
+    def _gemini_429(self, lim: Limit, model: str, wait: float, now: float) -> web.Response:
+        """Gemini [GE]: "Rate limits are applied per project" as RPM, TPM (input tokens) and RPD;
+        no rate-limit header on any reply, and a 429 in Google's error model (AIP-193): the
+        message names the quota's metric and limit, and "Please retry in 39.844676573s." (left
+        out with --no_body_hint), the details a QuotaFailure whose violation names the quota by
+        its id (unit and period: "GenerateContentInputTokensPerModelPerMinute-FreeTier",
+        "GenerateRequestsPerMinutePerProjectPerModel-FreeTier") and its value, and a RetryInfo
+        whose retryDelay is whole seconds ("39s" beside 39.84 in the message: "Clients should
+        wait at least this long", [GR]). How Gemini enforces a minute is not documented: as
+        --limit_mode says. No Retry-After unless --retry_after says (Gemini-like: none)."""
+        metric, quota_id = {
+            "requests": ("generate_content_paid_tier_requests",
+                         "GenerateRequestsPerMinutePerProjectPerModel"),
+            "tokens": ("generate_content_paid_tier_input_token_count",
+                       "GenerateContentPaidTierInputTokensPerModelPerMinute"),
+            "input_tokens": ("generate_content_paid_tier_input_token_count",
+                             "GenerateContentPaidTierInputTokensPerModelPerMinute"),
+            "requests_day": ("generate_content_paid_tier_requests",
+                             "GenerateRequestsPerDayPerProjectPerModel"),
+        }.get(lim.kind, (f"generate_content_{lim.kind}", f"Generate{lim.short}"))
+        value = lim.per_minute  # (a day's count for requests_day)
+        msg = ("You exceeded your current quota, please check your plan and billing details. For "
+               "more information on this error, head to: https://ai.google.dev/gemini-api/docs/"
+               f"rate-limits.\n* Quota exceeded for metric: generativelanguage.googleapis.com/"
+               f"{metric}, limit: {_count(value)}, model: {model}")
+        if self.cfg.body_hint:
+            msg += f"\nPlease retry in {max(0.0, wait):.9f}s."
+        body = orjson.dumps({"error": {"code": 429, "message": msg, "status": "RESOURCE_EXHAUSTED",
+                                       "details": [
+            {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [
+                {"quotaMetric": f"generativelanguage.googleapis.com/{metric}", "quotaId": quota_id,
+                 "quotaDimensions": {"location": "global", "model": model},
+                 "quotaValue": _count(value)}]},
+            {"@type": "type.googleapis.com/google.rpc.Help", "links": [
+                {"description": "Learn more about Gemini API quotas",
+                 "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]},
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo",
+             "retryDelay": f"{math.floor(max(0.0, wait))}s"}]}})
+        return self._json(429, body, self._retry_after_headers(wait, now))
 
     # ---------------------------------------------------------------- handlers
 
@@ -2484,7 +2534,8 @@ def parse_args(argv: list[str] | None = None) -> SimConfig:
               "figures a day's (--rpd); cerebras = x-ratelimit-{limit,remaining,reset}-requests-day and "
               "-tokens-minute, resets in seconds, --rpd the UTC day; fireworks = x-ratelimit-limit-tokens-prompt "
               "and -generated (--itpm, --otpm), limits only; ietf = RateLimit-Policy and RateLimit (draft-ietf-httpapi-"
-              "ratelimit-headers-11); none. Default openai")
+              "ratelimit-headers-11); gemini = none, a 429 body in Google's error model (QuotaFailure, RetryInfo); "
+              "none. Default openai")
     _add(g, "headers_report", choices=HEADERS_REPORT, default=d.headers_report,
          help="minute = limits and remaining as per-minute figures whatever the enforcement (OpenAI, Azure, "
               "Anthropic state per-minute limits and enforce over shorter periods); window = the enforced "

@@ -561,6 +561,43 @@ def test_openrouter_dialect_on_429s_only_with_resets_in_unix_milliseconds():
         assert timeline(c, s)["limits"]["enforced"]["rpd"]["window_s"] == 86400
 
 
+def test_gemini_dialect_in_google_s_error_model_and_read_by_the_client():
+    """Gemini: no rate-limit header; a 429's body names the quota it broke (QuotaFailure: its id,
+    unit and period, and its value), the wait to the nanosecond in the message and in whole
+    seconds in RetryInfo; the client's parser reads the limit, its kind and the wait."""
+    from creator.ratehints import RateLimitHint
+
+    with start_simulator(rpm=2, headers="gemini", retry_after="none", limit_mode="fixed",
+                         window_s=60) as s, httpx.Client() as c:
+        early_in_a_clock_minute(within_s=58.0)  # the three requests in one minute of the clock
+        ok = [post(c, s) for _ in range(2)]
+        assert all(r.status_code == 200 and not ratelimit_headers(r.headers) for r in ok)
+        r = post(c, s)
+        assert r.status_code == 429 and not ratelimit_headers(r.headers), r.text
+        assert "retry-after" not in {k.lower() for k in r.headers}
+        error = r.json()["error"]
+        assert error["status"] == "RESOURCE_EXHAUSTED"
+        said = float(re.search(r"Please retry in ([0-9.]+)s\.", error["message"])[1])
+        assert 0 < said <= 60.5
+        kinds = {d["@type"].rsplit(".", 1)[-1]: d for d in error["details"]}
+        violation = kinds["QuotaFailure"]["violations"][0]
+        assert violation["quotaId"] == "GenerateRequestsPerMinutePerProjectPerModel"
+        assert violation["quotaValue"] == "2"
+        assert kinds["RetryInfo"]["retryDelay"] == f"{math.floor(said)}s"
+        hint = RateLimitHint.from_reply(r.headers, r.content)
+        assert hint.limited == "requests" and hint.retry_after == pytest.approx(said)
+        assert (hint.requests.limit, hint.requests.window) == (2, 60)
+    with start_simulator("--no_body_hint", rpm=600, itpm=150, headers="gemini",
+                         retry_after="none") as s, \
+            httpx.Client() as c:
+        statuses = [post(c, s) for _ in range(4)]  # prompts of ~75 tokens: the third is refused
+        refused = next(r for r in statuses if r.status_code == 429)
+        hint = RateLimitHint.from_reply(refused.headers, refused.content)
+        assert "retry in" not in refused.json()["error"]["message"]
+        assert hint.limited == "input" and hint.input_tokens.limit == 150
+        assert hint.retry_after is not None and hint.retry_after == int(hint.retry_after)
+
+
 def test_ietf_dialect():
     with start_simulator(rpm=60, tpm=60000, otpm=6000, headers="ietf") as s, httpx.Client() as c:
         r = post(c, s, small(max_tokens=100))
