@@ -56,6 +56,7 @@ __all__ = ["Limits", "Pacer", "SpanGuard", "Budget", "Learner", "Ticket", "Sent"
 MARGIN = 0.98  # pace at 98% of a known limit: arrival jitter must not push one into a full window
 SPAN_SLACK_S = 0.25  # a SpanGuard's span: the limit's window and this (the way to the server)
 SPAN_FULL = 0.995  # a 429 when our own sends of the span held this share of the limit arms it
+SPAN_TRUST_S = 1.0  # ... unless its wait ends this much sooner than our sends leave the span
 LATE_SHARE = 0.25  # a request up to this share of its interval late keeps the pacer's schedule
 WINDOW_RESUME_S = 0.25  # ... and one held by a window's end, up to this long before the reset
 WINDOW_MARGIN = 1.0  # the pace of a second whose own count the server reports (Stated.counted)
@@ -1232,8 +1233,10 @@ class Limits:
         held to the limit from now (SpanGuard.armed). Not before: a bucket, fixed windows and a
         minute counted from its start let a catch-up after a slow start go (with replies of 2 s
         +- 50% and the limit given, guarding every minute from the start cost a bucket, GCRA and
-        fixed 10 s 1-2% of the limit). True if it armed a guard."""
-        armed = False
+        fixed 10 s 1-2% of the limit). But where the 429 says the window takes more sooner
+        than our sends would leave it, the server's window began before them: everybody waits
+        till then, and no guard is armed. True if it armed a guard or paused."""
+        armed = reopens = False
         for kind, guards in self.guards.items():
             if hint.limited is not None and hint.limited != kind:
                 continue
@@ -1244,9 +1247,23 @@ class Limits:
                 # a minute from our first sends, it idled 42 s past the end)
                 continue
             for guard in guards:
-                if not guard.armed and guard.used_by(now) >= SPAN_FULL * guard.cap:
+                if guard.armed or guard.used_by(now) < SPAN_FULL * guard.cap:
+                    continue
+                if hint.retry_after is not None and \
+                        hint.retry_after + SPAN_TRUST_S < guard.wait_time(1.0, now):
+                    # the server says it takes more sooner than a window over our own sends
+                    # would: a window that began before them (Gemini's minute, the clock's:
+                    # begun 7 s before our first request, spent 11 s in, held 9 s past its end,
+                    # by this guard and by the pace's schedule kept from our first request)
+                    reopens = True
+                    pacer = self.pacers.get(kind)
+                    if pacer is not None:
+                        pacer.tat = min(pacer.tat, now + hint.retry_after)
+                else:
                     guard.armed = armed = True
-        return armed
+        if reopens and not armed:
+            self.pause(now + hint.retry_after)
+        return armed or reopens
 
     @staticmethod
     def _charge_named(ticket: Ticket, hint: RateLimitHint) -> str | None:

@@ -289,6 +289,33 @@ def test_a_window_stated_on_its_429_with_its_reset_reopens_then_not_a_minute_aft
     assert limits.wait_time(1, now + 20.01 + 1 / (20 * MARGIN)) == pytest.approx(0, abs=1e-6)
 
 
+@pytest.mark.parametrize("began_before_s, reopens_at_its_word", [(7.0, True), (0.2, False)])
+def test_a_limit_stated_on_its_429_with_only_a_wait_is_trusted_where_it_reopens_sooner(
+        began_before_s, reopens_at_its_word):
+    """Gemini states its quota only on a 429 (Google's QuotaFailure: 1,200 a minute) and when to
+    retry (RetryInfo), no count left, no reset. Its minute is the clock's: begun 7 s before our
+    first request, spent by the ramp 9 s in, it reopens 44 s later, 9 s before our sends leave a
+    minute-long span. At the server's word everybody waits, then goes at the pace; a guard over
+    our own sends (the sliding window's reading) held them 9 s past the reopening. Where the wait
+    the server names is that of a window over our sends (within SPAN_TRUST_S), the guard."""
+    limits = Limits(max_in_flight=None, now=0.0)
+    sent = [limits.consume(1, i / 128) for i in range(1200)]  # the ramp's ~9.4 s at 128 a second
+    for t in sent[:-1]:
+        limits.completed(t, t.sent_at + 0.5, RateLimitHint(), 1, 0)
+    now = sent[-1].sent_at + 0.05
+    wait = 60.0 - began_before_s - now  # to the server's minute's end
+    quota = RateLimitHint(retry_after=wait, limited="requests",
+                          requests=Reading(1200, window=60.0))
+    limits.rate_limited(sent[-1], now, quota)
+    assert limits.pacers["requests"].rate == pytest.approx(20 * MARGIN)
+    assert limits.wait_time(1, now + wait - 1) > 0  # the window is spent till its end
+    if reopens_at_its_word:
+        assert limits.spans_held() == []
+        assert limits.wait_time(1, now + wait + 0.01) == 0  # ... and open again at it
+    else:
+        assert limits.spans_held() == [{"kind": "requests", "window_s": 60.0, "limit": 1200}]
+
+
 def test_a_429_with_a_token_pacer_first_withdraws_the_refunds():
     limits = Limits(max_in_flight=None, tpm=60_000, now=0.0)
     t = limits.consume(1200, 0.0, prompt=200)
