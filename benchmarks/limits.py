@@ -461,13 +461,32 @@ def provider_cases(p: Params) -> list[Case]:
     return cases
 
 
+# Gemini: RPM, TPM (input tokens) and RPD a project, stated nowhere but in a 429's body, in Google's
+# error model (QuotaFailure: the quota's id and value; RetryInfo: when to retry; "Please retry in
+# 39.84s." in the message), no Retry-After (ai.google.dev/gemini-api/docs/rate-limits; the bodies
+# public issues quote: simserver.py's _gemini_429). How it enforces a minute is not said; Google
+# Cloud's rate quotas refill "at the start of the next synchronized interval, such as 10:01:00"
+# (docs.cloud.google.com/compute/api-quota): windows of the clock's minute. RPM-bound only (its
+# token limit counts input tokens, which no case here binds on)
+GEMINI = {"mode": "fixed 60s", "accounting": "refund",
+          "sim_flags": {"headers": "gemini", "retry_after": "none"}}
+
+
+def gemini_cases(p: Params) -> list[Case]:
+    return [Case(f"gemini-like, {'slow replies, ' if slow else ''}{know}, RPM",
+                 "providers slow" if slow else "providers", GEMINI["mode"], know, "rpm",
+                 duration_s=p.duration_s, accounting=GEMINI["accounting"],
+                 sim_flags={**GEMINI["sim_flags"], **(SLOW if slow else {})})
+            for slow in (False, True) for know in ("given", "headers")]
+
+
 def all_cases(p: Params) -> list[Case]:
     if p.quick:
         return quick_cases(p)
-    # (the library's last: each case's seed follows its place in the list, and the runs before
-    # them keep theirs)
+    # (the library's and Gemini's last: each case's seed follows its place in the list, and the
+    # runs before them keep theirs)
     return matrix_cases(p) + extra_cases(p) + provider_cases(p) + concurrency_cases(p) + \
-        baseline_cases(p) + library_cases(p)
+        baseline_cases(p) + library_cases(p) + gemini_cases(p)
 
 
 # --- one case -------------------------------------------------------------------------------------
