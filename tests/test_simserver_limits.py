@@ -530,17 +530,24 @@ def test_together_dialect_per_second():
         assert post(c, s).headers["x-ratelimit-limit"] == "600"  # --headers_report minute
 
 
+def third_in_a_clock_minute_of_two(c, s):
+    """Two requests and a third in one minute of the clock, on a server that allows two a minute
+    and states its limits on 429s only: the third's 429."""
+    early_in_a_clock_minute(within_s=58.0)
+    ok = [post(c, s) for _ in range(2)]
+    assert all(r.status_code == 200 and not ratelimit_headers(r.headers) for r in ok)
+    r = post(c, s)
+    assert r.status_code == 429, r.text
+    return r
+
+
 def test_openrouter_dialect_on_429s_only_with_resets_in_unix_milliseconds():
     """OpenRouter states its limits only on a 429 ("X-RateLimit-* headers on the error
     response"), the reset the refusing window's end in Unix ms, the three repeated in the body;
     free models' RPD is the UTC day."""
     with start_simulator(rpm=2, headers="openrouter", retry_after="none", limit_mode="fixed",
                          window_s=60) as s, httpx.Client() as c:
-        early_in_a_clock_minute(within_s=58.0)  # the three requests in one minute of the clock
-        ok = [post(c, s) for _ in range(2)]
-        assert all(r.status_code == 200 and not ratelimit_headers(r.headers) for r in ok)
-        r = post(c, s)
-        assert r.status_code == 429, r.text
+        r = third_in_a_clock_minute_of_two(c, s)
         h = ratelimit_headers(r.headers)
         assert set(h) == {"x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"}
         assert (h["x-ratelimit-limit"], h["x-ratelimit-remaining"]) == ("2", "0")
@@ -569,11 +576,8 @@ def test_gemini_dialect_in_google_s_error_model_and_read_by_the_client():
 
     with start_simulator(rpm=2, headers="gemini", retry_after="none", limit_mode="fixed",
                          window_s=60) as s, httpx.Client() as c:
-        early_in_a_clock_minute(within_s=58.0)  # the three requests in one minute of the clock
-        ok = [post(c, s) for _ in range(2)]
-        assert all(r.status_code == 200 and not ratelimit_headers(r.headers) for r in ok)
-        r = post(c, s)
-        assert r.status_code == 429 and not ratelimit_headers(r.headers), r.text
+        r = third_in_a_clock_minute_of_two(c, s)
+        assert not ratelimit_headers(r.headers)
         assert "retry-after" not in {k.lower() for k in r.headers}
         error = r.json()["error"]
         assert error["status"] == "RESOURCE_EXHAUSTED"
