@@ -1568,13 +1568,12 @@ class Simulator:
         whose retryDelay is whole seconds ("39s" beside 39.84 in the message: "Clients should
         wait at least this long", [GR]). How Gemini enforces a minute is not documented: as
         --limit_mode says. No Retry-After unless --retry_after says (Gemini-like: none)."""
+        inputs = ("generate_content_paid_tier_input_token_count",
+                  "GenerateContentPaidTierInputTokensPerModelPerMinute")  # (Gemini's TPM: input)
         metric, quota_id = {
             "requests": ("generate_content_paid_tier_requests",
                          "GenerateRequestsPerMinutePerProjectPerModel"),
-            "tokens": ("generate_content_paid_tier_input_token_count",
-                       "GenerateContentPaidTierInputTokensPerModelPerMinute"),
-            "input_tokens": ("generate_content_paid_tier_input_token_count",
-                             "GenerateContentPaidTierInputTokensPerModelPerMinute"),
+            "tokens": inputs, "input_tokens": inputs,
             "requests_day": ("generate_content_paid_tier_requests",
                              "GenerateRequestsPerDayPerProjectPerModel"),
         }.get(lim.kind, (f"generate_content_{lim.kind}", f"Generate{lim.short}"))

@@ -205,10 +205,12 @@ class RateLimitHint:
         google = GoogleError.read(body) if body else None
         if retry_after is None and google is not None:
             retry_after = google.retry_delay  # (the message's, above, is to the nanosecond)
-        limited = limit_named_in(body) if body else None
         requested = requested_in_message(body) if body else None
-        per_day = google.per_day if google is not None and google.limited is not None else \
-            names_a_day(body) if body else False
+        if google is not None and google.limited is not None:  # the quota it broke says both
+            limited, per_day = google.limited, google.per_day
+        else:
+            limited = limit_named_in(body) if body else None
+            per_day = names_a_day(body) if body else False
         requests, tokens = _openai(headers, reference)
         inputs = outputs = NOTHING
         if requests.empty and tokens.empty:
@@ -325,10 +327,8 @@ def names_a_day(body: bytes | str) -> bool:
 
 def limit_named_in(body: bytes | str) -> str | None:
     """Which limit a 429 says was reached: OpenAI's error type ("tokens", "requests") or the
-    words of its message ("... on tokens per min (TPM)"); None if it does not say."""
-    google = GoogleError.read(body)
-    if google is not None and google.limited is not None:
-        return google.limited
+    words of its message ("... on tokens per min (TPM)"); None if it does not say. (Google's
+    QuotaFailure names it otherwise: GoogleError.limited.)"""
     text = _text(body)
     try:
         error = json.loads(text).get("error")
