@@ -133,6 +133,7 @@ P_500, P_TRUNCATED = 0.2, 0.2
 # platform.openai.com/docs/guides/latency-optimization): ~162 tokens, 2.1 s (1.7 s where nothing
 # is known) on average, from under half that to over one and a half times it
 SLOW = {"tpot": 0.01, "jitter": 0.5}
+RTT_S = 0.2  # a network round trip to a provider on another continent (--rtt)
 # long answers, a reasoning model: ~8 s a reply (0.05 s a token), the first one slower than the
 # 5 s the creator's first request waits alone for its reply (creator/ratelimit.py PROBE_GIVE_UP_S)
 LONG = {"tpot": 0.05, "jitter": 0.3}
@@ -175,7 +176,7 @@ QUICK = Params(duration_s=18.0, nothing_duration_s=18.0, parallel=4, quick=True)
 class Case:
     name: str
     # matrix | dialect | retry_after | accounting | count_rejected | faults | endpoints | low | slow
-    # | providers | baseline
+    # | network | providers | baseline
     group: str
     mode: str  # a key of MODES
     knowledge: str  # given | headers | nothing | retry-after (no x-ratelimit headers, a Retry-After)
@@ -260,6 +261,20 @@ def extra_cases(p: Params) -> list[Case]:
         Case(f"faults {P_500:.0%} 5xx + {P_TRUNCATED:.0%} truncated, fixed 1s, headers, RPM",
              "faults", "fixed 1s", "headers", "rpm", duration_s=d,
              sim_flags={"p_500": P_500, "p_truncated": P_TRUNCATED}),
+        # ... and with nothing known (no headers, no Retry-After), as in the example
+        Case(f"faults {P_500:.0%} 5xx + {P_TRUNCATED:.0%} truncated, fixed 1s, nothing, RPM",
+             "faults", "fixed 1s", "nothing", "rpm", latency_s=ln, duration_s=dn,
+             sim_flags={**NOTHING, "p_500": P_500, "p_truncated": P_TRUNCATED}),
+        # a provider across a network (RTT): a 429 comes back a round trip after its request
+        # left, not at once as on 127.0.0.1; meanwhile the requests sent after it reach the
+        # window it found full
+        *[Case(f"round trip {RTT_S:g} s, {mode}, {know}, {bound.upper()}", "network", mode, know,
+               bound, latency_s=ln if know == "nothing" else LATENCY_S,
+               duration_s=dn if know == "nothing" else d,
+               sim_flags={**(NOTHING if know == "nothing" else {}), "rtt": RTT_S})
+          for mode, know, bound in (("fixed 1s", "nothing", "rpm"), ("sliding 60s", "nothing", "rpm"),
+                                    ("fixed 1s", "nothing", "tpm"), ("gcra", "nothing", "rpm"),
+                                    ("fixed 1s", "headers", "rpm"), ("fixed 1s", "given", "tpm"))],
         # two endpoints with their own limits, headers; and nothing known, each learnt apart
         Case("two endpoints 600 + 1,200 RPM, fixed 1s, headers", "endpoints", "fixed 1s",
              "headers", "rpm", duration_s=d, endpoint_rpms=[600.0, 1200.0]),
@@ -1151,6 +1166,8 @@ def tables(data: dict[str, Any]) -> str:
                          (f"a limit on requests in flight, {MAX_ACTIVE} at once, a bare 429 "
                           "(held: the share of them kept busy)", ("concurrency",)),
                          ("slow replies (~162 tokens at 0.01 s each, +-50%)", ("slow",)),
+                         (f"across a network: every answer, a 429 too, a round trip ({RTT_S:g} s "
+                          "+-20%) after its request left", ("network",)),
                          ("a free plan's limit, 30 RPM (~45-100 requests in a run: one 429 is "
                           "10-22 per 1,000)", ("low",)),
                          ("baselines: AsyncOpenAI + semaphore (c=64, SDK's 2 retries), "

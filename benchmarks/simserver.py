@@ -12,6 +12,9 @@ a short plain reply, as a model's would be (the faults that cut or garble conten
 
 Models, all optional and off by default:
   * latency: ttft + completion_tokens * tpot (+- jitter), optional slot limit (--max_concurrency)
+  * the network (--rtt): every request reaches the server, and every answer (a 429 too) the
+    client, half a round trip later (+- 20%); on 127.0.0.1 a 429 is otherwise back in a
+    millisecond, from a provider across the internet in tens to hundreds
   * rate limits the ways providers enforce and state them (below): --rpm / --tpm / --itpm / --otpm
   * auth (--api_key) and a hard quota (--quota -> 429 insufficient_quota)
   * fault injection: 5xx, hung requests, dropped connections, malformed / duplicate / empty /
@@ -233,6 +236,7 @@ class SimConfig:
     ttft: float = 0.0
     tpot: float = 0.0
     jitter: float = 0.0
+    rtt: float = 0.0  # a network round trip: half on the way in, half on the way out (+- RTT_JITTER)
     max_concurrency: int = 0  # 0 = unlimited
     # rate limits, each stated per minute (0 = unlimited)
     rpm: float = 0.0
@@ -345,6 +349,7 @@ HEADER_DIALECTS = ("openai", "groq", "cerebras", "fireworks", "anthropic", "toge
 HEADERS_REPORT = ("minute", "window")
 RETRY_AFTER = ("ms", "seconds", "date", "none")
 
+RTT_JITTER = 0.2  # --rtt varies by this share either way
 PLAIN_REPLY = "OK, understood."  # to a user message that is not one JSON object
 FAULTS = ("timeout", "drop", "500", "garbage", "empty", "malformed", "truncated", "wrong_format",
           "duplicate")
@@ -1064,6 +1069,7 @@ class Simulator:
     def __init__(self, config: SimConfig) -> None:
         self.cfg = config
         self.rng = random.Random(config.seed)
+        self.rng_net = random.Random(f"{config.seed}|net")  # apart: --rtt leaves the replies as they were
         self.n_question = 0
         self.n_completion = 0
         self.served: list[str] = []  # recent served questions (for duplicate faults)
@@ -1608,10 +1614,19 @@ class Simulator:
         task = asyncio.current_task()
         self.tasks.add(task)
         try:
-            return await self._chat(request)
+            await self._network()  # on its way in: the limits see it this much later
+            response = await self._chat(request)
+            await self._network()  # on its way out, whatever the answer
+            return response
         finally:
             self.tasks.discard(task)
             self.stats["in_flight"] -= 1
+
+    async def _network(self) -> None:
+        """Half a round trip (--rtt), +- RTT_JITTER: the requests of a burst arrive, and their
+        answers return, a little out of the order they left in."""
+        if self.cfg.rtt > 0:
+            await asyncio.sleep(0.5 * self.cfg.rtt * self.rng_net.uniform(1 - RTT_JITTER, 1 + RTT_JITTER))
 
     def cancel_all(self) -> None:
         """Cancel every request still being handled (hung or sleeping): used at shutdown."""
@@ -2471,6 +2486,9 @@ def parse_args(argv: list[str] | None = None) -> SimConfig:
     _add(p, "ttft", type=float, default=d.ttft, help="seconds to first token")
     _add(p, "tpot", type=float, default=d.tpot, help="seconds per output token")
     _add(p, "jitter", type=float, default=d.jitter, help="uniform +- fraction on the latency")
+    _add(p, "rtt", type=float, default=d.rtt,
+         help="seconds of network round trip: half before a request reaches the limits, half before "
+              "any answer (a 429 too) leaves; +- 20%%")
     _add(p, "max_concurrency", type=int, default=d.max_concurrency, help="slots; 0 = unlimited")
     g = p.add_argument_group("rate limits (each stated per minute; the providers behind each mode are in the table below)")
     _add(g, "rpm", type=float, default=d.rpm, help="requests/minute; 0 = unlimited")

@@ -229,6 +229,28 @@ def test_fixed_per_second_admits_its_share_then_the_next_window():
         assert post(c, s).status_code == 200  # the next window admits again
 
 
+def test_a_round_trip_delays_every_answer_a_429_too():
+    """--rtt: half a round trip before a request reaches the limits, half before its answer
+    leaves; a 429 comes back a round trip after it was sent, not at once."""
+    rtt = 0.4
+    with start_simulator(rpm=60, limit_mode="fixed", window_s=1, rtt=rtt) as s, httpx.Client() as c:
+        to_window_start()
+        timed = []
+        for _ in range(2):  # one a second is allowed: the second in the window is refused
+            t0 = time.monotonic()
+            r = post(c, s)
+            timed.append((r.status_code, time.monotonic() - t0))
+        (ok, t_ok), (no, t_no) = timed
+        if t_ok < 0.6:  # both in one window of the server's clock (not so on a loaded machine)
+            assert (ok, no) == (200, 429)
+        assert 0.8 * rtt <= t_no < 0.8 * rtt + 1.0 and 0.8 * rtt <= t_ok
+    with start_simulator(rpm=60, limit_mode="fixed", window_s=1) as s, httpx.Client() as c:
+        to_window_start()
+        post(c, s)
+        t0 = time.monotonic()
+        assert post(c, s).status_code == 429 and time.monotonic() - t0 < 0.8 * rtt
+
+
 def test_fixed_ten_second_window_reports_the_window():
     # Azure's other period: 60 RPM over 10 s windows = 10 per window, reported per window
     with start_simulator(rpm=60, limit_mode="fixed", window_s=10, headers_report="window") as s, httpx.Client() as c:
