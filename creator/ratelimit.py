@@ -470,7 +470,8 @@ class Learner:
     MEMORY_S = 120.0
     RAMP_START = 4.0  # requests/s after the first reply, then doubling: 1,024/s after 0.8 s
     RAMP_BLIND = 1.0  # ... or after PROBE_GIVE_UP_S with no reply yet, until one comes
-    RAMP_STEP_S = 0.1
+    RAMP_STEP_S = 0.1  # at least; and at least the first reply's round trip, up to RAMP_STEP_MOST_S
+    RAMP_STEP_MOST_S = 0.3  # (a round trip across an ocean, and a first token)
     RAMP_STORM_S = 3.0  # a first storm this soon after the ramp began is the ramp's burst's
     # a window that reopened at the clock's minute after refusing everything for longer than
     # the longest short window providers name (Azure's 10 s) is the clock's minute (below)
@@ -483,6 +484,7 @@ class Learner:
         self.rate: float | None = None
         self.ramping = False
         self.ramp_began = -math.inf
+        self.ramp_step = self.RAMP_STEP_S
         self.probes = 0  # steps above the estimate without a 429
         self.wall_hits = 0  # 429s in a row at the same estimate
         self.ceiling: float | None = None
@@ -518,7 +520,7 @@ class Learner:
     def sending_rate(self, now: float, span: float = 1.0) -> float:
         first = now if self.first_send is None else self.first_send
         span = max(0.1, min(span, now - first))
-        return sum(1 for t, _ in self.log if t > now - span) / span
+        return sum(1 for t, _ in self.log if now - span < t <= now) / span
 
     def _set(self, rate: float, ceiling: float, now: float) -> None:
         self.ramping = False
@@ -540,22 +542,26 @@ class Learner:
             # a storm come back, measured from when sending resumed
             return
         assert self.first_send is not None
+        # up to when the refused request went: the server was full then; what went since is on
+        # its way (a round trip of 0.2 s: 25 requests of the ramp's 128 a second, unanswered,
+        # read as let through, and 64 a second of 30 was learnt, then cut 5% a storm for 15 s)
+        end = max(ticket.sent_at, self.first_send)
         # a second at least (the shortest window), and long enough to hold ten requests
-        sending = self.sending_rate(now)
+        sending = self.sending_rate(end)
         span = min(10.0, max(1.0, 10 / sending if sending > 0 else 10.0))
         # not from before the last storm ended: its blackout is not what the server allows now
         # (after a sliding minute spent, 10 s that held the storm read as 0.9 a second of 30)
-        span = min(span, now - self.storm_over)
+        span = min(span, end - self.storm_over)
         # ... but over the last EDGE_LEAST requests at least (all, if fewer went): a span that
         # held none measured nothing (a limit of 30 a minute, 1.1 s after a storm's probe)
-        least = self._last_requests_began()
+        least = self._last_requests_began(end)
         if least is not None:
-            span = max(span, now - least)
-        span = max(0.1, min(span, now - self.first_send))
+            span = max(span, end - least)
+        span = max(0.1, min(span, end - self.first_send))
         # (a span back to the first request holds it: the first reply came 0.1 s before a 429,
         # and a span of 0.1 s left it out)
-        start = now - span if now - span > self.first_send else self.first_send - 1e-9
-        through = self.admitted(start, now) / span
+        start = end - span if end - span > self.first_send else self.first_send - 1e-9
+        through = self.admitted(start, end) / span
         if not through:
             # nothing got through in the span (a blackout's probes, replies of 1.7 s): that is
             # no rate; it read as 1 a minute, for the minute that took to undo (a sliding minute
@@ -729,9 +735,11 @@ class Learner:
         self._set(self.CUT * allowance / MINUTE, allowance / MINUTE, now)
         return True
 
-    def _last_requests_began(self) -> float | None:
-        """When the EDGE_LEAST-th last request went (the first, if fewer went; None: none)."""
-        sent = [t for t, _ in itertools.islice(reversed(self.log), self.EDGE_LEAST)]
+    def _last_requests_began(self, until: float = math.inf) -> float | None:
+        """When the EDGE_LEAST-th last request sent by `until` went (the first, if fewer went;
+        None: none)."""
+        sent = [t for t, _ in itertools.islice((r for r in reversed(self.log) if r[0] <= until),
+                                               self.EDGE_LEAST)]
         return sent[-1] if sent else None
 
     def _quiet_before_last_success(self) -> float:
@@ -751,15 +759,20 @@ class Learner:
         self.storm_starts.clear()
         self.last_change = self.last_cut = now
 
-    def start_ramp(self, now: float, rate: float | None = None) -> None:
+    def start_ramp(self, now: float, rate: float | None = None,
+                   round_trip: float = 0.0) -> None:
         """A server that answered without stating limits: raise the rate from RAMP_START (or
-        `rate`: RAMP_BLIND, where nothing has answered yet), doubling at most every RAMP_STEP_S
-        as replies come, until a 429 says where the limit is or the rate no longer holds us back
-        (TCP's slow start, on the clock: a 429 comes back at once, so the ramp need not wait for
-        slow replies)."""
+        `rate`: RAMP_BLIND, where nothing has answered yet), doubling as replies come, until a
+        429 says where the limit is or the rate no longer holds us back (TCP's slow start, on
+        the clock: a 429 comes back at once, so the ramp need not wait for slow replies). At
+        once is a round trip on the network: no more often than the first reply took (its
+        request, the limits read, asks for one token), so the rate is at most twice what the
+        server refused when its first 429 comes back (a round trip of 0.2 s and steps of 0.1 s:
+        512 a second sent at a limit of 30, 23 429s per 1,000 where 4 came, fake clock)."""
         if self.rate is None and not self.cuts:
             self.rate, self.ramping, self.last_change = rate or self.RAMP_START, True, now
             self.ramp_began = now
+            self.ramp_step = min(self.RAMP_STEP_MOST_S, max(self.RAMP_STEP_S, round_trip))
 
     def stop_ramp(self) -> None:
         self.rate, self.ramping = None, False
@@ -767,10 +780,10 @@ class Learner:
     def succeeded(self, ticket: Ticket, now: float) -> None:
         ticket.record[1] = True
         if self.ramping:
-            if self.rate is not None and now - self.last_change >= self.RAMP_STEP_S:
+            if self.rate is not None and now - self.last_change >= self.ramp_step:
                 # over a span that holds a few requests at the rate, all of it in the ramp (at 4
                 # a second, 0.2 s holds none, and the ramp ended at once into a burst of 64)
-                span = max(2 * self.RAMP_STEP_S, 4 / self.rate)
+                span = max(2 * self.ramp_step, 4 / self.rate)
                 if now - self.ramp_began >= span and \
                         self.sending_rate(now, span) < 0.5 * self.rate:
                     self.rate, self.ramping = None, False  # something else holds us back
@@ -1418,7 +1431,7 @@ class Limits:
         self.replies += 1
         self.observe(hint, ticket, now)
         if self.replies == 1 and not self.known and self.learn:
-            self.learner.start_ramp(now)
+            self.learner.start_ramp(now, round_trip=now - ticket.sent_at)
             self._follow_learner(now)
 
     def _refund(self, ticket: Ticket, prompt_used: int, completion_used: int, now: float) -> None:

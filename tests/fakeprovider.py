@@ -209,6 +209,7 @@ class Provider:
     # its length and the server's load, seconds apart from one request to the next
     latency_spread: float = 0.05
     jitter_s: float = 0.005  # on the way to the server
+    rtt: float = 0.0  # a network round trip: half on the way to the server, half back (a 429's too)
     # a limit on requests in flight at once, not on a rate (W&B Inference, DeepInfra: the
     # simulator's --max_active); `names_it`: its 429 says "concurrency" (W&B's does)
     max_active: int = 0
@@ -392,7 +393,7 @@ def simulate(provider: Provider, *, duration: float = 120.0, concurrency: int = 
             asked = limits.fit_window(prompt, asked) if fit else asked
             run.asked.append(asked)
             ticket = limits.consume(prompt + asked, now, prompt)
-            at(now + rng.uniform(0, provider.jitter_s), arrive, worker, ticket)
+            at(now + rng.uniform(0, provider.jitter_s) + provider.rtt / 2, arrive, worker, ticket)
 
     def wake(now: float) -> None:
         wake_at[0] = math.inf
@@ -402,12 +403,13 @@ def simulate(provider: Provider, *, duration: float = 120.0, concurrency: int = 
         if provider.arrive(now, prompt + ticket.completion, prompt):
             run.admitted.append(now)
             spread = provider.latency_spread
-            at(now + provider.latency * rng.uniform(1 - spread, 1 + spread), done, worker, ticket,
-               now)
+            at(now + provider.latency * rng.uniform(1 - spread, 1 + spread) + provider.rtt / 2,
+               done, worker, ticket, now)
         else:
             run.refused.append(now)
             requested = provider.charge(prompt + ticket.completion, prompt)
-            at(now + 0.001, refused, worker, ticket, provider.hint(now, True, requested))
+            at(now + 0.001 + provider.rtt / 2, refused, worker, ticket,
+               provider.hint(now, True, requested))
 
     def done(now: float, worker: int, ticket, admitted_at: float) -> None:
         provider.finish(now, ticket.completion - used, admitted_at, used)
