@@ -766,9 +766,9 @@ class Learner:
         429 says where the limit is or the rate no longer holds us back (TCP's slow start, on
         the clock: a 429 comes back at once, so the ramp need not wait for slow replies). At
         once is a round trip on the network: no more often than the first reply took (its
-        request, the limits read, asks for one token), so the rate is at most twice what the
-        server refused when its first 429 comes back (a round trip of 0.2 s and steps of 0.1 s:
-        512 a second sent at a limit of 30, 23 429s per 1,000 where 4 came, fake clock)."""
+        request, the limits read, asks for one token), so the ramp doubles once at most while a
+        429 is on its way back (a round trip of 0.2 s and steps of 0.1 s: 512 a second sent at
+        a limit of 30 when the first came back, 23 429s per 1,000 where 4 came, fake clock)."""
         if self.rate is None and not self.cuts:
             self.rate, self.ramping, self.last_change = rate or self.RAMP_START, True, now
             self.ramp_began = now
