@@ -426,10 +426,17 @@ def simulate(provider: Provider, *, duration: float = 120.0, concurrency: int = 
 
     def read_arrive(now: float, ticket) -> None:
         if provider.arrive(now, 6, 5):
-            at(now + 0.1 * provider.latency, read_done, ticket, now)
+            at(now + 0.1 * provider.latency + provider.rtt / 2, read_done, ticket, now)
+            return
+        hint = provider.hint(now, True, provider.charge(6, 5))
+        if provider.rtt:
+            at(now + provider.rtt / 2, read_refused, ticket, hint)
         else:
-            limits.rate_limited(ticket, now, provider.hint(now, True, provider.charge(6, 5)))
-            serve(now)
+            read_refused(now, ticket, hint)
+
+    def read_refused(now: float, ticket, hint: RateLimitHint) -> None:
+        limits.rate_limited(ticket, now, hint)
+        serve(now)
 
     def read_done(now: float, ticket, admitted_at: float) -> None:
         provider.finish(now, 0, admitted_at, 1)
@@ -437,7 +444,7 @@ def simulate(provider: Provider, *, duration: float = 120.0, concurrency: int = 
         serve(now)
 
     if read_limits:
-        at(0.0, read_arrive, limits.consume(6, 0.0, 5, sized=False))
+        at(provider.rtt / 2, read_arrive, limits.consume(6, 0.0, 5, sized=False))
     for worker in range(concurrency):
         at(0.0, want, worker)
     while events:
