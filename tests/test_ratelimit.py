@@ -1298,6 +1298,25 @@ def test_a_window_of_the_clocks_minute_that_reopens_is_not_burst_into():
     assert read >= 10
 
 
+@pytest.mark.parametrize("rtt, seeds", [(0.0, (10, 12, 17, 29, 30)),
+                                         (0.2, (9, 11, 12, 17, 29, 30))])
+def test_a_minute_spent_just_before_the_clocks_minute_ends_is_read_as_it(rtt, seeds):
+    """... and where the run began 21-33 s before the clock's minute, the first one was spent
+    (at 64 a second, replies of 1 s) only 1-10 s before it ended: a window of 10 s could refuse
+    that long, so the storm taught nothing, and the next minute was spent in 19 s and refused
+    everything for 40 s: 21-28 s under half after the first minute, 48-80% of the limit, at
+    b5be1b0 (the seeds below, at once and across a round trip of 0.2 s). Every window of 10 s
+    or less is ruled out by the counts (an earlier whole one let more through than the last
+    one did before it refused everything): at most 5 s. (Not where the minute ended under a
+    second after the wall: a window that short is not told from one of 10 s.)"""
+    for seed in seeds:
+        provider = Provider(mode="fixed", window_s=60, rpm=1200, latency=1.0, rtt=rtt, seed=seed)
+        run, limits = simulate(provider, duration=120, concurrency=64, seed=seed)
+        assert run.longest_below(20.0, 0.5, start=60) <= 5, (seed, run.per_second())
+        assert run.held(20.0, start=60) >= 0.9, (seed, run.held(20.0, start=60))
+        assert run.refused_share() <= 0.02, seed  # the target where nothing is known
+
+
 @pytest.mark.parametrize("latency", [0.1, 1.7])
 def test_windows_of_ten_seconds_that_begin_with_the_clocks_minute_are_not_taken_for_it(latency):
     """... but fixed windows of 10 s begin with the clock's minute too, one in six, and cannot
