@@ -111,6 +111,8 @@ K = 5
 MAX_TOKENS = 1024  # the creator's default, and the baseline's: a request reserves prompt + this
 TOKENS_PER_REQUEST = 265.0  # prompt + completion as the simulator serves them: 265.2-265.5
 CONCURRENCY = 64
+MINUTE_S = 60.0
+CLIENT_START_S = 2.0  # from starting the creator to its first request reaching a server
 RPM = 1200.0  # RPM-bound: 20 requests/s
 FREE_RPM = 30.0  # a free plan's: one request every 2 s
 TPM = 300000.0  # TPM-bound: 5,000 tokens/s, ~19 requests/s of ~265 tokens; a 1-s window holds 4
@@ -189,6 +191,9 @@ class Case:
     endpoint_rpms: list[float] = field(default_factory=list)  # two endpoints: each one's RPM
     accounting: str = "refund"
     token_limit: str = "tpm"  # tpm | otpm: the token limit that binds (OTPM: output tokens only)
+    # the client is started so that its first request goes about this long before the clock's
+    # minute begins (windows of the clock's minute); None: wherever in the minute the case starts
+    minute_after_s: float | None = None
 
     @property
     def limits_in_file(self) -> bool:
@@ -473,6 +478,14 @@ def provider_cases(p: Params) -> list[Case]:
                           azure["mode"], know, "tpm", duration_s=p.duration_s,
                           accounting=azure["accounting"],
                           sim_flags={**azure["sim_flags"], "headers_report": "window"}))
+    # Cerebras's minute begun ~22 s before the clock's: at ~62 requests a second the ramp spends
+    # the first minute a second or two before it ends, so that its storm is as short as a window
+    # of 10 s may refuse (elsewhere in the minute the case starts where the clock has it)
+    cerebras = PROFILES["cerebras"]
+    cases.append(Case("cerebras-like, begun 22 s before the clock's minute, headers, RPM",
+                      "providers", cerebras["mode"], "headers", "rpm", duration_s=p.duration_s,
+                      accounting=cerebras["accounting"], minute_after_s=22.0,
+                      sim_flags={**cerebras["sim_flags"], **cerebras["beside"]["rpm"]}))
     return cases
 
 
@@ -570,6 +583,8 @@ def run_case(case: Case, workdir: Path, seed: int) -> dict[str, Any]:
         if case.limits_in_file:
             endpoints_file(output).write_text(
                 json.dumps([{"base_url": sims[0].base_url, "itpm": ITPM, "otpm": OTPM}]))
+        if case.minute_after_s is not None:
+            time.sleep((-case.minute_after_s - CLIENT_START_S - time.time()) % MINUTE_S)
         started = time.time()
         proc = subprocess.Popen(client_cmd(case, [s.base_url for s in sims], output), cwd=REPO,
                                 env=child_env(), stdin=subprocess.DEVNULL, stdout=out_file,
@@ -614,6 +629,7 @@ def run_case(case: Case, workdir: Path, seed: int) -> dict[str, Any]:
         "sim_flags": [sim_flags(case, rpm, seed + i) for i, rpm in enumerate(rpms)],
         "client_cmd": " ".join(client_cmd(case, ["URL"] * len(rpms), Path("OUT.jsonl"))[1:]),
         "first_request_unix": t_first, "sigint_unix": round(t_stop, 3),
+        "clock_minute_after_first_s": round(-t_first % MINUTE_S, 2) if t_first else None,
         "measured_s": round(t_stop - t_first, 2) if t_first else None,
         "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "sim_cpu_s": sim_cpu,
