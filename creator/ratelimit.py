@@ -459,8 +459,9 @@ class Learner:
     which mean a long window that answers late, and once per storm's length where a minute
     measured it. A 429 just after a storm whose probes measured our own pauses, not the
     server's pace, is the storm's, not an edge. A storm that let nothing through for over 10 s
-    and ends as the clock's minute begins is a window of the clock's minute (Unix time, where
-    known): its allowance is what went through in the minute just closed."""
+    (or for less, where the counts rule out every shorter window that tiles the minute) and ends
+    as the clock's minute begins is a window of the clock's minute (Unix time, where known): its
+    allowance is what went through in the minute just closed."""
 
     CUT = 0.95  # after a storm: the new rate, as a share of what went through
     EDGE = 0.97  # after an isolated 429: as a share of what we were sending
@@ -715,8 +716,9 @@ class Learner:
         allowance in that minute too. Windows of 10 s, which begin with the clock's minute one
         time in six, cannot refuse for that long: where the ramp ran barely above them through
         one of their ends unrefused, all else read as a minute's (17-27% of the limit after, on
-        three seeds of twelve). Not in a minute the run began in after an earlier storm (its
-        count, low, is not a window's)."""
+        three seeds of twelve). A shorter storm is the minute's too where the counts rule out
+        every window of 10 s or less (_short_windows_ruled_out). Not in a minute the run began in
+        after an earlier storm (its count, low, is not a window's)."""
         if self.unix_offset is None or self.first_send is None:
             return False
         # the minute began after the last refused request reached the server, and before (or
