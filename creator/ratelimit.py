@@ -434,11 +434,6 @@ def _window_of(reading: Reading, default: float) -> float:
     return default
 
 
-# the fixed windows of 10 s or less that tile the clock's minute (a window of one of them can end
-# with the minute): what a storm that ends as the minute begins may be, other than the minute
-CLOCK_SHORT_WINDOWS_S = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 10.0)
-
-
 class Learner:
     """A request rate learnt from 429s that no known limit explains.
 
@@ -483,6 +478,11 @@ class Learner:
     # the longest short window providers name (Azure's 10 s) is the clock's minute (below)
     CLOCK_QUANTUM_S = 10.0
     CLOCK_SLACK_S = 0.5  # a request's way to the server, and its clock against ours
+    # the fixed windows of CLOCK_QUANTUM_S or less that tile the clock's minute (1, 2, 3, 4, 5, 6
+    # and 10 s; one of them can end with the minute): what a storm that ends as the minute begins
+    # may be, other than the minute
+    CLOCK_SHORT_WINDOWS_S = tuple(float(w) for w in range(1, int(CLOCK_QUANTUM_S) + 1)
+                                  if MINUTE % w == 0)
 
     def __init__(self, unix_offset: float | None = None) -> None:
         # Unix time - our clock's (None: unknown, as on a fake clock that models no wall clock)
@@ -755,7 +755,7 @@ class Learner:
         then 40 s refused: 22 s under half after the first minute; the simulator at b9fbf6c.)"""
         assert self.first_send is not None
         slack = self.CLOCK_SLACK_S
-        for window in CLOCK_SHORT_WINDOWS_S:
+        for window in self.CLOCK_SHORT_WINDOWS_S:
             if window < blackout - slack:
                 continue
             last = self.admitted(minute - window - slack, minute)
