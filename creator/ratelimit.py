@@ -681,7 +681,8 @@ class Learner:
         # 5.7 requests a second of 18.9, and stayed). Not after storms that came back again
         # and again with requests getting through between them (a bucket emptied by the ramp,
         # with a short Retry-After each time): the span holds the ramp's burst
-        blackout = self._quiet_before_last_success() >= self.LONG_STORM_S
+        quiet = self._quiet_before_last_success()
+        blackout = quiet >= self.LONG_STORM_S
         if blackout:
             # from the end of the last such storm: from one reopening to the next, what the
             # window allows exactly (each end late by about half its pause; fixed windows of 10 s
@@ -698,6 +699,15 @@ class Learner:
                 # of 19 read as 13 a second of 20)
                 average = max(average, self.admitted(end - MINUTE, end) / MINUTE)
                 self.minute_measured = True
+            elif quiet > self.CLOCK_QUANTUM_S and end - self.first_send >= MINUTE:
+                # there was none, and nothing got through for longer than a short window
+                # refuses: a long window the first minute spent, whose allowance that minute
+                # holds too (a sliding minute of tokens spent in 32 s, slow replies: the trickle
+                # the blackout let through cut the rate to 0.1 a second, and over the storm and
+                # as long before it 7.5 a second of 18.9 was learnt after it, 56 s under half;
+                # fake clock). A bucket of a minute that starts full admits twice its allowance
+                # in its first minute, but it refills as it goes: it makes no such blackout
+                average = max(average, self.admitted(end - MINUTE, end) / MINUTE)
             self.blackout_over = end
         if self.rate is None or average * self.CUT < self.rate or (
                 blackout and self.ceiling is not None and average > self.ceiling):

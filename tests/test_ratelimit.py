@@ -1222,6 +1222,25 @@ def test_a_minute_the_ramp_spent_is_measured_when_it_reopens():
         assert run.longest_below(per_second, 0.5, start=60) <= 5
 
 
+def test_a_minute_spent_slowly_is_measured_over_the_minute_when_it_reopens():
+    """Nothing known, tokens limited over a sliding minute, replies of 1.7 s +- 50%: 64 at once
+    send twice the limit, and the minute is spent ~32 s in, with no 429 before. In the blackout,
+    what the refunds of the requests still running let through cut the rate, edge by edge, to
+    0.1 a second; the storm that ended as the minute reopened measured itself and as long before
+    it, a span that held the blackout: 7.5 a second of 18.9, then a slow climb, 68.4% over two
+    minutes and 56 s under half (seed 4; at e936d43). A blackout longer than a short window
+    refuses, in the run's first minute, is measured over the minute before its end, which holds
+    the window just spent: 92.9%, 4 s."""
+    per_second = 300_000 / 60 / (103 + 162)
+    for seed in (3, 4, 6):
+        provider = Provider(mode="sliding", window_s=60, tpm=300_000, latency=1.7,
+                            latency_spread=0.5, seed=seed)
+        run, _ = simulate(provider, duration=120, concurrency=64, prompt=103, max_tokens=228,
+                          used=162, first_max_tokens=477, seed=seed)
+        assert run.longest_below(per_second, 0.5, start=60) <= 5, seed
+        assert run.held(per_second) >= 0.84, (seed, run.held(per_second))  # 0.852-0.929
+
+
 def test_a_window_spent_early_is_measured_from_its_reopening():
     """Nothing known, fixed windows of 10 s: the ramp spends the first window in a second and
     nothing gets through for nine; the next storm's rate, measured from the start of that first
