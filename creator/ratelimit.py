@@ -700,13 +700,15 @@ class Learner:
                 average = max(average, self.admitted(end - MINUTE, end) / MINUTE)
                 self.minute_measured = True
             elif quiet > self.CLOCK_QUANTUM_S and end - self.first_send >= MINUTE:
-                # there was none, and nothing got through for longer than a short window
-                # refuses: a long window the first minute spent, whose allowance that minute
-                # holds too (a sliding minute of tokens spent in 32 s, slow replies: the trickle
-                # the blackout let through cut the rate to 0.1 a second, and over the storm and
-                # as long before it 7.5 a second of 18.9 was learnt after it, 56 s under half;
-                # fake clock). A bucket of a minute that starts full admits twice its allowance
-                # in its first minute, but it refills as it goes: it makes no such blackout
+                # ... or none, in the run's second minute, after nothing got through for longer
+                # than a short window refuses: a long window the first minute spent, whose
+                # allowance the minute before holds too (a sliding minute of tokens spent in 32
+                # s, slow replies: the trickle the blackout let through cut the rate to 0.1 a
+                # second, and over the storm and as long before it 7.5 a second of 18.9 was
+                # learnt after it, 56 s under half; fake clock). A bucket of a minute that starts
+                # full admits twice its allowance in its first minute, but it refills as it goes:
+                # it makes no such blackout. (Not a minute_measured: its slow probe upward cost a
+                # point of a sliding minute of requests, nothing known, on the fake clock.)
                 average = max(average, self.admitted(end - MINUTE, end) / MINUTE)
             self.blackout_over = end
         if self.rate is None or average * self.CUT < self.rate or (

@@ -1229,8 +1229,8 @@ def test_a_minute_spent_slowly_is_measured_over_the_minute_when_it_reopens():
     0.1 a second; the storm that ended as the minute reopened measured itself and as long before
     it, a span that held the blackout: 7.5 a second of 18.9, then a slow climb, 68.4% over two
     minutes and 56 s under half (seed 4; at e936d43). A blackout longer than a short window
-    refuses, in the run's first minute, is measured over the minute before its end, which holds
-    the window just spent: 92.9%, 4 s."""
+    refuses, ending in the run's second minute, is measured over the minute before its end, which
+    holds the window just spent: 92.9%, 4 s."""
     per_second = 300_000 / 60 / (103 + 162)
     for seed in (3, 4, 6):
         provider = Provider(mode="sliding", window_s=60, tpm=300_000, latency=1.7,
