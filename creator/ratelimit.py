@@ -691,25 +691,23 @@ class Learner:
             if lasted <= cycle <= MINUTE + last_pause:
                 average = max(average, self.admitted(self.blackout_over, end) / cycle)
                 self.minute_measured = self.minute_measured or cycle >= MINUTE / 2
-            elif end - self.first_send >= 2 * MINUTE:
+            elif end - self.first_send >= 2 * MINUTE or (
+                    quiet > self.CLOCK_QUANTUM_S and end - self.first_send >= MINUTE):
                 # the last reopening is too long ago to time a cycle (a window of the clock's
                 # minute spent 10 s early, once): the minute before this one holds the window
                 # just spent, whole (any window of a minute or less admits no more than its
                 # allowance in a minute; over the storm and as long before it, 9.5 s of nothing
-                # of 19 read as 13 a second of 20)
+                # of 19 read as 13 a second of 20). So too with none, in the run's second minute,
+                # after nothing got through for longer than a short window refuses: a long window
+                # the first minute spent (a sliding minute of tokens spent in 32 s, slow replies:
+                # the trickle the blackout let through cut the rate to 0.1 a second, and over the
+                # storm and as long before it 7.5 a second of 18.9 was learnt after it, 56 s under
+                # half; fake clock). A bucket of a minute that starts full admits twice its
+                # allowance in its first minute, but it refills as it goes: it makes no such
+                # blackout. That one is no minute_measured: its slow probe upward cost a point of
+                # a sliding minute of requests, nothing known, on the fake clock
                 average = max(average, self.admitted(end - MINUTE, end) / MINUTE)
-                self.minute_measured = True
-            elif quiet > self.CLOCK_QUANTUM_S and end - self.first_send >= MINUTE:
-                # ... or none, in the run's second minute, after nothing got through for longer
-                # than a short window refuses: a long window the first minute spent, whose
-                # allowance the minute before holds too (a sliding minute of tokens spent in 32
-                # s, slow replies: the trickle the blackout let through cut the rate to 0.1 a
-                # second, and over the storm and as long before it 7.5 a second of 18.9 was
-                # learnt after it, 56 s under half; fake clock). A bucket of a minute that starts
-                # full admits twice its allowance in its first minute, but it refills as it goes:
-                # it makes no such blackout. (Not a minute_measured: its slow probe upward cost a
-                # point of a sliding minute of requests, nothing known, on the fake clock.)
-                average = max(average, self.admitted(end - MINUTE, end) / MINUTE)
+                self.minute_measured = self.minute_measured or end - self.first_send >= 2 * MINUTE
             self.blackout_over = end
         if self.rate is None or average * self.CUT < self.rate or (
                 blackout and self.ceiling is not None and average > self.ceiling):
