@@ -447,12 +447,13 @@ class Learner:
     minute), so a long window that reopens is not burst into again; after a long storm that let
     nothing through, that average is the window's allowance, and the rate is raised to it. The
     estimate is never taken over time that has not passed; a storm that comes back at once is
-    measured from when sending resumed after it (the ramp's cuts the rate but keeps the
-    estimate: what a fraction of a second let through just after the ramp's burst is not what
-    the server allows). After a cut the rate climbs back to
-    just below the estimate in a few steps, then slowly above it; more slowly after long storms,
-    which mean a long window that answers late, and once per storm's length where a minute
-    measured it. A 429 just after a storm whose probes measured our own pauses, not the
+    measured from when sending resumed after it, or over the server's memory where it is long
+    (the ramp's cuts the rate but keeps the estimate: what a fraction of a second let through
+    just after the ramp's burst is not what the server allows); one come back after a blackout
+    the minute measured is that blackout's echo, and teaches nothing. After a cut the rate climbs
+    back to just below the estimate in a few steps, then slowly above it; more slowly after long
+    storms, which mean a long window that answers late, and once per storm's length where a
+    minute measured it. A 429 just after a storm whose probes measured our own pauses, not the
     server's pace, is the storm's, not an edge. A storm that let nothing through for over 10 s
     (or for less, where the counts rule out every shorter window that tiles the minute) and ends
     as the clock's minute begins is a window of the clock's minute (Unix time, where known): its
@@ -506,6 +507,7 @@ class Learner:
         self.storm_came_back = False  # the last storm came back at once and cut the rate
         self.storms = 0  # storms begun (not counting those come back at once)
         self.blackout_over = -math.inf  # when the last storm that let nothing through ended
+        self.blackout_measured = -math.inf  # ... and was measured over (half) a minute
         self.window = 1.0  # the longest storm seen: how long the server's memory seems to be
         self.minute_measured = False  # a long window's allowance measured over a whole minute
         self.clock_minutes = 0  # ... read as the clock's minute at a storm's end, so many times
@@ -586,7 +588,8 @@ class Learner:
         """Returns when the storm began: now, or, if it is the last one come back (a window not
         yet wholly reopened), when that one began. Sets the rate from what was admitted: since
         the last storm began (or ended, after a blackout); for a short storm come back at once,
-        since the request that ended it went (not counting that one)."""
+        since the request that ended it went (not counting that one), or over the server's memory
+        where it is long."""
         while self.storm_starts and self.storm_starts[0] < now - MINUTE:
             self.storm_starts.popleft()
         if now - self.storm_over < self.SETTLE_S and self.storm_starts:
@@ -603,7 +606,20 @@ class Learner:
                 # burst into the minute, 61% of the limit, 56 s under half; later storms of a
                 # sliding minute with slow replies, 11-13 s under half where 1-2 s)
                 ramps = self.storms == 1 and began - self.ramp_began <= self.RAMP_STORM_S
-                if self._cut_to_admitted(self.storm_resumed, now,
+                since = self.storm_resumed
+                if self.window >= self.LONG_STORM_S:
+                    # a server with a long memory (a storm of seconds seen) lets through now
+                    # the echo of what it let through a window ago, our own storms of then
+                    # included (a sliding minute): the fraction of a second since sending
+                    # resumed says little of what it allows. Over its memory, then, but not
+                    # from before the last blackout ended (a sliding minute of tokens, replies of
+                    # 2.1 s, nothing known, a run of 5 minutes: half a second after a storm at
+                    # the second minute's end read 6.2 a second of 18.9, and the slow probe of a
+                    # long window never climbed back, 6-12 a second for three minutes; fake clock)
+                    assert self.first_send is not None
+                    since = max(min(since, now - self.window), self.blackout_over,
+                                self.first_send)
+                if self._cut_to_admitted(since, now,
                                          keep_estimate=ramps and not self.storm_came_back):
                     self.storm_came_back = True
             return began
@@ -674,6 +690,14 @@ class Learner:
         average = max(1.0 / sending, self.admitted(end - span, end) / sending)
         if lasted < self.LONG_STORM_S and self.rate is not None:
             return  # a short storm paused us: what went through meanwhile says too little
+        if began < self.blackout_over == self.blackout_measured and self.rate is not None:
+            # a storm come back at once after a blackout that the minute measured: the storm
+            # and as long before it hold that blackout, and what the window let through since it
+            # reopened is its echo and our wait for the probe's slow reply, not its allowance
+            # (a sliding minute reopens as it was filled: 2.9 a second of 18.9 read so, then 3-8
+            # a second for four minutes, the slow probe of a long window; fake clock). A storm
+            # that begins afresh measures the rate again
+            return
         # a long storm in which nothing got through (but the request that ends it) is a long
         # window spent: over the span, which covers it, the average admitted is what the window
         # allows, above the rate too (a sliding minute spent by the ramp in 3 s let a few
@@ -690,7 +714,8 @@ class Learner:
             cycle = end - self.blackout_over
             if lasted <= cycle <= MINUTE + last_pause:
                 average = max(average, self.admitted(self.blackout_over, end) / cycle)
-                self.minute_measured = self.minute_measured or cycle >= MINUTE / 2
+                if cycle >= MINUTE / 2:
+                    self.minute_measured, self.blackout_measured = True, end
             elif end - self.first_send >= 2 * MINUTE or (
                     quiet > self.CLOCK_QUANTUM_S and end - self.first_send >= MINUTE):
                 # the last reopening is too long ago to time a cycle (a window of the clock's
@@ -704,10 +729,12 @@ class Learner:
                 # storm and as long before it 7.5 a second of 18.9 was learnt after it, 56 s under
                 # half; fake clock). A bucket of a minute that starts full admits twice its
                 # allowance in its first minute, but it refills as it goes: it makes no such
-                # blackout. That one is no minute_measured: its slow probe upward cost a point of
-                # a sliding minute of requests, nothing known, on the fake clock
+                # blackout. The minute is measured, and the rate probes above it once per storm's
+                # length: 1% a step climbed 43% in the next minute, which was spent 4 s early,
+                # and the trickle after it halved the rate (73% of the limit over five minutes;
+                # fake clock)
                 average = max(average, self.admitted(end - MINUTE, end) / MINUTE)
-                self.minute_measured = self.minute_measured or end - self.first_send >= 2 * MINUTE
+                self.minute_measured, self.blackout_measured = True, end
             self.blackout_over = end
         if self.rate is None or average * self.CUT < self.rate or (
                 blackout and self.ceiling is not None and average > self.ceiling):
