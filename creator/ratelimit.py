@@ -453,7 +453,8 @@ class Learner:
     the minute measured is that blackout's echo, and teaches nothing. After a cut the rate climbs
     back to just below the estimate in a few steps, then slowly above it; more slowly after long
     storms, which mean a long window that answers late, and once per storm's length where a
-    minute measured it. A 429 just after a storm whose probes measured our own pauses, not the
+    minute measured it; and never stays under half the most that got through in a minute lately,
+    which any window of a minute or less allows. A 429 just after a storm whose probes measured our own pauses, not the
     server's pace, is the storm's, not an edge. A storm that let nothing through for over 10 s
     (or for less, where the counts rule out every shorter window that tiles the minute) and ends
     as the clock's minute begins is a window of the clock's minute (Unix time, where known): its
@@ -811,6 +812,16 @@ class Learner:
                                                self.EDGE_LEAST)]
         return sent[-1] if sent else None
 
+    def _half_best_minute(self) -> float:
+        """Half the most requests that got through in any minute remembered, a second."""
+        through = [t for t, outcome in self.log if outcome is True]
+        best = first = 0
+        for last, t in enumerate(through):
+            while through[first] <= t - MINUTE:
+                first += 1
+            best = max(best, last - first + 1)
+        return best / 2 / MINUTE
+
     def _quiet_before_last_success(self) -> float:
         """Seconds between the sending of the last request that got through and of the one
         that got through before it."""
@@ -865,8 +876,17 @@ class Learner:
             return
         if self.sending_rate(now, 2.0) < 0.8 * self.rate:
             return  # the rate is not what holds us back: raising it proves nothing
+        floor = self.RECOVERED * self._half_best_minute()
         target = self.RECOVERED * (self.ceiling or self.rate)
-        if self.rate < target:
+        if self.rate < floor:
+            # below half of what got through in a minute lately: the server allows that much
+            # (no window of a minute or less, nor a bucket of a minute, lets through more than
+            # twice its allowance in any minute). A blackout's trickle cut the rate, edge by
+            # edge, to 0.1 a second; when the window reopened nothing said so, and the climb
+            # back took minutes (a window of the clock's minute of tokens, replies of 1.7 s:
+            # 56 s under half in two minutes, 236 s in five; fake clock). Back there at once
+            self.rate = floor
+        elif self.rate < target:
             self.rate = min(target, self.rate * self.RECOVER)
         elif now - self.last_cut < self.STEP_S * min(60.0, 2.0 ** self.wall_hits):
             return  # hit the same wall again and again: probe above it less and less often

@@ -1357,6 +1357,26 @@ def test_a_minute_spent_just_before_the_clocks_minute_ends_is_read_as_it(rtt, se
         assert run.refused_share() <= 0.02, seed  # the target where nothing is known
 
 
+@pytest.mark.parametrize("rtt, seeds", [(0.0, (4,)), (0.2, (3, 4, 7, 8))])
+def test_a_trickle_through_a_spent_window_does_not_hold_the_rate_after_it_reopens(rtt, seeds):
+    """A window of the clock's minute of tokens, replies of 1.7 s, nothing known: spent, it lets
+    a trickle through as the requests still running give back what they did not use, and each
+    429 of it cut the rate as an edge, to 0.1 a second. The last storm ended before the clock's
+    minute did, so it was not read as the minute's; when the window reopened nothing said so,
+    and 1% a step took minutes: 18-56 s under half after the first minute on these seeds at
+    2af23f7. A rate under half the most that got through in a minute lately goes straight back
+    there: 0-1 s."""
+    per_second = 300_000 / 60 / (103 + 162)
+    for seed in seeds:
+        provider = Provider(mode="fixed", window_s=60, tpm=300_000, latency=1.7,
+                            latency_spread=0.5, rtt=rtt, seed=seed)
+        run, _ = simulate(provider, duration=120, concurrency=64, prompt=103, max_tokens=228,
+                          used=162, first_max_tokens=477, seed=seed)
+        assert run.longest_below(per_second, 0.5, start=60) <= 5, seed
+        assert run.held(per_second, start=60) >= 0.6, (seed, run.held(per_second, start=60))
+        assert run.refused_share() <= 0.02, seed
+
+
 @pytest.mark.parametrize("latency", [0.1, 1.7])
 def test_windows_of_ten_seconds_that_begin_with_the_clocks_minute_are_not_taken_for_it(latency):
     """... but fixed windows of 10 s begin with the clock's minute too, one in six, and cannot
