@@ -318,3 +318,25 @@ def test_limits_runs_the_cases_chosen_for_as_long_as_asked():
         run = subprocess.run([sys.executable, "-m", "benchmarks", *argv], capture_output=True,
                              text=True, timeout=60)
         assert run.returncode == 2 and "--duration is for limits with --only" in run.stderr
+
+
+def test_fakeclock_rows_and_compare(tmp_path, capsys):
+    """The fake clock's matrix (benchmarks/fakeclock.py): one row's figures, and --compare
+    naming a row that moved and only that one."""
+    from benchmarks import fakeclock
+
+    rows = dict(fakeclock.rows())
+    assert len(rows) == 60 and "sliding60 tpm lat1.7 rtt0.0" in rows
+    figures = fakeclock.run_row(rows["gcra rpm lat0.1 rtt0.0"], [1], 90.0)
+    held, steady, under_half, refused = figures[0]
+    assert 0.5 < held < 1.2 and 0.5 < steady < 1.2 and under_half >= 0 and refused >= 0
+    before = {"a": figures, "b": figures}
+    after = {"a": figures, "b": [[held - 0.2, steady, under_half + 9, refused]]}
+    (tmp_path / "before.json").write_text(json.dumps(before))
+    (tmp_path / "after.json").write_text(json.dumps(after))
+    assert fakeclock.main(["--compare", str(tmp_path / "before.json"),
+                           str(tmp_path / "after.json")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 1 and out[0].startswith("b ")
+    with pytest.raises(SystemExit):
+        fakeclock.main(["--compare", str(tmp_path / "missing.json"), str(tmp_path / "after.json")])
