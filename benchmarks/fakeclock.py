@@ -28,17 +28,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+import fakeprovider  # noqa: E402
 from fakeprovider import Provider, simulate  # noqa: E402
 
 MODES = {
-    "bucket": dict(mode="bucket"),
-    "fixed1": dict(mode="fixed", window_s=1),
-    "fixed10": dict(mode="fixed", window_s=10),
-    "sliding60": dict(mode="sliding", window_s=60),
-    "gcra": dict(mode="gcra", burst=3),
-    "counter1": dict(mode="counter", window_s=1),
-    "clock60": dict(mode="fixed", window_s=60),  # fixed windows of 60 s begin with the minute
-    "together": dict(mode="fixed", window_s=1, as_generated=True),
+    **fakeprovider.MODES,
+    "clock 60 s": dict(mode="fixed", window_s=60),  # fixed windows of 60 s begin with the minute
+    "together 1 s": dict(mode="fixed", window_s=1, as_generated=True),
 }
 LIMITS = {"rpm": {"rpm": 1200}, "tpm": {"tpm": 300_000}}
 REPLIES = ((0.1, 0.05), (1.7, 0.5))  # latency, spread
@@ -49,7 +45,7 @@ PROMPT, MAX_TOKENS, FIRST_MAX_TOKENS, USED = 103, 228, 477, 162
 def rows():
     for mode, enforcement in MODES.items():
         for bound, limit in LIMITS.items():
-            if mode == "together" and bound == "rpm":
+            if mode == "together 1 s" and bound == "rpm":
                 continue  # its per-second count is of tokens
             for latency, spread in REPLIES:
                 for rtt in RTTS:
@@ -74,7 +70,7 @@ def run_row(provider_args: dict, seeds: list[int], duration: float) -> list[list
 
 def line(name: str, results: list[list[float]]) -> str:
     held = [r[0] for r in results]
-    return (f"{name:30s} held {min(held):.3f}-{max(held):.3f} (mean {sum(held) / len(held):.3f})"
+    return (f"{name:32s} held {min(held):.3f}-{max(held):.3f} (mean {sum(held) / len(held):.3f})"
             f"  under half <= {max(r[2] for r in results):.0f} s"
             f"  429s/1k {min(r[3] for r in results):.1f}-{max(r[3] for r in results):.1f}")
 
@@ -89,7 +85,7 @@ def compare(before: dict, after: dict) -> None:
         refused = (max(r[3] for r in old), max(r[3] for r in new))
         if abs(low[1] - low[0]) >= 0.01 or below[0] != below[1] or \
                 abs(refused[1] - refused[0]) >= 1.0:
-            print(f"{name:30s} lowest {low[0]:.3f} -> {low[1]:.3f}  under half {below[0]:.0f} -> "
+            print(f"{name:32s} lowest {low[0]:.3f} -> {low[1]:.3f}  under half {below[0]:.0f} -> "
                   f"{below[1]:.0f} s  most 429s/1k {refused[0]:.1f} -> {refused[1]:.1f}")
 
 

@@ -308,6 +308,18 @@ class Provider:
         return min(limits)
 
 
+# the ways of enforcing a limit the tests go through, as `Provider` arguments
+MODES = {
+    "bucket": dict(mode="bucket"),
+    "fixed 1 s": dict(mode="fixed", window_s=1),
+    "fixed 10 s": dict(mode="fixed", window_s=10),
+    "sliding 60 s": dict(mode="sliding", window_s=60),
+    "gcra": dict(mode="gcra", burst=3),
+    # Cloudflare's sliding window counter, as the `limits` library enforces it for gateways
+    "counter 1 s": dict(mode="counter", window_s=1),
+}
+
+
 @dataclass
 class Run:
     admitted: list[float] = field(default_factory=list)  # arrival times

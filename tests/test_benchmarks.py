@@ -326,7 +326,7 @@ def test_fakeclock_rows_and_compare(tmp_path, capsys):
     from benchmarks import fakeclock
 
     rows = dict(fakeclock.rows())
-    assert len(rows) == 60 and "sliding60 tpm lat1.7 rtt0.0" in rows
+    assert len(rows) == 60 and "sliding 60 s tpm lat1.7 rtt0.0" in rows
     figures = fakeclock.run_row(rows["gcra rpm lat0.1 rtt0.0"], [1], 90.0)
     held, steady, under_half, refused = figures[0]
     assert 0.5 < held < 1.2 and 0.5 < steady < 1.2 and under_half >= 0 and refused >= 0
