@@ -876,7 +876,9 @@ class Learner:
             return
         if self.sending_rate(now, 2.0) < 0.8 * self.rate:
             return  # the rate is not what holds us back: raising it proves nothing
-        floor = self.RECOVERED * self._half_best_minute()
+        # (no more than the log holds got through in any of its minutes: not worth counting above)
+        floor = self.RECOVERED * self._half_best_minute() \
+            if self.rate < len(self.log) / 2 / MINUTE else 0.0
         target = self.RECOVERED * (self.ceiling or self.rate)
         if self.rate < floor:
             # below half of what got through in a minute lately: the server allows that much
