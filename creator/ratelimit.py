@@ -454,8 +454,8 @@ class Learner:
     back to just below the estimate in a few steps, then slowly above it; more slowly after long
     storms, which mean a long window that answers late, and once per storm's length where a
     minute measured it; and never stays under half the most that got through in a minute lately,
-    which any window of a minute or less allows. A 429 just after a storm whose probes measured our own pauses, not the
-    server's pace, is the storm's, not an edge. A storm that let nothing through for over 10 s
+    which any window of a minute or less allows. A 429 just after a storm whose probes measured
+    our own pauses, not the server's pace, is the storm's, not an edge. A storm that let nothing through for over 10 s
     (or for less, where the counts rule out every shorter window that tiles the minute) and ends
     as the clock's minute begins is a window of the clock's minute (Unix time, where known): its
     allowance is what went through in the minute just closed."""
@@ -876,7 +876,7 @@ class Learner:
             return
         if self.sending_rate(now, 2.0) < 0.8 * self.rate:
             return  # the rate is not what holds us back: raising it proves nothing
-        # (no more than the log holds got through in any of its minutes: not worth counting above)
+        # (a cheap bound first: none of the log's minutes holds more than the whole log)
         floor = self.RECOVERED * self._half_best_minute() \
             if self.rate < len(self.log) / 2 / MINUTE else 0.0
         target = self.RECOVERED * (self.ceiling or self.rate)
