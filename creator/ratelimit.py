@@ -443,22 +443,22 @@ class Learner:
     request probes until one gets through. What the server let through is measured between two
     moments it was full (the starts of two storms): whatever it enforces, a bucket, a window of
     a second or of a minute, what it admits between two such moments is what it allows. When a
-    storm ends the rate is also held to the average admitted since the start (at most a
-    minute), so a long window that reopens is not burst into again; after a long storm that let
-    nothing through, that average is the window's allowance, and the rate is raised to it. The
-    estimate is never taken over time that has not passed; a storm that comes back at once is
-    measured from when sending resumed after it, or over the server's memory where it is long
-    (the ramp's cuts the rate but keeps the estimate: what a fraction of a second let through
-    just after the ramp's burst is not what the server allows); one come back after a blackout
-    the minute measured is that blackout's echo, and teaches nothing. After a cut the rate climbs
-    back to just below the estimate in a few steps, then slowly above it; more slowly after long
-    storms, which mean a long window that answers late, and once per storm's length where a
-    minute measured it; and never stays under half the most that got through in a minute lately,
-    which any window of a minute or less allows. A 429 just after a storm whose probes measured
-    our own pauses, not the server's pace, is the storm's, not an edge. A storm that let nothing through for over 10 s
-    (or for less, where the counts rule out every shorter window that tiles the minute) and ends
-    as the clock's minute begins is a window of the clock's minute (Unix time, where known): its
-    allowance is what went through in the minute just closed."""
+    storm ends the rate is also held to the average admitted since the start (at most a minute),
+    so a long window that reopens is not burst into again; after a long storm that let nothing
+    through, that average is the window's allowance, and the rate is raised to it. The estimate
+    is never taken over time that has not passed; a storm that comes back at once is measured
+    from when sending resumed after it, or over the server's memory where it is long (the ramp's
+    cuts the rate but keeps the estimate: what a fraction of a second let through just after the
+    ramp's burst is not what the server allows); one come back after a blackout the minute
+    measured is that blackout's echo, and teaches nothing. After a cut the rate climbs back to
+    just below the estimate in a few steps, then slowly above it; more slowly after long storms,
+    which mean a long window that answers late, and once per storm's length where a minute
+    measured it; and never stays under half the most that got through in a minute lately, which
+    any window of a minute or less allows. A 429 just after a storm whose probes measured our
+    own pauses, not the server's pace, is the storm's, not an edge. A storm that let nothing
+    through for over 10 s (or for less, where the counts rule out every shorter window that
+    tiles the minute) and ends as the clock's minute begins is a window of the clock's minute
+    (Unix time, where known): its allowance is what went through in the minute just closed."""
 
     CUT = 0.95  # after a storm: the new rate, as a share of what went through
     EDGE = 0.97  # after an isolated 429: as a share of what we were sending
