@@ -111,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     if not 60 < args.duration <= 3600:
         parser.error("--duration is from 60 (exclusive: figures are after the first minute) "
                      "to 3600 simulated seconds")
+    if args.out and not Path(args.out).resolve().parent.is_dir():
+        parser.error(f"--out: no folder {Path(args.out).resolve().parent}")
     results = {}
     for name, provider_args in rows():
         results[name] = run_row(provider_args, seeds, args.duration)
