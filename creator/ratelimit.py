@@ -510,9 +510,14 @@ class Learner:
         self.blackout_over = -math.inf  # when the last storm that let nothing through ended
         self.blackout_measured = -math.inf  # ... and was measured over (half) a minute
         self.window = 1.0  # the longest storm seen: how long the server's memory seems to be
-        self.minute_measured = False  # a long window's allowance measured over a whole minute
-        self.clock_minutes = 0  # ... read as the clock's minute at a storm's end, so many times
+        self.clock_minutes = 0  # storms read as the clock's minute at their end, so many times
         self.cuts = 0
+
+    @property
+    def minute_measured(self) -> bool:
+        """A long window's allowance measured over a whole minute: a blackout measured over (half)
+        a minute, or a storm read as the clock's minute."""
+        return self.blackout_measured > -math.inf or self.clock_minutes > 0
 
     def sent(self, now: float) -> list:
         if self.first_send is None:
@@ -716,7 +721,7 @@ class Learner:
             if lasted <= cycle <= MINUTE + last_pause:
                 average = max(average, self.admitted(self.blackout_over, end) / cycle)
                 if cycle >= MINUTE / 2:
-                    self.minute_measured, self.blackout_measured = True, end
+                    self.blackout_measured = end
             elif end - self.first_send >= 2 * MINUTE or (
                     quiet > self.CLOCK_QUANTUM_S and end - self.first_send >= MINUTE):
                 # the last reopening is too long ago to time a cycle (a window of the clock's
@@ -735,7 +740,7 @@ class Learner:
                 # and the trickle after it halved the rate (73% of the limit over five minutes;
                 # fake clock)
                 average = max(average, self.admitted(end - MINUTE, end) / MINUTE)
-                self.minute_measured, self.blackout_measured = True, end
+                self.blackout_measured = end
             self.blackout_over = end
         if self.rate is None or average * self.CUT < self.rate or (
                 blackout and self.ceiling is not None and average > self.ceiling):
@@ -777,7 +782,7 @@ class Learner:
         if allowance < self.EDGE_LEAST:
             return False  # too few to measure a rate by
         self.storm_not_a_rate = True  # its probes' pace is not the server's
-        self.window, self.minute_measured, self.blackout_over = MINUTE, True, end
+        self.window, self.blackout_over = MINUTE, end
         self.clock_minutes += 1
         self._set(self.CUT * allowance / MINUTE, allowance / MINUTE, now)
         return True
