@@ -313,8 +313,7 @@ def extra_cases(p: Params) -> list[Case]:
         # a minute before, and the rows above end before a second blackout (at afccb36 a run
         # from Python took twice as long as the limit allows)
         Case("five minutes, slow replies, sliding 60s, nothing, TPM", "slow", "sliding 60s",
-             "nothing", "tpm", latency_s=ln, duration_s=dn if p.quick else LONG_RUN_S,
-             sim_flags=SLOW),
+             "nothing", "tpm", latency_s=ln, duration_s=LONG_RUN_S, sim_flags=SLOW),
     ]
 
 
